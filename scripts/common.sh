@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the netfs scripts. Source it; it defines functions and a
 # few variables and changes nothing on the machine by itself.
 

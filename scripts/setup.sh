@@ -8,6 +8,7 @@
 #   SKIP_PACKAGES  set to 1 to skip the package step (offline machines)
 set -euo pipefail
 
+# shellcheck source=scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_root
 
