@@ -1,0 +1,210 @@
+//! Backends turn a volume's merged options into the exact argv of its tool.
+//! One file per backend; nothing here spawns a process.
+
+mod command;
+mod nfs;
+mod rclone;
+mod sshfs;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use crate::options::{is_secret_key, MountOptions, Placeholders, ProcessOptions};
+use crate::secret::Secret;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Sshfs,
+    Rclone,
+    Nfs,
+    Command,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sshfs => "sshfs",
+            Self::Rclone => "rclone",
+            Self::Nfs => "nfs",
+            Self::Command => "command",
+        }
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        <Self as ValueEnum>::from_str(s, false)
+            .map_err(|_| format!("unknown type {s:?}; use one of sshfs, rclone, nfs, command"))
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("volume option \"source\" is required for type {0}")]
+    MissingSource(BackendKind),
+    #[error(
+        "type command needs the plugin setting --volume-process-binary (VOLUME_PROCESS_BINARY)"
+    )]
+    NoCommandBinary,
+    #[error("volume option \"password\" is not supported by type {0}")]
+    PasswordUnsupported(BackendKind),
+}
+
+/// Plugin settings a backend may need.
+#[derive(Debug, Clone, Default)]
+pub struct BackendSettings {
+    pub command_binary: Option<PathBuf>,
+    pub command_mount_option_flag: Option<String>,
+}
+
+/// Everything a backend needs to build one volume's command.
+pub struct Request<'a> {
+    pub name: &'a str,
+    pub source: Option<&'a str>,
+    pub mount_point: &'a Path,
+    /// Plugin and volume process options, concatenated, placeholders not yet replaced.
+    pub process_options: ProcessOptions,
+    /// Plugin and volume mount options, merged.
+    pub mount_options: MountOptions,
+    pub password: Option<&'a Secret>,
+    pub settings: &'a BackendSettings,
+}
+
+impl Request<'_> {
+    fn source(&self, kind: BackendKind) -> Result<&str, BackendError> {
+        self.source.ok_or(BackendError::MissingSource(kind))
+    }
+
+    fn mount_point(&self) -> String {
+        self.mount_point.to_string_lossy().into_owned()
+    }
+
+    fn process_args(&self) -> Vec<String> {
+        let mount_point = self.mount_point();
+        self.process_options.substitute(&Placeholders {
+            mount_point: &mount_point,
+            source: self.source.unwrap_or(""),
+            name: self.name,
+        })
+    }
+}
+
+/// A command ready to spawn: program, argv, and what goes to its stdin.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Written to stdin, then stdin is closed (sshfs `password_stdin`).
+    pub stdin: Option<Secret>,
+    /// The tool exits once mounted (mount.nfs): running means mounted.
+    pub one_shot: bool,
+}
+
+impl Invocation {
+    /// The command quoted for a shell, with secret values shown as `***`.
+    pub fn display(&self) -> String {
+        let words =
+            std::iter::once(self.program.clone()).chain(self.args.iter().map(|a| redact_arg(a)));
+        shell_words::join(words)
+    }
+}
+
+pub fn build(kind: BackendKind, req: &Request<'_>) -> Result<Invocation, BackendError> {
+    match kind {
+        BackendKind::Sshfs => sshfs::build(req),
+        BackendKind::Rclone => rclone::build(req),
+        BackendKind::Nfs => nfs::build(req),
+        BackendKind::Command => command::build(req),
+    }
+}
+
+/// Hides the value of every secret key inside one argument, whether it is a
+/// mount-option list (`a=1,password=x`), a flag (`--sftp-pass=x`) or an
+/// rclone connection string (`:sftp,pass=x:path`).
+pub fn redact_arg(arg: &str) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while !rest.is_empty() {
+        let cut = rest.find([',', ':']).map_or(rest.len(), |i| i + 1);
+        let (piece, tail) = rest.split_at(cut);
+        let (body, sep) = match piece.char_indices().last() {
+            Some((i, c)) if c == ',' || c == ':' => piece.split_at(i),
+            _ => (piece, ""),
+        };
+        match body.split_once('=') {
+            Some((key, _)) if is_secret_key(key.trim_start_matches('-')) => {
+                out.push_str(key);
+                out.push_str("=***");
+            }
+            _ => out.push_str(body),
+        }
+        out.push_str(sep);
+        rest = tail;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secrets_in_any_argument_shape() {
+        let cases = [
+            ("port=22,password=hunter2,x", "port=22,password=***,x"),
+            ("--sftp-pass=hunter2", "--sftp-pass=***"),
+            (
+                ":sftp,host=h,pass=hunter2:/srv",
+                ":sftp,host=h,pass=***:/srv",
+            ),
+            ("user@host:/srv", "user@host:/srv"),
+        ];
+        for (arg, want) in cases {
+            assert_eq!(redact_arg(arg), want);
+        }
+    }
+
+    #[test]
+    fn kind_parse_lists_choices() {
+        assert_eq!("rclone".parse::<BackendKind>(), Ok(BackendKind::Rclone));
+        assert!("cifs"
+            .parse::<BackendKind>()
+            .unwrap_err()
+            .contains("sshfs, rclone, nfs, command"));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub fn request<'a>(
+        settings: &'a BackendSettings,
+        source: Option<&'a str>,
+        c: &str,
+        o: &str,
+        password: Option<&'a Secret>,
+    ) -> Request<'a> {
+        Request {
+            name: "vol",
+            source,
+            mount_point: Path::new("/mnt/volumes/vol"),
+            process_options: ProcessOptions::parse(c).unwrap(),
+            mount_options: MountOptions::parse(o).unwrap(),
+            password,
+            settings,
+        }
+    }
+}

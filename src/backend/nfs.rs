@@ -1,0 +1,55 @@
+//! `mount.nfs SOURCE MOUNTPOINT [process options] [-o mount options]`.
+//! A one-shot tool: it exits once the kernel mount exists, so "running"
+//! means the kernel mount is present.
+
+use super::{BackendError, BackendKind, Invocation, Request};
+
+pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
+    let source = req.source(BackendKind::Nfs)?;
+    if req.password.is_some() {
+        return Err(BackendError::PasswordUnsupported(BackendKind::Nfs));
+    }
+    let mut args = vec![source.to_owned(), req.mount_point()];
+    args.extend(req.process_args());
+    if !req.mount_options.is_empty() {
+        args.push("-o".to_owned());
+        args.push(req.mount_options.to_arg());
+    }
+    Ok(Invocation {
+        program: "mount.nfs".to_owned(),
+        args,
+        stdin: None,
+        one_shot: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::request;
+    use super::super::BackendSettings;
+    use super::*;
+
+    #[test]
+    fn argv() {
+        let s = BackendSettings::default();
+        let inv = build(&request(
+            &s,
+            Some("server:/export"),
+            "-v",
+            "vers=4.2,soft",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(
+            inv.args,
+            [
+                "server:/export",
+                "/mnt/volumes/vol",
+                "-v",
+                "-o",
+                "vers=4.2,soft"
+            ]
+        );
+        assert!(inv.one_shot);
+    }
+}

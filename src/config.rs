@@ -1,0 +1,200 @@
+//! Command line and environment settings: raw flags parsed by clap, then
+//! checked and turned into a typed [`Config`] that the rest of netfs reads.
+//! Every flag `--some-flag` also comes from `SOME_FLAG`; `-o` and `-c` come
+//! from `MOUNT_OPTIONS` and `VOLUME_PROCESS_OPTIONS`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::backend::BackendKind;
+use crate::options::{MountOptions, OptionError, ProcessOptions};
+
+/// When a volume's mount process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Lifecycle {
+    /// From Create to Remove: Create fails fast, Mount is instant.
+    Volume,
+    /// From the first Mount to the last Unmount.
+    Mount,
+}
+
+/// What to do when a volume's process dies unexpectedly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RecoveryMode {
+    Restart,
+    Ignore,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "netfs",
+    version,
+    about = "Docker volume plugin for network file systems"
+)]
+pub struct Cli {
+    /// Unix socket to serve the plugin protocol on.
+    #[arg(long, env = "SOCKET", default_value = "/run/docker/plugins/netfs.sock")]
+    pub socket: PathBuf,
+
+    /// Directory under which every volume's mountpoint is created.
+    #[arg(
+        long,
+        env = "PROPAGATED_MOUNT",
+        default_value = "/var/lib/netfs/volumes"
+    )]
+    pub propagated_mount: PathBuf,
+
+    /// JSON file holding the volumes, their options and mount IDs.
+    #[arg(long, env = "STATE_FILE", default_value = "/var/lib/netfs/state.json")]
+    pub state_file: PathBuf,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Backend used by volumes created without `type`.
+    #[arg(long, env = "DEFAULT_TYPE", value_enum, default_value = "sshfs")]
+    pub default_type: BackendKind,
+
+    /// How long a volume process may take to mount (e.g. `20s`, `500ms`).
+    #[arg(long, env = "MOUNT_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub mount_timeout: Duration,
+
+    /// How long a stopping process gets after SIGTERM before SIGKILL.
+    #[arg(long, env = "STOP_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub stop_timeout: Duration,
+
+    /// Plugin-wide mount options, `key=value,flag,...`, merged with each volume's `o`.
+    #[arg(
+        short = 'o',
+        long = "mount-options",
+        env = "MOUNT_OPTIONS",
+        default_value = ""
+    )]
+    pub mount_options: String,
+
+    /// Plugin-wide process arguments, `-a&--b=c`, put before each volume's `c`.
+    #[arg(
+        short = 'c',
+        long = "volume-process-options",
+        env = "VOLUME_PROCESS_OPTIONS",
+        default_value = ""
+    )]
+    pub volume_process_options: String,
+
+    /// `volume`: the process runs from Create to Remove; `mount`: from first Mount to last Unmount.
+    #[arg(
+        long,
+        env = "VOLUME_PROCESS_LIFECYCLE",
+        value_enum,
+        default_value = "volume"
+    )]
+    pub volume_process_lifecycle: Lifecycle,
+
+    /// `restart` a process that dies or whose mount stops answering, or `ignore` it.
+    #[arg(
+        long,
+        env = "VOLUME_PROCESS_RECOVERY_MODE",
+        value_enum,
+        default_value = "restart"
+    )]
+    pub volume_process_recovery_mode: RecoveryMode,
+
+    /// Restarts allowed per volume within a sliding minute before it is marked failed.
+    #[arg(long, env = "VOLUME_PROCESS_RECOVERY_MAX_PER_MIN", default_value_t = 5)]
+    pub volume_process_recovery_max_per_min: u32,
+
+    /// Binary run by volumes of type `command`.
+    #[arg(long, env = "VOLUME_PROCESS_BINARY")]
+    pub volume_process_binary: Option<PathBuf>,
+
+    /// For type `command`: the argument put before the merged mount options (e.g. `-o`).
+    #[arg(long, env = "MOUNT_OPTIONS_VOLUME_PROCESS_OPTION")]
+    pub mount_options_volume_process_option: Option<String>,
+
+    /// Mount-option keys that volumes may not set (e.g. `ssh_command,ProxyCommand`).
+    #[arg(long, env = "DENY_OPTIONS", default_value = "")]
+    pub deny_options: String,
+}
+
+/// Checked settings, built once at start and shared read-only.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub socket: PathBuf,
+    pub mount_root: PathBuf,
+    pub state_file: PathBuf,
+    pub default_type: BackendKind,
+    pub mount_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub mount_options: MountOptions,
+    pub process_options: ProcessOptions,
+    pub lifecycle: Lifecycle,
+    pub recovery: RecoveryMode,
+    pub recovery_max_per_min: u32,
+    pub command_binary: Option<PathBuf>,
+    pub command_mount_option_flag: Option<String>,
+    pub deny_options: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {flag}: {source}")]
+    Options {
+        flag: &'static str,
+        #[source]
+        source: OptionError,
+    },
+    #[error("--propagated-mount must be an absolute path, got {0:?}")]
+    RelativeMountRoot(PathBuf),
+    #[error("--volume-process-recovery-max-per-min must be at least 1")]
+    ZeroRecovery,
+}
+
+impl Cli {
+    /// Turns raw flags into checked settings.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mount_options =
+            MountOptions::parse(&self.mount_options).map_err(|source| ConfigError::Options {
+                flag: "-o/MOUNT_OPTIONS",
+                source,
+            })?;
+        let process_options =
+            ProcessOptions::parse(&self.volume_process_options).map_err(|source| {
+                ConfigError::Options {
+                    flag: "-c/VOLUME_PROCESS_OPTIONS",
+                    source,
+                }
+            })?;
+        if !self.propagated_mount.is_absolute() {
+            return Err(ConfigError::RelativeMountRoot(self.propagated_mount));
+        }
+        if self.volume_process_recovery_max_per_min == 0 {
+            return Err(ConfigError::ZeroRecovery);
+        }
+        let deny_options = self
+            .deny_options
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Config {
+            socket: self.socket,
+            mount_root: self.propagated_mount,
+            state_file: self.state_file,
+            default_type: self.default_type,
+            mount_timeout: self.mount_timeout,
+            stop_timeout: self.stop_timeout,
+            mount_options,
+            process_options,
+            lifecycle: self.volume_process_lifecycle,
+            recovery: self.volume_process_recovery_mode,
+            recovery_max_per_min: self.volume_process_recovery_max_per_min,
+            command_binary: self.volume_process_binary,
+            command_mount_option_flag: self.mount_options_volume_process_option,
+            deny_options,
+        })
+    }
+}

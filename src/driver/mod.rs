@@ -1,0 +1,428 @@
+//! The volume driver: what each protocol call does to the volume table, the
+//! state file and the volumes' supervisors. It never sees HTTP.
+
+mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::OwnedMutexGuard;
+
+use crate::backend::{self, BackendError, BackendSettings, Request};
+use crate::config::{Config, Lifecycle};
+use crate::mounts;
+use crate::name::{NameError, VolumeName};
+use crate::options::{OptionError, VolumeOptions};
+use crate::protocol::Volume;
+use crate::state::{self, StateError, StateStore, VolumeRecord, Volumes};
+use crate::supervisor::{Policy, ProcState, ProcessError, ProcessSpec, SupervisorHandle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("volume {name}: {source}")]
+    Options { name: String, source: OptionError },
+    #[error("volume {name}: {source}")]
+    Backend { name: String, source: BackendError },
+    #[error("no such volume: {0}")]
+    NotFound(String),
+    #[error("volume {name} is in use by {count} container(s); stop them before removing it")]
+    InUse { name: String, count: usize },
+    #[error("volume {name}: {source}")]
+    Process { name: String, source: ProcessError },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// One volume in memory: its stored record plus what runs for it.
+struct Entry {
+    record: VolumeRecord,
+    mount_point: PathBuf,
+    command: String,
+    handle: SupervisorHandle,
+    /// Supervisor generation at which each mount ID was taken.
+    mounted_at: HashMap<String, u64>,
+    /// Serialises Create/Remove/Mount/Unmount of this volume.
+    busy: Arc<tokio::sync::Mutex<()>>,
+    /// False until Create has finished; such an entry only reserves the name.
+    ready: bool,
+}
+
+#[derive(Default)]
+struct Table {
+    entries: BTreeMap<VolumeName, Entry>,
+    generation: u64,
+}
+
+pub struct Driver {
+    config: Arc<Config>,
+    store: StateStore,
+    table: Mutex<Table>,
+}
+
+impl Driver {
+    /// Loads the state file; refuses to start on a corrupt one.
+    pub fn open(config: Arc<Config>) -> Result<(Self, Volumes), StateError> {
+        let volumes = state::load(&config.state_file)?;
+        let store = StateStore::new(config.state_file.clone());
+        let driver = Self {
+            config,
+            store,
+            table: Mutex::new(Table::default()),
+        };
+        Ok((driver, volumes))
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            mount_timeout: self.config.mount_timeout,
+            stop_timeout: self.config.stop_timeout,
+            recovery: self.config.recovery,
+            max_restarts_per_min: self.config.recovery_max_per_min,
+            health_interval: Duration::from_secs(2),
+        }
+    }
+
+    /// Builds the in-memory entry (and its idle supervisor) for a record.
+    fn entry(&self, name: &VolumeName, record: VolumeRecord) -> Result<Entry, DriverError> {
+        let mount_point = self.config.mount_root.join(name.as_str());
+        let opts = &record.options;
+        let settings = BackendSettings {
+            command_binary: self.config.command_binary.clone(),
+            command_mount_option_flag: self.config.command_mount_option_flag.clone(),
+        };
+        let request = Request {
+            name: name.as_str(),
+            source: opts.source.as_deref(),
+            mount_point: &mount_point,
+            process_options: self.config.process_options.concat(&opts.process_options),
+            mount_options: self.config.mount_options.merge(&opts.mount_options),
+            password: opts.password.as_ref(),
+            settings: &settings,
+        };
+        let invocation =
+            backend::build(record.backend, &request).map_err(|source| DriverError::Backend {
+                name: name.to_string(),
+                source,
+            })?;
+        let command = invocation.display();
+        let spec = ProcessSpec {
+            name: name.clone(),
+            mount_point: mount_point.clone(),
+            invocation,
+        };
+        Ok(Entry {
+            record,
+            mount_point,
+            command,
+            handle: SupervisorHandle::spawn(spec, self.policy()),
+            mounted_at: HashMap::new(),
+            busy: Arc::new(tokio::sync::Mutex::new(())),
+            ready: true,
+        })
+    }
+
+    /// Writes the table as it is now.
+    async fn persist(&self) -> Result<(), StateError> {
+        let (generation, snapshot) = {
+            let mut table = self.table();
+            table.generation += 1;
+            let snapshot: Volumes = table
+                .entries
+                .iter()
+                .filter(|(_, e)| e.ready)
+                .map(|(n, e)| (n.clone(), e.record.clone()))
+                .collect();
+            (table.generation, snapshot)
+        };
+        self.store.save(generation, snapshot).await
+    }
+
+    /// Locks one volume for an operation; fails if it does not exist.
+    async fn lock(&self, name: &str) -> Result<(VolumeName, OwnedMutexGuard<()>), DriverError> {
+        let name = VolumeName::parse(name)?;
+        let busy = {
+            let table = self.table();
+            let entry = table
+                .entries
+                .get(&name)
+                .ok_or_else(|| DriverError::NotFound(name.to_string()))?;
+            entry.busy.clone()
+        };
+        let guard = busy.lock_owned().await;
+        match self.table().entries.get(&name) {
+            Some(e) if e.ready => Ok((name, guard)),
+            _ => Err(DriverError::NotFound(name.to_string())),
+        }
+    }
+
+    fn with_entry<T>(
+        &self,
+        name: &VolumeName,
+        f: impl FnOnce(&mut Entry) -> T,
+    ) -> Result<T, DriverError> {
+        let mut table = self.table();
+        let entry = table
+            .entries
+            .get_mut(name)
+            .ok_or_else(|| DriverError::NotFound(name.to_string()))?;
+        Ok(f(entry))
+    }
+
+    pub async fn create(
+        &self,
+        name: &str,
+        opts: BTreeMap<String, String>,
+    ) -> Result<(), DriverError> {
+        let name = VolumeName::parse(name)?;
+        let bad = |source| DriverError::Options {
+            name: name.to_string(),
+            source,
+        };
+        let options = VolumeOptions::parse(&opts).map_err(bad)?;
+        options
+            .check_denied(&self.config.deny_options)
+            .map_err(bad)?;
+        let record = VolumeRecord {
+            backend: options.kind.unwrap_or(self.config.default_type),
+            options,
+            created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            mount_ids: Default::default(),
+        };
+        loop {
+            if self.table().entries.get(&name).is_some_and(|e| e.ready) {
+                return Ok(());
+            }
+            let mut entry = self.entry(&name, record.clone())?;
+            let guard = entry
+                .busy
+                .clone()
+                .try_lock_owned()
+                .expect("a new lock is free");
+            let existing = {
+                let mut table = self.table();
+                match table.entries.get(&name) {
+                    Some(e) => Some(e.busy.clone()),
+                    None => {
+                        entry.ready = false;
+                        table.entries.insert(name.clone(), entry);
+                        None
+                    }
+                }
+            };
+            if let Some(busy) = existing {
+                // Someone else holds or is creating this name: once they are
+                // done, an existing volume makes Create a no-op, as for
+                // Docker's local driver.
+                let _wait = busy.lock_owned().await;
+                if self.table().entries.get(&name).is_some_and(|e| e.ready) {
+                    return Ok(());
+                }
+                continue;
+            }
+            let result = self.finish_create(&name).await;
+            drop(guard);
+            return result;
+        }
+    }
+
+    async fn finish_create(&self, name: &VolumeName) -> Result<(), DriverError> {
+        let (handle, mount_point) =
+            self.with_entry(name, |e| (e.handle.clone(), e.mount_point.clone()))?;
+        let started = match self.config.lifecycle {
+            Lifecycle::Volume => handle.start().await,
+            Lifecycle::Mount => Ok(()),
+        };
+        let result = match started {
+            Ok(()) => {
+                self.with_entry(name, |e| e.ready = true)?;
+                self.persist().await.map_err(DriverError::from)
+            }
+            Err(source) => Err(DriverError::Process {
+                name: name.to_string(),
+                source,
+            }),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(volume = %name, error = %e, "create failed; nothing kept");
+            handle.stop().await;
+            self.table().entries.remove(name);
+            remove_mount_point(&mount_point);
+        } else {
+            tracing::info!(volume = %name, "created");
+        }
+        result
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), DriverError> {
+        let (name, _guard) = self.lock(name).await?;
+        let (handle, mount_point, in_use) = self.with_entry(&name, |e| {
+            (
+                e.handle.clone(),
+                e.mount_point.clone(),
+                e.record.mount_ids.len(),
+            )
+        })?;
+        if in_use > 0 {
+            return Err(DriverError::InUse {
+                name: name.to_string(),
+                count: in_use,
+            });
+        }
+        handle.stop().await;
+        remove_mount_point(&mount_point);
+        self.table().entries.remove(&name);
+        self.persist().await?;
+        tracing::info!(volume = %name, "removed");
+        Ok(())
+    }
+
+    pub async fn mount(&self, name: &str, id: &str) -> Result<String, DriverError> {
+        let (name, _guard) = self.lock(name).await?;
+        let handle = self.with_entry(&name, |e| e.handle.clone())?;
+        handle
+            .start()
+            .await
+            .map_err(|source| DriverError::Process {
+                name: name.to_string(),
+                source,
+            })?;
+        let generation = handle.status().generation;
+        let mount_point = self.with_entry(&name, |e| {
+            e.record.mount_ids.insert(id.to_owned());
+            e.mounted_at.insert(id.to_owned(), generation);
+            e.mount_point.clone()
+        })?;
+        self.persist().await?;
+        Ok(mount_point.to_string_lossy().into_owned())
+    }
+
+    pub async fn unmount(&self, name: &str, id: &str) -> Result<(), DriverError> {
+        let (name, _guard) = self.lock(name).await?;
+        let (handle, left) = self.with_entry(&name, |e| {
+            e.record.mount_ids.remove(id);
+            e.mounted_at.remove(id);
+            (e.handle.clone(), e.record.mount_ids.len())
+        })?;
+        if left == 0 && self.config.lifecycle == Lifecycle::Mount {
+            handle.stop().await;
+        }
+        self.persist().await?;
+        Ok(())
+    }
+
+    pub fn path(&self, name: &str) -> Result<String, DriverError> {
+        let name = VolumeName::parse(name)?;
+        let table = self.table();
+        match table.entries.get(&name) {
+            Some(e) if e.ready => Ok(e.mount_point.to_string_lossy().into_owned()),
+            _ => Err(DriverError::NotFound(name.to_string())),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Result<Volume, DriverError> {
+        let name = VolumeName::parse(name)?;
+        let table = self.table();
+        match table.entries.get(&name) {
+            Some(e) if e.ready => Ok(status::volume(&name, e, true)),
+            _ => Err(DriverError::NotFound(name.to_string())),
+        }
+    }
+
+    pub fn list(&self) -> Vec<Volume> {
+        let table = self.table();
+        table
+            .entries
+            .iter()
+            .filter(|(_, e)| e.ready)
+            .map(|(n, e)| status::volume(n, e, false))
+            .collect()
+    }
+
+    /// Brings back every stored volume: stale mounts under the mount root are
+    /// detached, and processes that should run are started in parallel. A
+    /// volume whose start fails stays listed and is retried by its supervisor.
+    pub async fn restore(self: &Arc<Self>, volumes: Volumes) {
+        match mounts::mounted_under(&self.config.mount_root) {
+            Ok(stale) => {
+                for path in stale {
+                    tracing::info!(path = %path.display(), "detaching stale mount");
+                    if let Err(e) = mounts::lazy_unmount(&path) {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot detach stale mount");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read mountinfo"),
+        }
+        let mut starts = tokio::task::JoinSet::new();
+        for (name, record) in volumes {
+            let wanted = self.config.lifecycle == Lifecycle::Volume || !record.mount_ids.is_empty();
+            let entry = match self.entry(&name, record) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    // Keep it listed: dropping a volume is never an answer.
+                    tracing::error!(volume = %name, error = %e, "stored volume cannot be started");
+                    continue;
+                }
+            };
+            let handle = entry.handle.clone();
+            self.table().entries.insert(name.clone(), entry);
+            if wanted {
+                starts.spawn(async move {
+                    if let Err(e) = handle.restore().await {
+                        tracing::warn!(volume = %name, error = %e, "restore failed; retrying in the background");
+                    }
+                });
+            }
+        }
+        while starts.join_next().await.is_some() {}
+    }
+
+    /// Stops every volume's process (plugin shutdown); the state is kept.
+    pub async fn shutdown(&self) {
+        let handles: Vec<_> = self
+            .table()
+            .entries
+            .values()
+            .map(|e| e.handle.clone())
+            .collect();
+        let mut stops = tokio::task::JoinSet::new();
+        for handle in handles {
+            stops.spawn(async move { handle.stop().await });
+        }
+        while stops.join_next().await.is_some() {}
+        if let Err(e) = self.persist().await {
+            tracing::error!(error = %e, "cannot save state at shutdown");
+        }
+    }
+
+    /// The state a volume's process is in, for tests and benchmarks.
+    pub fn process_state(&self, name: &str) -> Option<ProcState> {
+        let name = VolumeName::parse(name).ok()?;
+        self.table()
+            .entries
+            .get(&name)
+            .map(|e| e.handle.status().state)
+    }
+}
+
+/// Removes an empty, unmounted mountpoint; never anything else.
+fn remove_mount_point(path: &std::path::Path) {
+    if matches!(mounts::is_mounted(path), Ok(false)) {
+        if let Err(e) = std::fs::remove_dir(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "mountpoint left in place");
+            }
+        }
+    }
+}

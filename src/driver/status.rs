@@ -1,0 +1,57 @@
+//! A volume as `docker volume inspect` shows it: the protocol's Volume with
+//! a Status map of the process state, never a secret.
+
+use serde_json::{json, Map, Value};
+
+use super::Entry;
+use crate::backend::redact_arg;
+use crate::name::VolumeName;
+use crate::protocol::Volume;
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub(super) fn volume(name: &VolumeName, entry: &Entry, with_status: bool) -> Volume {
+    Volume {
+        name: name.to_string(),
+        mountpoint: entry.mount_point.to_string_lossy().into_owned(),
+        created_at: entry.record.created_at.clone(),
+        status: with_status.then(|| status(entry)),
+    }
+}
+
+fn status(entry: &Entry) -> Map<String, Value> {
+    let process = entry.handle.status();
+    let mut ids: Vec<&String> = entry.record.mount_ids.iter().collect();
+    ids.sort();
+    let stale: Vec<&String> = ids
+        .iter()
+        .copied()
+        .filter(|id| {
+            entry
+                .mounted_at
+                .get(*id)
+                .is_none_or(|g| *g < process.generation)
+        })
+        .collect();
+    let mut map = Map::new();
+    map.insert("state".into(), json!(process.state));
+    map.insert("since".into(), json!(rfc3339(process.since)));
+    map.insert("pid".into(), json!(process.pid));
+    map.insert("restarts".into(), json!(process.restarts));
+    map.insert("backend".into(), json!(entry.record.backend));
+    map.insert(
+        "source".into(),
+        json!(entry.record.options.source.as_deref().map(redact_arg)),
+    );
+    map.insert("command".into(), json!(entry.command));
+    map.insert("mountIds".into(), json!(ids));
+    if !stale.is_empty() {
+        map.insert("mountIdsBeforeLastRestart".into(), json!(stale));
+    }
+    if let Some(err) = &process.last_error {
+        map.insert("lastError".into(), json!(err));
+    }
+    map
+}

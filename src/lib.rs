@@ -1,0 +1,58 @@
+//! netfs: a Docker volume plugin that mounts network file systems by running
+//! and supervising the tools people already trust (sshfs, rclone, mount.nfs,
+//! or any binary), one process per volume.
+
+pub mod backend;
+pub mod config;
+pub mod driver;
+pub mod mounts;
+pub mod name;
+pub mod options;
+pub mod protocol;
+pub mod secret;
+pub mod server;
+pub mod state;
+pub mod supervisor;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use config::{Cli, Config};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Socket(#[from] server::SocketError),
+    #[error("cannot create the mount root {path}: {source}")]
+    MountRoot {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Runs the plugin until `shutdown` completes: loads the state, listens,
+/// brings every volume back, serves, and on shutdown stops every volume
+/// process (the state is kept, so the next start restores them).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let config = Arc::new(config);
+    let (driver, volumes) = driver::Driver::open(config.clone())?;
+    let driver = Arc::new(driver);
+    std::fs::create_dir_all(&config.mount_root).map_err(|source| Error::MountRoot {
+        path: config.mount_root.clone(),
+        source,
+    })?;
+    let listener = server::bind(&config.socket).await?;
+    tracing::info!(socket = %config.socket.display(), volumes = volumes.len(), "listening");
+    let restore = {
+        let driver = driver.clone();
+        tokio::spawn(async move { driver.restore(volumes).await })
+    };
+    server::serve(listener, driver.clone(), shutdown).await;
+    tracing::info!("shutting down");
+    restore.abort();
+    driver.shutdown().await;
+    let _ = std::fs::remove_file(&config.socket);
+    Ok(())
+}

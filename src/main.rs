@@ -1,0 +1,26 @@
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = netfs::Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = cli.into_config()?;
+    let mut term = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    if let Err(e) = netfs::run(config, shutdown).await {
+        tracing::error!(error = %e, "netfs cannot start");
+        return Err(e.into());
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! The option engine: mount options (`key=value,flag`), process options
+//! (`-a&--b=c`) and a volume's own options, parsed and merged with the
+//! plugin's defaults. Pure logic: nothing here touches processes or files.
+
+mod mount;
+mod process;
+mod volume;
+
+pub use mount::{MountOption, MountOptions};
+pub use process::{Placeholders, ProcessOptions};
+pub use volume::{VolumeOptions, VOLUME_KEYS};
+
+/// Keys whose values are secrets wherever they appear (mount options,
+/// rclone connection strings): shown as `***` in commands, logs and Status.
+pub const SECRET_KEYS: &[&str] = &[
+    "password",
+    "pass",
+    "sftp_pass",
+    "sftp-pass",
+    "key_file_pass",
+    "token",
+    "secret",
+];
+
+pub fn is_secret_key(key: &str) -> bool {
+    SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    #[error("item {position} {item:?}: {reason}")]
+    Item {
+        position: usize,
+        item: String,
+        reason: &'static str,
+    },
+    #[error("unknown volume option {key:?}; accepted options are: {accepted}")]
+    UnknownKey { key: String, accepted: String },
+    #[error("volume option {key:?} has an empty value")]
+    EmptyValue { key: String },
+    #[error("volume option {key:?}: {reason}")]
+    BadValue { key: String, reason: String },
+    #[error("mount option {key:?} is denied by the plugin's --deny-options")]
+    Denied { key: String },
+}

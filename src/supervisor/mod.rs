@@ -1,0 +1,137 @@
+//! One supervisor task per volume owns that volume's process (an actor);
+//! the rest of netfs talks to it through a cloneable [`SupervisorHandle`].
+//! The task starts the tool, waits until its mount answers, restarts it on
+//! an unexpected exit or a dead mount, and stops it on request.
+
+mod actor;
+mod child;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::backend::Invocation;
+use crate::config::RecoveryMode;
+use crate::name::VolumeName;
+
+pub use child::ProcessError;
+
+/// Where a volume's process is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcState {
+    Stopped,
+    Mounting,
+    Mounted,
+    Restarting,
+    Failed,
+}
+
+/// What `docker volume inspect` shows of the process; published on every change.
+#[derive(Clone, Debug)]
+pub struct ProcessStatus {
+    pub state: ProcState,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub since: SystemTime,
+    pub last_error: Option<String>,
+    /// Grows with every successful mount, so a mount ID taken at an older
+    /// generation belongs to a container that still holds the old mount.
+    pub generation: u64,
+}
+
+impl ProcessStatus {
+    fn new() -> Self {
+        Self {
+            state: ProcState::Stopped,
+            pid: None,
+            restarts: 0,
+            since: SystemTime::now(),
+            last_error: None,
+            generation: 0,
+        }
+    }
+}
+
+/// How a supervisor behaves; the same for every volume of a plugin.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub mount_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub recovery: RecoveryMode,
+    pub max_restarts_per_min: u32,
+    /// How often a running mount is probed for "transport endpoint is not connected".
+    pub health_interval: Duration,
+}
+
+/// One volume's process as the supervisor needs it.
+#[derive(Clone, Debug)]
+pub struct ProcessSpec {
+    pub name: VolumeName,
+    pub mount_point: PathBuf,
+    pub invocation: Invocation,
+}
+
+enum Request {
+    Start(oneshot::Sender<Result<(), ProcessError>>),
+    Restore(oneshot::Sender<Result<(), ProcessError>>),
+    Stop(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    tx: mpsc::Sender<Request>,
+    status: watch::Receiver<ProcessStatus>,
+}
+
+impl SupervisorHandle {
+    /// Spawns the volume's supervisor task; the process is not started yet.
+    pub fn spawn(spec: ProcessSpec, policy: Policy) -> Self {
+        let (tx, rx) = mpsc::channel(8);
+        let (status_tx, status) = watch::channel(ProcessStatus::new());
+        tokio::spawn(actor::run(spec, policy, rx, status_tx));
+        Self { tx, status }
+    }
+
+    /// Starts the process if it is not running and waits until it is mounted.
+    pub async fn start(&self) -> Result<(), ProcessError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Start(reply))
+            .await
+            .map_err(|_| ProcessError::Gone)?;
+        rx.await.map_err(|_| ProcessError::Gone)?
+    }
+
+    /// Like [`start`](Self::start), but a failure is retried in the
+    /// background with the usual backoff (used when netfs starts again).
+    pub async fn restore(&self) -> Result<(), ProcessError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Restore(reply))
+            .await
+            .map_err(|_| ProcessError::Gone)?;
+        rx.await.map_err(|_| ProcessError::Gone)?
+    }
+
+    /// Stops the process and unmounts; succeeds if nothing was running.
+    pub async fn stop(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Request::Stop(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn status(&self) -> ProcessStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the status satisfies `pred` (used by tests and restore).
+    pub async fn wait_for(&self, pred: impl FnMut(&ProcessStatus) -> bool) -> ProcessStatus {
+        let mut rx = self.status.clone();
+        let found = rx.wait_for(pred).await.map(|s| s.clone());
+        found.unwrap_or_else(|_| self.status())
+    }
+}
