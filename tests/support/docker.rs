@@ -1,0 +1,120 @@
+//! The docker CLI against the machine's dockerd (started by `make test`).
+//! Tests that need dockerd call [`require_docker`] first: they fail with a
+//! clear message when it is missing, never skip.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::cmd;
+
+/// The busybox image scripts/setup.sh imports for test containers.
+pub const TEST_IMAGE: &str = "netfs-test-busybox";
+
+/// Longer than dockerd's 2 minutes for a plugin's Create or Mount.
+pub const DOCKER_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Runs `docker args...`, whatever its exit status.
+pub fn docker(args: &[&str]) -> Output {
+    cmd::run(Command::new("docker").args(args), DOCKER_TIMEOUT)
+}
+
+fn show(args: &[&str], out: &Output) -> String {
+    format!(
+        "`docker {}` exited {}.\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `docker args...`, panics with its stderr unless it succeeds;
+/// returns stdout.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(out.status.success(), "{}", show(args, &out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `docker args...`, panics if it succeeds; returns stderr.
+pub fn docker_fails(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        !out.status.success(),
+        "expected failure: {}",
+        show(args, &out)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Panics unless dockerd answers.
+pub fn require_docker() {
+    let out = cmd::run(Command::new("docker").arg("info"), Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "dockerd is not running: run `make test`, which starts it.\n`docker info`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `docker volume inspect name`, the one object (not the array).
+pub fn volume_inspect(name: &str) -> Value {
+    let text = docker_ok(&["volume", "inspect", name]);
+    let all: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("`docker volume inspect {name}` is not JSON ({e}): {text}"));
+    all.get(0)
+        .cloned()
+        .unwrap_or_else(|| panic!("`docker volume inspect {name}` gave no volume: {text}"))
+}
+
+/// Runs a throwaway container of [`TEST_IMAGE`] with `volume` mounted at
+/// `target`, running `sh -c script`; returns its output (panics on failure).
+pub fn run_in_container(volume: &str, target: &str, script: &str) -> String {
+    let mount = format!("{volume}:{target}");
+    docker_ok(&["run", "--rm", "-v", &mount, TEST_IMAGE, "sh", "-c", script])
+}
+
+/// Removes the containers and volumes it was given when dropped
+/// (containers first, forcibly; errors ignored), even when a test fails.
+#[derive(Default)]
+pub struct Cleanup {
+    containers: Vec<String>,
+    volumes: Vec<String>,
+}
+
+impl Cleanup {
+    pub fn new() -> Cleanup {
+        Cleanup::default()
+    }
+
+    /// Registers a container and returns its name, for chaining.
+    pub fn container(&mut self, name: impl Into<String>) -> String {
+        let name = name.into();
+        self.containers.push(name.clone());
+        name
+    }
+
+    /// Registers a volume and returns its name, for chaining.
+    pub fn volume(&mut self, name: impl Into<String>) -> String {
+        let name = name.into();
+        self.volumes.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        // No panics here: this runs while a failing test unwinds.
+        let quietly = |first: &[&str], names: &[String]| {
+            if !names.is_empty() {
+                let mut cmd = Command::new("docker");
+                cmd.args(first).args(names);
+                let _ = cmd::try_run_input(&mut cmd, None, DOCKER_TIMEOUT);
+            }
+        };
+        quietly(&["rm", "-f"], &self.containers);
+        quietly(&["volume", "rm", "-f"], &self.volumes);
+    }
+}

@@ -1,0 +1,297 @@
+//! The netfs binary run as a host-service plugin on a socket of its own:
+//! `/run/docker/plugins/netfs-t<pid>-<n>.sock`, so dockerd finds it under
+//! that driver name and parallel tests never meet. Its mount root, state
+//! file and log live in a private temporary directory.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use super::client;
+use super::mounts::{self, poll_until};
+
+pub const PLUGIN_DIR: &str = "/run/docker/plugins";
+/// How long the plugin gets to answer `Plugin.Activate` after starting.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a SIGTERMed plugin gets to exit before the test fails or (in
+/// Drop) it is killed.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Variables the plugin reads; cleared so the test runner's environment
+/// never changes a test. Set them again with [`Plugin::env`].
+const PLUGIN_VARS: &[&str] = &[
+    "SOCKET",
+    "PROPAGATED_MOUNT",
+    "STATE_FILE",
+    "LOG_LEVEL",
+    "DEFAULT_TYPE",
+    "MOUNT_TIMEOUT",
+    "STOP_TIMEOUT",
+    "MOUNT_OPTIONS",
+    "VOLUME_PROCESS_OPTIONS",
+    "VOLUME_PROCESS_LIFECYCLE",
+    "VOLUME_PROCESS_RECOVERY_MODE",
+    "VOLUME_PROCESS_RECOVERY_MAX_PER_MIN",
+    "VOLUME_PROCESS_BINARY",
+    "MOUNT_OPTIONS_VOLUME_PROCESS_OPTION",
+    "DENY_OPTIONS",
+    "RUST_LOG",
+];
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Plugin {
+    bin: PathBuf,
+    name: String,
+    dir: Option<TempDir>,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    child: Option<Child>,
+}
+
+impl Plugin {
+    /// A plugin not yet started; pass `env!("CARGO_BIN_EXE_netfs")`.
+    /// It gets `--socket`, `--propagated-mount` and `--state-file` of its
+    /// own, and `LOG_LEVEL=debug` unless told otherwise.
+    pub fn new(bin: impl AsRef<Path>) -> Plugin {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = tempfile::Builder::new()
+            .prefix("netfs-plugin-")
+            .tempdir()
+            .expect("create plugin temp dir");
+        fs::create_dir_all(dir.path().join("volumes")).expect("create volumes dir");
+        Plugin {
+            bin: bin.as_ref().to_path_buf(),
+            name: format!("netfs-t{}-{n}", std::process::id()),
+            dir: Some(dir),
+            args: Vec::new(),
+            envs: vec![("LOG_LEVEL".into(), "debug".into())],
+            child: None,
+        }
+    }
+
+    /// Adds a command line argument, e.g. `.arg("--mount-timeout=5s")`.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Plugin {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Plugin {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the plugin, e.g. `MOUNT_OPTIONS`.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Plugin {
+        self.set_env(key, value);
+        self
+    }
+
+    /// [`Plugin::env`] for a plugin already built, e.g. between restarts.
+    pub fn set_env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) {
+        let key = key.as_ref().to_owned();
+        self.envs.retain(|(k, _)| *k != key);
+        self.envs.push((key, value.as_ref().to_owned()));
+    }
+
+    /// Starts it and waits until it answers `Plugin.Activate`.
+    pub fn start(mut self) -> Plugin {
+        self.spawn();
+        self.wait_ready();
+        self
+    }
+
+    /// Starts the process without waiting for it (see [`Plugin::wait_exit`]
+    /// for a plugin that must refuse to start).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "plugin {} already started", self.name);
+        fs::create_dir_all(PLUGIN_DIR).expect("create /run/docker/plugins");
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open plugin log");
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg(format!("--socket={}", self.socket().display()))
+            .arg(format!(
+                "--propagated-mount={}",
+                self.mount_root().display()
+            ))
+            .arg(format!("--state-file={}", self.state_file().display()))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone plugin log handle"))
+            .stderr(log);
+        for var in PLUGIN_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
+        self.child = Some(child);
+    }
+
+    /// Waits until the socket answers `POST /Plugin.Activate` with 200;
+    /// panics with the log if the process exits or time runs out.
+    pub fn wait_ready(&mut self) {
+        let socket = self.socket();
+        let mut exited = None;
+        let child = self.child.as_mut().expect("plugin not started");
+        let ready = poll_until(READY_TIMEOUT, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some(status);
+                return true;
+            }
+            matches!(
+                client::try_request(&socket, "POST", "/Plugin.Activate", b"{}".to_vec()),
+                Ok(reply) if reply.status == 200
+            )
+        });
+        if let Some(status) = exited {
+            self.child = None;
+            panic!(
+                "plugin {} exited ({status}) before answering:\n{}",
+                self.name,
+                self.log()
+            );
+        }
+        assert!(
+            ready,
+            "plugin {} not answering after {READY_TIMEOUT:?}:\n{}",
+            self.name,
+            self.log()
+        );
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("plugin not started");
+        let mut status = None;
+        let done = poll_until(timeout, || {
+            status = child.try_wait().expect("wait for plugin");
+            status.is_some()
+        });
+        assert!(
+            done,
+            "plugin {} still running after {timeout:?}:\n{}",
+            self.name,
+            self.log()
+        );
+        self.child = None;
+        status.expect("exit status")
+    }
+
+    /// SIGKILL, as a crash: nothing is cleaned up by the plugin.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit; panics with the log if it hangs.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = Pid::from_raw(self.pid() as i32);
+        kill(pid, Signal::SIGTERM).expect("send SIGTERM to plugin");
+        self.wait_exit(EXIT_TIMEOUT)
+    }
+
+    /// Stops it if running, then starts it again: same name, socket, dirs,
+    /// state file and arguments.
+    pub fn restart(&mut self) {
+        if self.is_running() {
+            self.terminate();
+        }
+        self.child = None;
+        self.spawn();
+        self.wait_ready();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("plugin not running").id()
+    }
+
+    /// The name to use with `docker volume create -d`.
+    pub fn driver_name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        Path::new(PLUGIN_DIR).join(format!("{}.sock", self.name))
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("plugin dir").path()
+    }
+
+    /// `--propagated-mount`: every volume's mountpoint lies below it.
+    pub fn mount_root(&self) -> PathBuf {
+        self.dir().join("volumes")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.dir().join("state.json")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir().join("plugin.log")
+    }
+
+    /// Everything the plugin wrote on stdout and stderr, over all its runs.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(self.log_path()).unwrap_or_default()).into_owned()
+    }
+
+    /// `POST endpoint` on this plugin's socket: (status, reply JSON).
+    pub fn post(&self, endpoint: &str, body: Value) -> (u16, Value) {
+        client::post(&self.socket(), endpoint, body)
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "----- log of plugin {} -----\n{}-----",
+                self.name,
+                self.log()
+            );
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let exited = poll_until(EXIT_TIMEOUT, || !matches!(child.try_wait(), Ok(None)));
+            if !exited {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let root = self.mount_root();
+        let left = mounts::unmount_all_under(&root);
+        // Volume processes the plugin left behind (their argv names the mountpoint).
+        for (pid, _) in mounts::processes_with_arg(&root.to_string_lossy()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = fs::remove_file(self.socket());
+        if !left.is_empty() {
+            // Deleting the dir would walk into a live mount: the remote's data.
+            let dir = self.dir.take().expect("plugin dir").keep();
+            eprintln!("still mounted {left:?}: leaving {}", dir.display());
+        }
+    }
+}
