@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Builds the netfs managed plugin and registers it with dockerd:
+#   cargo build --release -> docker build (Dockerfile) -> docker create/export
+#   -> <builddir>/rootfs + config.json -> docker plugin create NAME:TAG
+# The plugin is left disabled unless PLUGIN_ENABLE=1 (what `make install` sets).
+#
+# Environment:
+#   PLUGIN_NAME       plugin name (default netfs); tests use unique names
+#   PLUGIN_TAG        plugin tag (default: latest, see below)
+#   PLUGIN_BUILD_DIR  where the plugin directory is assembled
+#                     (default .work/plugin/NAME in the source tree)
+#   PLUGIN_STATE_DIR  host directory for the state mount
+#                     (default /var/lib/docker-plugins/NAME)
+#   PLUGIN_ENABLE=1   enable the plugin after creating it
+#   NETFS_BINARY      use this netfs binary instead of running cargo
+set -euo pipefail
+
+# shellcheck source=scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+need_root
+
+PLUGIN_NAME=${PLUGIN_NAME:-netfs}
+# dockerd resolves `-d netfs` to `netfs:latest`, so the default tag is
+# `latest`: a plugin tagged with the version would have to be named
+# `netfs:0.1.0` in every `docker volume create -d`. The version is recorded
+# in the rootfs image label and shown below.
+PLUGIN_TAG=${PLUGIN_TAG:-latest}
+PLUGIN_REF=$PLUGIN_NAME:$PLUGIN_TAG
+SAFE_NAME=$(printf '%s' "$PLUGIN_NAME" | tr -c 'A-Za-z0-9_.-' '_')
+PLUGIN_BUILD_DIR=${PLUGIN_BUILD_DIR:-$NETFS_TOP/.work/plugin/$SAFE_NAME}
+PLUGIN_STATE_DIR=${PLUGIN_STATE_DIR:-/var/lib/docker-plugins/$SAFE_NAME}
+VERSION=$(cargo_version)
+ROOTFS_IMAGE=netfs-plugin-rootfs:latest
+
+"$NETFS_TOP/scripts/setup.sh"
+"$NETFS_TOP/scripts/base-image.sh"
+pick_docker || die "dockerd does not answer"
+
+if [ -n "${NETFS_BINARY:-}" ]; then
+    binary=$NETFS_BINARY
+    [ -x "$binary" ] || die "NETFS_BINARY=$binary is not an executable file"
+else
+    say "cargo build --release"
+    (cd "$NETFS_TOP" && cargo build --release --bin netfs)
+    binary=$NETFS_TOP/target/release/netfs
+fi
+
+# One image build and export at a time: concurrent runs share the tag.
+mkdir -p "$NETFS_CACHE" "$PLUGIN_BUILD_DIR"
+exec 9>"$NETFS_CACHE/plugin-build.lock"
+flock 9
+
+# The build context holds only the binary, at the path the Dockerfile copies.
+context=$PLUGIN_BUILD_DIR/context
+rm -rf "$context"
+mkdir -p "$context/target/release"
+cp "$binary" "$context/target/release/netfs"
+
+# Containers and the legacy builder reach the Debian mirror through the
+# default bridge when dockerd has NAT; otherwise build on the host network.
+network=()
+if ! timeout 20 "$DOCKER" run --rm "$BUSYBOX_IMAGE" \
+    wget -q -O /dev/null "$DEBIAN_MIRROR/dists/bookworm/Release" >/dev/null 2>&1; then
+    warn "containers cannot reach $DEBIAN_MIRROR on the bridge network; building with --network host"
+    network=(--network host)
+fi
+
+old_image=$("$DOCKER" image inspect -f '{{.Id}}' "$ROOTFS_IMAGE" 2>/dev/null || true)
+say "docker build $ROOTFS_IMAGE (netfs $VERSION)"
+# DOCKER_BUILDKIT=0: the classic builder takes FROM from the local image
+# store, needs no buildx plugin and behaves the same with any docker CLI.
+if ! DOCKER_BUILDKIT=0 "$DOCKER" build "${network[@]}" \
+    --label "org.netfs.version=$VERSION" \
+    -f "$NETFS_TOP/Dockerfile" -t "$ROOTFS_IMAGE" "$context" >"$PLUGIN_BUILD_DIR/build.log" 2>&1; then
+    tail -n 30 "$PLUGIN_BUILD_DIR/build.log" >&2
+    die "docker build failed; see $PLUGIN_BUILD_DIR/build.log"
+fi
+new_image=$("$DOCKER" image inspect -f '{{.Id}}' "$ROOTFS_IMAGE")
+if [ -n "$old_image" ] && [ "$old_image" != "$new_image" ]; then
+    "$DOCKER" rmi "$old_image" >/dev/null 2>&1 || true
+fi
+
+say "exporting the root filesystem to $PLUGIN_BUILD_DIR/plugin/rootfs"
+plugin_dir=$PLUGIN_BUILD_DIR/plugin
+if [ -e "$plugin_dir" ]; then
+    rm -rf --one-file-system "$plugin_dir"
+fi
+mkdir -p "$plugin_dir/rootfs"
+container=$("$DOCKER" create "$ROOTFS_IMAGE")
+trap '"$DOCKER" rm -f "$container" >/dev/null 2>&1 || true' EXIT
+"$DOCKER" export "$container" | tar -x -C "$plugin_dir/rootfs"
+"$DOCKER" rm -f "$container" >/dev/null
+trap - EXIT
+cp "$NETFS_TOP/config.json" "$plugin_dir/config.json"
+rm -rf "$context"
+exec 9>&-
+
+# The host side of the plugin's bind mounts must exist before enable.
+mkdir -p "$PLUGIN_STATE_DIR"
+chmod 700 "$PLUGIN_STATE_DIR"
+if [ ! -d /root/.ssh ]; then
+    mkdir -p /root/.ssh
+    chmod 700 /root/.ssh
+fi
+
+if "$DOCKER" plugin inspect "$PLUGIN_REF" >/dev/null 2>&1; then
+    say "removing the existing $PLUGIN_REF"
+    "$DOCKER" plugin rm -f "$PLUGIN_REF" >/dev/null
+fi
+say "docker plugin create $PLUGIN_REF"
+"$DOCKER" plugin create "$PLUGIN_REF" "$plugin_dir" >/dev/null
+# dockerd keeps its own copy of the plugin; the assembled directory is only
+# needed again for `docker plugin create` by hand.
+if [ "$PLUGIN_STATE_DIR" != /var/lib/docker-plugins/netfs ]; then
+    "$DOCKER" plugin set "$PLUGIN_REF" "state.source=$PLUGIN_STATE_DIR"
+fi
+
+if [ "${PLUGIN_ENABLE:-0}" = 1 ]; then
+    say "docker plugin enable $PLUGIN_REF"
+    "$DOCKER" plugin enable "$PLUGIN_REF" >/dev/null
+fi
+say "plugin $PLUGIN_REF (netfs $VERSION) created from $plugin_dir; state in $PLUGIN_STATE_DIR"
