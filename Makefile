@@ -1,0 +1,66 @@
+# netfs build, test and packaging entry points. Everything that touches the
+# machine (packages, dockerd, images) lives in scripts/; see docs/install.md.
+
+CARGO ?= cargo
+PLUGIN_NAME ?= netfs
+export PLUGIN_NAME
+
+# The integration tests need root, /dev/fuse, a running dockerd and the
+# netfs-test-busybox image, all of which scripts/setup.sh provides.
+TEST_THREADS ?= 4
+TEST_CMD ?= $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
+
+.PHONY: all build lint fmt-check clippy test demo demo-plugin plugin install \
+	fuzz bench clean help
+
+all: build
+
+help:
+	@echo "make build        cargo build --release (target/release/netfs)"
+	@echo "make test         setup, fmt, clippy, then $(TEST_CMD)"
+	@echo "make lint         cargo fmt --check and clippy -D warnings"
+	@echo "make demo         run netfs as a host service against a local sshd"
+	@echo "make demo-plugin  the same demo through the managed plugin"
+	@echo "make plugin       build the managed plugin $(PLUGIN_NAME) (disabled)"
+	@echo "make install      build and enable the managed plugin"
+	@echo "make fuzz|bench   run scripts/fuzz.sh or scripts/bench.sh"
+	@echo "make clean        remove build output and the plugin work directory"
+
+build:
+	$(CARGO) build --release
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+lint: fmt-check clippy
+
+test: lint
+	scripts/setup.sh
+	$(TEST_CMD)
+
+demo:
+	scripts/demo.sh
+
+demo-plugin:
+	DEMO_MODE=plugin scripts/demo.sh
+
+plugin:
+	scripts/plugin.sh
+
+install:
+	PLUGIN_ENABLE=1 scripts/plugin.sh
+
+fuzz:
+	@if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh; \
+	else echo "no fuzz harness yet (scripts/fuzz.sh)"; fi
+
+bench:
+	@if [ -x scripts/bench.sh ]; then scripts/setup.sh && scripts/bench.sh; \
+	else echo "no benchmarks yet (scripts/bench.sh)"; fi
+
+clean:
+	$(CARGO) clean
+	rm -rf .work
