@@ -1,6 +1,7 @@
 //! Proof that the shared fixtures do what the integration tests rely on:
 //! the sshd serves real sshfs and rclone clients (by key and by password),
-//! goes down and comes back, and the mount/process helpers see it all.
+//! goes down and comes back, the mount/process helpers see it all, and the
+//! plugin runner starts, restarts and cleans up after the real binary.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -12,51 +13,60 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use serde_json::json;
 use support::mounts::{self, is_mounted, wait_until};
+use support::plugin::{Plugin, PLUGIN_DIR};
 use support::sshd::{Sshd, PASSWORD_USER, TEST_PASSWORD};
-use support::{cmd, docker};
+use support::{client, cmd, docker};
 
 const T: Duration = Duration::from_secs(10);
 
-/// An `sshfs -f` run by the test itself; unmounted and killed on drop.
-struct Sshfs {
+/// A FUSE tool run in the foreground by the test itself, mounting at a
+/// fresh mountpoint; unmounted and killed on drop.
+struct Fuse {
     child: Child,
     mountpoint: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-impl Sshfs {
-    fn mount(source: &str, options: &str, password: Option<&str>) -> Sshfs {
+impl Fuse {
+    /// `program SOURCE MOUNTPOINT args...`, with `stdin_line` on its stdin.
+    fn mount(program: &[&str], source: &str, args: &[&str], stdin_line: Option<&str>) -> Fuse {
         let dir = tempfile::tempdir().expect("create mountpoint parent");
         // A space in the path exercises mountinfo unescaping.
         let mountpoint = dir.path().join("mnt point");
         fs::create_dir(&mountpoint).expect("create mountpoint");
-        let mut child = Command::new("sshfs")
+        let mut child = Command::new(program[0])
+            .args(&program[1..])
             .arg(source)
             .arg(&mountpoint)
-            .args(["-f", "-o", options])
+            .args(args)
             .stdin(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("run sshfs");
-        let mut stdin = child.stdin.take().expect("sshfs stdin");
-        if let Some(password) = password {
-            writeln!(stdin, "{password}").expect("write password to sshfs");
+            .unwrap_or_else(|e| panic!("run {program:?}: {e}"));
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        if let Some(line) = stdin_line {
+            writeln!(stdin, "{line}").expect("write to the tool's stdin");
         }
         drop(stdin);
-        let mut sshfs = Sshfs {
+        let mut fuse = Fuse {
             child,
             mountpoint,
             _dir: dir,
         };
-        let mnt = sshfs.mountpoint.clone();
+        let mnt = fuse.mountpoint.clone();
         // With `reconnect` sshfs mounts before it has connected: wait until
         // the mount answers, not just until it is listed.
-        wait_until(T, "sshfs has mounted and answers", || {
-            assert!(sshfs.alive(), "sshfs exited before mounting");
+        wait_until(T, "the tool has mounted and answers", || {
+            assert!(fuse.alive(), "{program:?} exited before mounting");
             is_mounted(&mnt) && fs::read_dir(&mnt).is_ok()
         });
-        sshfs
+        fuse
+    }
+
+    fn sshfs(source: &str, options: &str, password: Option<&str>) -> Fuse {
+        Fuse::mount(&["sshfs"], source, &["-f", "-o", options], password)
     }
 
     fn alive(&mut self) -> bool {
@@ -64,7 +74,7 @@ impl Sshfs {
     }
 }
 
-impl Drop for Sshfs {
+impl Drop for Fuse {
     fn drop(&mut self) {
         let _ = mounts::lazy_unmount(&self.mountpoint);
         let _ = self.child.kill();
@@ -75,7 +85,7 @@ impl Drop for Sshfs {
 #[test]
 fn sshfs_mounts_the_remote_by_key_and_unmounts() {
     let sshd = Sshd::new();
-    let mut m = Sshfs::mount(&sshd.source(""), &sshd.sshfs_options(), None);
+    let mut m = Fuse::sshfs(&sshd.source(""), &sshd.sshfs_options(), None);
     let entry = mounts::mount_at(&m.mountpoint).expect("mountinfo entry");
     assert_eq!(entry.fs_type, "fuse.sshfs");
 
@@ -110,7 +120,7 @@ fn sshfs_mounts_the_remote_by_key_and_unmounts() {
 fn sshd_stop_drops_sessions_and_start_comes_back_on_the_same_port() {
     let mut sshd = Sshd::new();
     let port = sshd.port();
-    let mut m = Sshfs::mount(&sshd.source("data"), &sshd.sshfs_options(), None);
+    let mut m = Fuse::sshfs(&sshd.source("data"), &sshd.sshfs_options(), None);
 
     sshd.stop();
     assert!(!sshd.is_running());
@@ -123,7 +133,7 @@ fn sshd_stop_drops_sessions_and_start_comes_back_on_the_same_port() {
 
     sshd.start();
     assert_eq!(sshd.port(), port);
-    let m = Sshfs::mount(&sshd.source("data"), &sshd.sshfs_options(), None);
+    let m = Fuse::sshfs(&sshd.source("data"), &sshd.sshfs_options(), None);
     fs::write(m.mountpoint.join("again"), "x").expect("write after restart");
     assert!(sshd.remote_dir().join("data/again").exists());
 }
@@ -132,7 +142,7 @@ fn sshd_stop_drops_sessions_and_start_comes_back_on_the_same_port() {
 fn sshfs_with_reconnect_survives_killed_connections() {
     let sshd = Sshd::new();
     let options = format!("{},reconnect,ServerAliveInterval=1", sshd.sshfs_options());
-    let mut m = Sshfs::mount(&sshd.source(""), &options, None);
+    let mut m = Fuse::sshfs(&sshd.source(""), &options, None);
     let before = mounts::descendants(sshd.pid().expect("sshd running")).len();
     assert!(before > 0, "a live session is a child of sshd");
 
@@ -154,7 +164,7 @@ fn sshfs_with_reconnect_survives_killed_connections() {
 fn sshfs_logs_in_with_password_on_stdin() {
     let sshd = Sshd::with_password();
     let options = format!("{},password_stdin", sshd.password_sshfs_options());
-    let m = Sshfs::mount(&sshd.password_source("pw"), &options, Some(TEST_PASSWORD));
+    let m = Fuse::sshfs(&sshd.password_source("pw"), &options, Some(TEST_PASSWORD));
     fs::write(m.mountpoint.join("owned"), "z").expect("write through sshfs");
     let user = nix::unistd::User::from_name(PASSWORD_USER)
         .expect("look up user")
@@ -219,4 +229,113 @@ fn docker_helpers_run_a_container_with_a_local_volume() {
     assert_eq!(out, "hi\n");
     let err = docker::docker_fails(&["volume", "inspect", "netfs-selftest-no-such-volume"]);
     assert!(err.contains("no such volume"), "{err}");
+}
+
+#[test]
+fn rclone_mounts_the_remote_through_the_on_the_fly_sftp_remote() {
+    let sshd = Sshd::new();
+    let mut m = Fuse::mount(
+        &["rclone", "mount"],
+        &sshd.rclone_remote("r"),
+        &["--config", "/dev/null"],
+        None,
+    );
+    assert_eq!(
+        mounts::mount_at(&m.mountpoint).expect("mounted").fs_type,
+        "fuse.rclone"
+    );
+    fs::write(m.mountpoint.join("via rclone"), "r").expect("write through rclone");
+    let remote = fs::read_to_string(sshd.remote_dir().join("r/via rclone")).expect("on remote");
+    assert_eq!(remote, "r");
+    cmd::run_ok(Command::new("fusermount3").arg("-u").arg(&m.mountpoint));
+    wait_until(T, "rclone exits after fusermount3 -u", || !m.alive());
+}
+
+const NETFS: &str = env!("CARGO_BIN_EXE_netfs");
+
+#[test]
+fn plugin_answers_on_its_own_socket_and_restarts() {
+    let mut plugin = Plugin::new(NETFS).arg("--mount-timeout=10s").start();
+    let socket = plugin.socket();
+    assert!(plugin.driver_name().starts_with("netfs-t"));
+    assert_eq!(socket.parent(), Some(Path::new(PLUGIN_DIR)));
+    let (status, reply) = plugin.post("/Plugin.Activate", json!({}));
+    assert_eq!(
+        (status, reply),
+        (200, json!({"Implements": ["VolumeDriver"]}))
+    );
+
+    let reply = client::request(&socket, "POST", "/VolumeDriver.Capabilities", "{}");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["Capabilities"]["Scope"], "local");
+    let garbage = client::raw_bytes(&socket, b"NOT HTTP AT ALL\r\n\r\n");
+    assert!(
+        String::from_utf8_lossy(&garbage).starts_with("HTTP/1.1 4"),
+        "a 4xx for garbage: {:?}",
+        String::from_utf8_lossy(&garbage)
+    );
+    let (status, reply) = plugin.post("/VolumeDriver.Nope", json!({}));
+    assert_ne!(status, 200);
+    assert_ne!(client::err_of(&reply), "", "{reply}");
+
+    let first = plugin.pid();
+    assert!(plugin.terminate().success(), "{}", plugin.log());
+    plugin.restart();
+    assert_ne!(plugin.pid(), first);
+    plugin.kill9();
+    assert!(!plugin.is_running());
+    plugin.restart();
+    assert_eq!(plugin.post("/Plugin.Activate", json!({})).0, 200);
+    assert!(!plugin.log().is_empty(), "the log collects both runs");
+    drop(plugin);
+    assert!(!socket.exists(), "drop removes the socket");
+}
+
+#[test]
+fn plugin_drop_cleans_up_mounts_a_crashed_plugin_left() {
+    let sshd = Sshd::new();
+    let mut plugin = Plugin::new(NETFS).arg("--mount-timeout=10s").start();
+    let opts = json!({"source": sshd.source("v"), "o": sshd.sshfs_options()});
+    let (status, reply) = plugin.post(
+        "/VolumeDriver.Create",
+        json!({"Name": "selftest", "Opts": opts}),
+    );
+    assert_eq!(status, 200, "{reply}\n{}", plugin.log());
+    let (status, reply) = plugin.post(
+        "/VolumeDriver.Mount",
+        json!({"Name": "selftest", "ID": "c1"}),
+    );
+    assert_eq!(status, 200, "{reply}\n{}", plugin.log());
+    let mountpoint = PathBuf::from(reply["Mountpoint"].as_str().expect("Mountpoint"));
+    assert!(mountpoint.starts_with(plugin.mount_root()));
+    assert!(is_mounted(&mountpoint));
+    fs::write(mountpoint.join("through-plugin"), "p").expect("write through the volume");
+    assert!(sshd.remote_dir().join("v/through-plugin").exists());
+
+    plugin.kill9();
+    let root = plugin.mount_root().to_string_lossy().into_owned();
+    let leftovers = mounts::processes_with_arg(&root);
+    assert!(is_mounted(&mountpoint), "a crash leaves the mount behind");
+    assert_eq!(leftovers.len(), 1, "and its sshfs: {leftovers:?}");
+    drop(plugin);
+    assert!(mounts::mounts_under(&root).is_empty(), "drop unmounted it");
+    assert!(!Path::new(&root).exists(), "and removed the plugin's dir");
+    wait_until(T, "no volume process is left", || {
+        mounts::processes_with_arg(&root).is_empty()
+    });
+    assert!(
+        sshd.remote_dir().join("v/through-plugin").exists(),
+        "remote data kept"
+    );
+}
+
+#[test]
+fn plugin_spawn_and_wait_exit_see_a_refused_start() {
+    let mut plugin = Plugin::new(NETFS);
+    fs::write(plugin.state_file(), "{ not json").expect("write a corrupt state file");
+    plugin.spawn();
+    let status = plugin.wait_exit(T);
+    assert!(!status.success(), "{}", plugin.log());
+    assert!(plugin.log().contains("state.json"), "{}", plugin.log());
+    assert!(!plugin.is_running());
 }
