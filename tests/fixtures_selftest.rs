@@ -7,80 +7,19 @@
 mod support;
 
 use std::fs;
-use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
+use support::fuse::Fuse;
 use support::mounts::{self, is_mounted, wait_until};
 use support::plugin::{Plugin, PLUGIN_DIR};
 use support::sshd::{Sshd, PASSWORD_USER, TEST_PASSWORD};
 use support::{client, cmd, docker};
 
 const T: Duration = Duration::from_secs(10);
-
-/// A FUSE tool run in the foreground by the test itself, mounting at a
-/// fresh mountpoint; unmounted and killed on drop.
-struct Fuse {
-    child: Child,
-    mountpoint: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Fuse {
-    /// `program SOURCE MOUNTPOINT args...`, with `stdin_line` on its stdin.
-    fn mount(program: &[&str], source: &str, args: &[&str], stdin_line: Option<&str>) -> Fuse {
-        let dir = tempfile::tempdir().expect("create mountpoint parent");
-        // A space in the path exercises mountinfo unescaping.
-        let mountpoint = dir.path().join("mnt point");
-        fs::create_dir(&mountpoint).expect("create mountpoint");
-        let mut child = Command::new(program[0])
-            .args(&program[1..])
-            .arg(source)
-            .arg(&mountpoint)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("run {program:?}: {e}"));
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        if let Some(line) = stdin_line {
-            writeln!(stdin, "{line}").expect("write to the tool's stdin");
-        }
-        drop(stdin);
-        let mut fuse = Fuse {
-            child,
-            mountpoint,
-            _dir: dir,
-        };
-        let mnt = fuse.mountpoint.clone();
-        // With `reconnect` sshfs mounts before it has connected: wait until
-        // the mount answers, not just until it is listed.
-        wait_until(T, "the tool has mounted and answers", || {
-            assert!(fuse.alive(), "{program:?} exited before mounting");
-            is_mounted(&mnt) && fs::read_dir(&mnt).is_ok()
-        });
-        fuse
-    }
-
-    fn sshfs(source: &str, options: &str, password: Option<&str>) -> Fuse {
-        Fuse::mount(&["sshfs"], source, &["-f", "-o", options], password)
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Fuse {
-    fn drop(&mut self) {
-        let _ = mounts::lazy_unmount(&self.mountpoint);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn sshfs_mounts_the_remote_by_key_and_unmounts() {
@@ -105,10 +44,7 @@ fn sshfs_mounts_the_remote_by_key_and_unmounts() {
         procs[0].1.contains(&arg),
         "argv keeps the path with its space"
     );
-    assert_eq!(
-        mounts::mounts_under(m._dir.path()),
-        vec![m.mountpoint.clone()]
-    );
+    assert_eq!(mounts::mounts_under(m.dir()), vec![m.mountpoint.clone()]);
 
     cmd::run_ok(Command::new("fusermount3").arg("-u").arg(&m.mountpoint));
     wait_until(T, "sshfs exits after fusermount3 -u", || !m.alive());

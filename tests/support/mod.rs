@@ -8,6 +8,7 @@
 pub mod client;
 pub mod cmd;
 pub mod docker;
+pub mod fuse;
 pub mod mounts;
 pub mod password_user;
 pub mod plugin;

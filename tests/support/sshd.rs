@@ -125,6 +125,8 @@ impl Sshd {
             .append(true)
             .open(&log_path)
             .expect("open sshd.log");
+        let pid_file = self.dir.path().join("sshd.pid");
+        let _ = fs::remove_file(&pid_file);
         let mut child = Command::new(SSHD)
             .arg("-D")
             .arg("-e")
@@ -142,7 +144,11 @@ impl Sshd {
                 exited = Some(status);
                 return true;
             }
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            // sshd writes its pid file once it listens: that tells our sshd
+            // from another process that raced us to the port.
+            let ours =
+                fs::read_to_string(&pid_file).is_ok_and(|pid| pid.trim() == child.id().to_string());
+            ours && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
         });
         match (ready, exited) {
             (true, None) => {
