@@ -1,0 +1,10 @@
+//! netfs's integration tests, one binary: the real plugin binary or the
+//! in-process server on private sockets, a real sshd on 127.0.0.1, real FUSE
+//! mounts and a real dockerd. They need root, /dev/fuse and dockerd:
+//! `make test` provides all three.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod docker_sshfs;
+mod endpoints;
