@@ -210,6 +210,14 @@ fn plugin_answers_on_its_own_socket_and_restarts() {
         "a 4xx for garbage: {:?}",
         String::from_utf8_lossy(&garbage)
     );
+    let request = b"POST /Plugin.Activate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                    Content-Length: 2\r\n\r\n{}";
+    let reply = String::from_utf8_lossy(&client::raw_bytes(&socket, request)).into_owned();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.ends_with(r#"{"Implements":["VolumeDriver"]}"#),
+        "{reply}"
+    );
     let (status, reply) = plugin.post("/VolumeDriver.Nope", json!({}));
     assert_ne!(status, 200);
     assert_ne!(client::err_of(&reply), "", "{reply}");

@@ -18,6 +18,7 @@ use super::cmd;
 use super::mounts::{self, kill_tree, poll_until};
 use super::password_user;
 
+#[allow(unused_imports)]
 pub use super::password_user::{PASSWORD_USER, TEST_PASSWORD};
 
 const SSHD: &str = "/usr/sbin/sshd";
