@@ -1,7 +1,8 @@
 //! Command line and environment settings: raw flags parsed by clap, then
 //! checked and turned into a typed [`Config`] that the rest of netfs reads.
 //! Every flag `--some-flag` also comes from `SOME_FLAG`; `-o` and `-c` come
-//! from `MOUNT_OPTIONS` and `VOLUME_PROCESS_OPTIONS`.
+//! from `MOUNT_OPTIONS` and `VOLUME_PROCESS_OPTIONS`. The plugin's option
+//! lists are parsed here, once: a volume only ever merges over them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,15 +71,18 @@ pub struct Cli {
     #[arg(
         short = 'o',
         long = "mount-options",
+        allow_hyphen_values = true,
         env = "MOUNT_OPTIONS",
         default_value = ""
     )]
     pub mount_options: String,
 
     /// Plugin-wide process arguments, `-a&--b=c`, put before each volume's `c`.
+    /// The value may start with `-`: `-c -C` gives the tool `-C`.
     #[arg(
         short = 'c',
         long = "volume-process-options",
+        allow_hyphen_values = true,
         env = "VOLUME_PROCESS_OPTIONS",
         default_value = ""
     )]
@@ -156,14 +160,16 @@ impl Cli {
     /// Turns raw flags into checked settings.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let mount_options =
-            MountOptions::parse(&self.mount_options).map_err(|source| ConfigError::Options {
-                flag: "-o/MOUNT_OPTIONS",
-                source,
+            MountOptions::parse_defaults(&self.mount_options).map_err(|source| {
+                ConfigError::Options {
+                    flag: "plugin mount options (-o, --mount-options or MOUNT_OPTIONS)",
+                    source,
+                }
             })?;
         let process_options =
             ProcessOptions::parse(&self.volume_process_options).map_err(|source| {
                 ConfigError::Options {
-                    flag: "-c/VOLUME_PROCESS_OPTIONS",
+                    flag: "plugin process options (-c, --volume-process-options or VOLUME_PROCESS_OPTIONS)",
                     source,
                 }
             })?;
@@ -198,3 +204,6 @@ impl Cli {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,9 @@ use std::fmt;
 
 use super::{is_secret_key, OptionError};
 
+/// The value that, in a volume's `o`, removes a plugin default.
+pub const UNSET: &str = "-";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountOption {
     pub key: String,
@@ -17,7 +20,7 @@ pub struct MountOption {
 
 impl MountOption {
     fn is_unset(&self) -> bool {
-        self.value.as_deref() == Some("-")
+        self.value.as_deref() == Some(UNSET)
     }
 }
 
@@ -35,40 +38,59 @@ impl fmt::Display for MountOption {
 pub struct MountOptions(Vec<MountOption>);
 
 impl MountOptions {
-    /// Parses `key=value,flag,...`. Empty items (doubled or trailing commas)
-    /// are ignored, as mount(8) does. Values may hold `=` and whitespace.
+    /// Parses a volume's `key=value,flag,...`, where `key=-` asks to remove
+    /// a plugin default. Empty items (doubled or trailing commas) are
+    /// ignored, as mount(8) does. Values may hold `=`, whitespace and any
+    /// printable character but `,`; keys may not be empty or hold whitespace.
     pub fn parse(input: &str) -> Result<Self, OptionError> {
+        Self::parse_items(input, true)
+    }
+
+    /// Parses the plugin's defaults (`-o`, `MOUNT_OPTIONS`): the same grammar,
+    /// but `key=-` is refused, since there is nothing below it to remove.
+    pub fn parse_defaults(input: &str) -> Result<Self, OptionError> {
+        Self::parse_items(input, false)
+    }
+
+    fn parse_items(input: &str, allow_unset: bool) -> Result<Self, OptionError> {
         let mut list = Self::default();
         for (index, item) in input.split(',').enumerate() {
             if item.is_empty() {
                 continue;
             }
-            let bad = |reason| OptionError::Item {
-                position: index + 1,
-                item: item.to_owned(),
-                reason,
-            };
             let (key, value) = match item.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
                 None => (item, None),
             };
+            let bad = |reason| OptionError::Item {
+                position: index + 1,
+                item: quoted_item(key, value),
+                reason,
+            };
             if key.is_empty() {
                 return Err(bad("the key before '=' is empty"));
-            }
-            if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(bad(
-                    "a key may not contain whitespace or control characters",
-                ));
             }
             if item.chars().any(char::is_control) {
                 return Err(bad(
                     "control characters (newline, tab, NUL, ...) are not allowed",
                 ));
             }
-            list.set(MountOption {
+            if key.chars().any(char::is_whitespace) {
+                return Err(bad(
+                    "a key may not contain whitespace (a space after ',' is part of the next key)",
+                ));
+            }
+            let option = MountOption {
                 key: key.to_owned(),
                 value: value.map(str::to_owned),
-            });
+            };
+            if option.is_unset() && !allow_unset {
+                return Err(bad(
+                    "'-' only means something in a volume's o, where it removes a plugin default; \
+                     to have no default, leave the key out",
+                ));
+            }
+            list.set(option);
         }
         Ok(list)
     }
@@ -80,7 +102,8 @@ impl MountOptions {
         }
     }
 
-    /// Merges a volume's options over these plugin defaults; `self` is untouched.
+    /// Merges a volume's options over these plugin defaults; `self` is
+    /// untouched, so the next volume sees the same defaults.
     pub fn merge(&self, volume: &MountOptions) -> MountOptions {
         let mut merged = self.clone();
         for item in &volume.0 {
@@ -95,6 +118,10 @@ impl MountOptions {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &MountOption> {
@@ -129,12 +156,18 @@ impl MountOptions {
     pub fn redacted(&self) -> String {
         self.0
             .iter()
-            .map(|o| match &o.value {
-                Some(_) if is_secret_key(&o.key) => format!("{}=***", o.key),
-                _ => o.to_string(),
-            })
+            .map(|o| quoted_item(&o.key, o.value.as_deref()))
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+/// One item as an error message or log may show it: a secret's value is `***`.
+fn quoted_item(key: &str, value: Option<&str>) -> String {
+    match value {
+        Some(_) if is_secret_key(key) => format!("{key}=***"),
+        Some(v) => format!("{key}={v}"),
+        None => key.to_owned(),
     }
 }
 
@@ -151,98 +184,4 @@ impl fmt::Display for MountOptions {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(s: &str) -> MountOptions {
-        MountOptions::parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
-    }
-
-    #[test]
-    fn grammar() {
-        let cases: &[(&str, &str)] = &[
-            ("", ""),
-            (",", ""),
-            ("a,,b,", "a,b"),
-            ("a=1,b", "a=1,b"),
-            ("ssh_command=ssh -p 22", "ssh_command=ssh -p 22"),
-            ("k=a=b=c", "k=a=b=c"),
-            ("k=", "k="),
-            ("k=é ü", "k=é ü"),
-            ("a=1,b,a=2", "a=2,b"),
-            ("a=1,a", "a"),
-            ("a,a=1", "a=1"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(p(input).to_string(), *want, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn errors_name_the_item_and_its_position() {
-        let err = MountOptions::parse("a,=x").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "item 2 \"=x\": the key before '=' is empty"
-        );
-        let err = MountOptions::parse("a,b c=1").unwrap_err();
-        assert!(err.to_string().starts_with("item 2 \"b c=1\""), "{err}");
-        assert!(MountOptions::parse("a=x\ny").is_err());
-        assert!(MountOptions::parse("a=x\0").is_err());
-    }
-
-    #[test]
-    fn merge_rules() {
-        let plugin = p("allow_other,reconnect,ServerAliveInterval=15,cache=yes");
-        let cases: &[(&str, &str)] = &[
-            ("", "allow_other,reconnect,ServerAliveInterval=15,cache=yes"),
-            (
-                "ServerAliveInterval=5",
-                "allow_other,reconnect,ServerAliveInterval=5,cache=yes",
-            ),
-            (
-                "reconnect=-",
-                "allow_other,ServerAliveInterval=15,cache=yes",
-            ),
-            (
-                "absent=-",
-                "allow_other,reconnect,ServerAliveInterval=15,cache=yes",
-            ),
-            (
-                "port=2222",
-                "allow_other,reconnect,ServerAliveInterval=15,cache=yes,port=2222",
-            ),
-            (
-                "cache",
-                "allow_other,reconnect,ServerAliveInterval=15,cache",
-            ),
-            (
-                "reconnect=1",
-                "allow_other,reconnect=1,ServerAliveInterval=15,cache=yes",
-            ),
-            (
-                "reconnect=-,reconnect",
-                "allow_other,reconnect,ServerAliveInterval=15,cache=yes",
-            ),
-        ];
-        for (volume, want) in cases {
-            assert_eq!(
-                plugin.merge(&p(volume)).to_string(),
-                *want,
-                "volume {volume:?}"
-            );
-        }
-        assert_eq!(
-            plugin,
-            p("allow_other,reconnect,ServerAliveInterval=15,cache=yes")
-        );
-    }
-
-    #[test]
-    fn redaction_hides_secret_values_only() {
-        assert_eq!(
-            p("port=22,password=x,pass=y").redacted(),
-            "port=22,password=***,pass=***"
-        );
-    }
-}
+mod tests;

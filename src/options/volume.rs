@@ -81,17 +81,51 @@ impl VolumeOptions {
         Ok(out)
     }
 
-    /// Refuses mount-option keys the operator denied.
+    /// Refuses mount-option keys the operator denied, in `o` (set or
+    /// unset) and, as far as they can be told apart, in `c`: `-okey=v`,
+    /// `-o key=v,...`, `--key=v` or `--key-name` all name `key`.
     pub fn check_denied(&self, denied: &[String]) -> Result<(), OptionError> {
+        let is_denied = |key: &str| denied.iter().any(|d| same_key(d, key));
         for option in self.mount_options.iter() {
-            if denied.iter().any(|d| d.eq_ignore_ascii_case(&option.key)) {
+            if is_denied(&option.key) {
                 return Err(OptionError::Denied {
                     key: option.key.clone(),
                 });
             }
         }
+        for (index, item) in self.process_options.items().iter().enumerate() {
+            if let Some(key) = keys_in_argument(item).find(|k| is_denied(k)) {
+                return Err(OptionError::DeniedInProcess {
+                    position: index + 1,
+                    key: key.to_owned(),
+                });
+            }
+        }
         Ok(())
     }
+}
+
+/// Keys compare as ssh and rclone do: case-insensitive, `-` same as `_`.
+fn same_key(a: &str, b: &str) -> bool {
+    let norm = |c: char| match c {
+        '-' => '_',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.chars().map(norm).eq(b.chars().map(norm))
+}
+
+/// The option keys one process argument may set.
+fn keys_in_argument(item: &str) -> impl Iterator<Item = &str> {
+    let body = match item.strip_prefix("--") {
+        Some(long) => long,
+        None => item
+            .strip_prefix("-o")
+            .or_else(|| item.strip_prefix('-'))
+            .unwrap_or(item),
+    };
+    body.split(',')
+        .map(|part| part.split_once('=').map_or(part, |(k, _)| k).trim())
+        .filter(|k| !k.is_empty())
 }
 
 impl TryFrom<BTreeMap<String, String>> for VolumeOptions {
@@ -130,51 +164,128 @@ mod tests {
     }
 
     #[test]
-    fn accepts_known_keys_and_round_trips() {
+    fn accepts_known_keys_and_stores_them_as_given() {
         let given = opts(&[
             ("type", "sshfs"),
             ("source", "u@h:/x"),
-            ("o", "port=2,a"),
-            ("c", "-C"),
+            ("o", "port=2,a,,cache=-,a=1"),
+            ("c", "-C&&{name}"),
             ("password", "pw"),
         ]);
         let parsed = VolumeOptions::parse(&given).unwrap();
         assert_eq!(parsed.kind, Some(BackendKind::Sshfs));
-        assert_eq!(parsed.mount_options.to_string(), "port=2,a");
-        assert_eq!(BTreeMap::from(parsed), given);
+        assert_eq!(parsed.mount_options.to_string(), "port=2,a=1,cache=-");
+        assert_eq!(parsed.process_options.items(), ["-C", "{name}"]);
+        // what is stored is the volume's own text, not a merge or a re-rendering
+        assert_eq!(BTreeMap::from(parsed.clone()), given);
+        let json = serde_json::to_string(&parsed).unwrap();
+        let back: VolumeOptions = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, parsed);
+        assert_eq!(
+            VolumeOptions::parse(&opts(&[])).unwrap(),
+            VolumeOptions::default()
+        );
     }
+
+    /// (Opts, exact message)
+    const REFUSED: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("sorce", "x")],
+            "unknown volume option \"sorce\"; accepted options are: type, source, o, c, password \
+             (mount options go inside o, e.g. -o o=port=2222,reconnect)",
+        ),
+        (
+            &[("port", "2222")],
+            "unknown volume option \"port\"; accepted options are: type, source, o, c, password \
+             (mount options go inside o, e.g. -o o=port=2222,reconnect)",
+        ),
+        (
+            &[("Type", "sshfs")],
+            "unknown volume option \"Type\"; accepted options are: type, source, o, c, password \
+             (mount options go inside o, e.g. -o o=port=2222,reconnect)",
+        ),
+        (
+            &[("source", "")],
+            "volume option \"source\" has an empty value; give it a value or leave it out",
+        ),
+        (
+            &[("o", "")],
+            "volume option \"o\" has an empty value; give it a value or leave it out",
+        ),
+        (
+            &[("type", "smb")],
+            "volume option \"type\": unknown type \"smb\"; use one of sshfs, rclone, nfs, command",
+        ),
+        (
+            &[("source", "-oProxyCommand=x")],
+            "volume option \"source\": a source may not start with '-'",
+        ),
+        (
+            &[("source", "h:/a\nb")],
+            "volume option \"source\": control characters are not allowed",
+        ),
+        (
+            &[("o", "a,=b")],
+            "volume option \"o\": item 2 \"=b\": the key before '=' is empty",
+        ),
+        (
+            &[("o", "reconnect, cache=no")],
+            "volume option \"o\": item 2 \" cache=no\": a key may not contain whitespace \
+             (a space after ',' is part of the next key)",
+        ),
+        (
+            &[("o", "port=1,password=secret\0")],
+            "volume option \"o\": item 2 \"password=***\": control characters (newline, tab, NUL, ...) are not allowed",
+        ),
+        (
+            &[("c", "-C&-o\nx")],
+            "volume option \"c\": item 2 \"-o\\nx\": control characters (newline, tab, NUL, ...) are not allowed",
+        ),
+        (
+            &[("password", "a\nb")],
+            "volume option \"password\": a password may not contain a newline or NUL",
+        ),
+    ];
 
     #[test]
     fn refuses_with_messages_a_user_can_act_on() {
-        let err = VolumeOptions::parse(&opts(&[("sorce", "x")])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown volume option \"sorce\"; accepted options are: type, source, o, c, password"
-        );
-        let err = VolumeOptions::parse(&opts(&[("source", "")])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "volume option \"source\" has an empty value"
-        );
-        let err = VolumeOptions::parse(&opts(&[("type", "smb")])).unwrap_err();
-        assert!(
-            err.to_string().contains("sshfs, rclone, nfs, command"),
-            "{err}"
-        );
-        let err = VolumeOptions::parse(&opts(&[("source", "-oProxyCommand=x")])).unwrap_err();
-        assert!(err.to_string().contains("may not start with '-'"), "{err}");
-        let err = VolumeOptions::parse(&opts(&[("o", "a,=b")])).unwrap_err();
-        assert!(
-            err.to_string().starts_with("volume option \"o\": item 2"),
-            "{err}"
-        );
+        for (given, want) in REFUSED {
+            let err = VolumeOptions::parse(&opts(given)).unwrap_err();
+            assert_eq!(err.to_string(), *want, "{given:?}");
+        }
+        // a stored volume is checked again when read back
+        let bad: Result<VolumeOptions, _> = serde_json::from_str(r#"{"o":"=x"}"#);
+        assert!(bad.is_err());
     }
 
     #[test]
-    fn denied_keys() {
-        let v = VolumeOptions::parse(&opts(&[("o", "port=1,ssh_command=evil")])).unwrap();
-        let err = v.check_denied(&["ssh_command".into()]).unwrap_err();
-        assert!(err.to_string().contains("ssh_command"), "{err}");
-        assert!(v.check_denied(&["ProxyCommand".into()]).is_ok());
+    fn denied_keys_in_o_and_c() {
+        let denied = ["ssh_command".to_owned(), "ProxyCommand".to_owned()];
+        let check = |pairs: &[(&str, &str)]| {
+            VolumeOptions::parse(&opts(pairs))
+                .unwrap()
+                .check_denied(&denied)
+                .map_err(|e| e.to_string())
+        };
+        let refused: &[(&str, &str, &str)] = &[
+            ("o", "port=1,ssh_command=evil", "mount option \"ssh_command\" is denied by the plugin's --deny-options"),
+            ("o", "SSH_COMMAND=evil", "mount option \"SSH_COMMAND\" is denied by the plugin's --deny-options"),
+            ("o", "proxycommand=-", "mount option \"proxycommand\" is denied by the plugin's --deny-options"),
+            ("c", "-C&-o&port=1,ssh_command=evil", "volume option \"c\": item 3 sets \"ssh_command\", which the plugin's --deny-options denies"),
+            ("c", "-ossh_command=evil", "volume option \"c\": item 1 sets \"ssh_command\", which the plugin's --deny-options denies"),
+            ("c", "--ssh-command=evil", "volume option \"c\": item 1 sets \"ssh-command\", which the plugin's --deny-options denies"),
+            ("c", "-oProxyCommand=x", "volume option \"c\": item 1 sets \"ProxyCommand\", which the plugin's --deny-options denies"),
+        ];
+        for (key, value, want) in refused {
+            assert_eq!(check(&[(key, value)]).unwrap_err(), *want, "{key}={value}");
+        }
+        for (key, value) in [
+            ("o", "port=1,command=x"),
+            ("c", "-C&-o&port=1"),
+            ("c", "{mountPoint}"),
+            ("source", "ssh_command@h:/x"),
+        ] {
+            assert_eq!(check(&[(key, value)]), Ok(()), "{key}={value}");
+        }
     }
 }

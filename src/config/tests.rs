@@ -1,0 +1,370 @@
+//! Flags and their variables. The environment is process-global and tests
+//! run in parallel, so every parse happens in a fresh run of this test
+//! binary with exactly the variables the case names (see `isolated_parse`).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use clap::{CommandFactory, Parser};
+use serde_json::{json, Value};
+
+use super::Cli;
+
+const ARGS_VAR: &str = "NETFS_CONFIG_TEST_ARGS";
+const RESULT_MARK: &str = "netfs-config-test-result ";
+const SEP: char = '\u{1f}';
+
+/// Parses `args` with the environment `env` and nothing else, in a child
+/// run of this test binary: the parsed settings, or the error message.
+fn parse_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<BTreeMap<String, Value>, String> {
+    let exe = std::env::current_exe().expect("test binary path");
+    let joined: String = args.iter().flat_map(|a| [a, "\u{1f}"]).collect();
+    let out = Command::new(exe)
+        .args([
+            "--exact",
+            "config::tests::isolated_parse",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_clear()
+        .env(ARGS_VAR, joined)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once(RESULT_MARK).map(|(_, json)| json))
+        .unwrap_or_else(|| {
+            panic!(
+                "child gave no result; stdout:\n{stdout}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    match serde_json::from_str(line).expect("child result is JSON") {
+        Value::String(err) => Err(err),
+        Value::Object(map) => Ok(map.into_iter().collect()),
+        other => panic!("unexpected child result {other}"),
+    }
+}
+
+/// The child's side of [`parse_with_env`]; does nothing in a normal run.
+#[test]
+fn isolated_parse() {
+    let Ok(joined) = std::env::var(ARGS_VAR) else {
+        return;
+    };
+    let argv = std::iter::once("netfs").chain(joined.split_terminator(SEP));
+    let result = match Cli::try_parse_from(argv) {
+        Err(e) => json!(e.render().to_string()),
+        Ok(cli) => {
+            let log_level = cli.log_level.clone();
+            match cli.into_config() {
+                Err(e) => json!(e.to_string()),
+                Ok(c) => json!({
+                    "socket": c.socket,
+                    "mount_root": c.mount_root,
+                    "state_file": c.state_file,
+                    "log_level": log_level,
+                    "default_type": c.default_type.as_str(),
+                    "mount_timeout": humantime::format_duration(c.mount_timeout).to_string(),
+                    "stop_timeout": humantime::format_duration(c.stop_timeout).to_string(),
+                    "mount_options": c.mount_options.to_string(),
+                    "process_options": c.process_options.items(),
+                    "lifecycle": format!("{:?}", c.lifecycle),
+                    "recovery": format!("{:?}", c.recovery),
+                    "recovery_max_per_min": c.recovery_max_per_min,
+                    "command_binary": c.command_binary,
+                    "command_mount_option_flag": c.command_mount_option_flag,
+                    "deny_options": c.deny_options,
+                }),
+            }
+        }
+    };
+    println!("{RESULT_MARK}{result}");
+}
+
+fn field(map: &BTreeMap<String, Value>, name: &str) -> String {
+    match &map[name] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+struct Flag {
+    cli: &'static str,
+    var: &'static str,
+    var_value: &'static str,
+    field: &'static str,
+    default: &'static str,
+    from_cli: &'static str,
+    from_env: &'static str,
+}
+
+/// Every plugin flag: given on the command line, in its variable, or both.
+const FLAGS: &[Flag] = &[
+    Flag {
+        cli: "--socket=/cli.sock",
+        var: "SOCKET",
+        var_value: "/env.sock",
+        field: "socket",
+        default: "/run/docker/plugins/netfs.sock",
+        from_cli: "/cli.sock",
+        from_env: "/env.sock",
+    },
+    Flag {
+        cli: "--propagated-mount=/cli",
+        var: "PROPAGATED_MOUNT",
+        var_value: "/env",
+        field: "mount_root",
+        default: "/var/lib/netfs/volumes",
+        from_cli: "/cli",
+        from_env: "/env",
+    },
+    Flag {
+        cli: "--state-file=/cli.json",
+        var: "STATE_FILE",
+        var_value: "/env.json",
+        field: "state_file",
+        default: "/var/lib/netfs/state.json",
+        from_cli: "/cli.json",
+        from_env: "/env.json",
+    },
+    Flag {
+        cli: "--log-level=debug",
+        var: "LOG_LEVEL",
+        var_value: "warn",
+        field: "log_level",
+        default: "info",
+        from_cli: "debug",
+        from_env: "warn",
+    },
+    Flag {
+        cli: "--default-type=rclone",
+        var: "DEFAULT_TYPE",
+        var_value: "nfs",
+        field: "default_type",
+        default: "sshfs",
+        from_cli: "rclone",
+        from_env: "nfs",
+    },
+    Flag {
+        cli: "--mount-timeout=3s",
+        var: "MOUNT_TIMEOUT",
+        var_value: "7s",
+        field: "mount_timeout",
+        default: "20s",
+        from_cli: "3s",
+        from_env: "7s",
+    },
+    Flag {
+        cli: "--stop-timeout=1s",
+        var: "STOP_TIMEOUT",
+        var_value: "2s",
+        field: "stop_timeout",
+        default: "5s",
+        from_cli: "1s",
+        from_env: "2s",
+    },
+    Flag {
+        cli: "--mount-options=a=cli,b",
+        var: "MOUNT_OPTIONS",
+        var_value: "a=env ,x=é",
+        field: "mount_options",
+        default: "",
+        from_cli: "a=cli,b",
+        from_env: "a=env ,x=é",
+    },
+    Flag {
+        cli: "--volume-process-options=-C&cli arg",
+        var: "VOLUME_PROCESS_OPTIONS",
+        var_value: "-E&&env arg&",
+        field: "process_options",
+        default: "[]",
+        from_cli: r#"["-C","cli arg"]"#,
+        from_env: r#"["-E","env arg"]"#,
+    },
+    Flag {
+        cli: "--volume-process-lifecycle=volume",
+        var: "VOLUME_PROCESS_LIFECYCLE",
+        var_value: "mount",
+        field: "lifecycle",
+        default: "Volume",
+        from_cli: "Volume",
+        from_env: "Mount",
+    },
+    Flag {
+        cli: "--volume-process-recovery-mode=restart",
+        var: "VOLUME_PROCESS_RECOVERY_MODE",
+        var_value: "ignore",
+        field: "recovery",
+        default: "Restart",
+        from_cli: "Restart",
+        from_env: "Ignore",
+    },
+    Flag {
+        cli: "--volume-process-recovery-max-per-min=7",
+        var: "VOLUME_PROCESS_RECOVERY_MAX_PER_MIN",
+        var_value: "9",
+        field: "recovery_max_per_min",
+        default: "5",
+        from_cli: "7",
+        from_env: "9",
+    },
+    Flag {
+        cli: "--volume-process-binary=/cli/tool",
+        var: "VOLUME_PROCESS_BINARY",
+        var_value: "/env/tool",
+        field: "command_binary",
+        default: "null",
+        from_cli: "/cli/tool",
+        from_env: "/env/tool",
+    },
+    Flag {
+        cli: "--mount-options-volume-process-option=-o",
+        var: "MOUNT_OPTIONS_VOLUME_PROCESS_OPTION",
+        var_value: "--opts",
+        field: "command_mount_option_flag",
+        default: "null",
+        from_cli: "-o",
+        from_env: "--opts",
+    },
+    Flag {
+        cli: "--deny-options=ssh_command, ProxyCommand",
+        var: "DENY_OPTIONS",
+        var_value: "x",
+        field: "deny_options",
+        default: "[]",
+        from_cli: r#"["ssh_command","ProxyCommand"]"#,
+        from_env: r#"["x"]"#,
+    },
+];
+
+#[test]
+fn the_table_names_every_flag() {
+    let mut longs: Vec<String> = Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect();
+    let mut listed: Vec<String> = FLAGS
+        .iter()
+        .map(|f| f.cli[2..f.cli.find('=').unwrap()].to_owned())
+        .collect();
+    longs.sort();
+    listed.sort();
+    assert_eq!(longs, listed, "a flag was added: give it a row in FLAGS");
+}
+
+#[test]
+fn every_flag_has_its_variable() {
+    for arg in Cli::command().get_arguments() {
+        let id = arg.get_id().as_str();
+        let long = arg
+            .get_long()
+            .unwrap_or_else(|| panic!("{id} has no long name"));
+        let want = long.to_uppercase().replace('-', "_");
+        let env = arg.get_env().and_then(|v| v.to_str());
+        assert_eq!(env, Some(want.as_str()), "--{long}");
+    }
+    let short = |c: char| {
+        Cli::command()
+            .get_arguments()
+            .find(|a| a.get_short() == Some(c))
+            .and_then(|a| a.get_env())
+            .and_then(|v| v.to_str().map(str::to_owned))
+    };
+    assert_eq!(short('o').as_deref(), Some("MOUNT_OPTIONS"));
+    assert_eq!(short('c').as_deref(), Some("VOLUME_PROCESS_OPTIONS"));
+}
+
+#[test]
+fn command_line_wins_over_the_environment() {
+    let cli: Vec<&str> = FLAGS.iter().map(|f| f.cli).collect();
+    let env: Vec<(&str, &str)> = FLAGS.iter().map(|f| (f.var, f.var_value)).collect();
+    let none = parse_with_env(&[], &[]).unwrap();
+    let only_cli = parse_with_env(&cli, &[]).unwrap();
+    let only_env = parse_with_env(&[], &env).unwrap();
+    let both = parse_with_env(&cli, &env).unwrap();
+    for f in FLAGS {
+        assert_eq!(field(&none, f.field), f.default, "{} by default", f.field);
+        assert_eq!(field(&only_cli, f.field), f.from_cli, "{}", f.cli);
+        assert_eq!(
+            field(&only_env, f.field),
+            f.from_env,
+            "{}={}",
+            f.var,
+            f.var_value
+        );
+        assert_eq!(
+            field(&both, f.field),
+            f.from_cli,
+            "{} over {}",
+            f.cli,
+            f.var
+        );
+    }
+}
+
+#[test]
+fn short_flags_and_their_variables() {
+    let env = [
+        ("MOUNT_OPTIONS", "from=env"),
+        ("VOLUME_PROCESS_OPTIONS", "-E"),
+    ];
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["-o", "a=1,b", "-c", "-C&x y"], "a=1,b", r#"["-C","x y"]"#),
+        (&["-oa=1", "-c-C"], "a=1", r#"["-C"]"#),
+        (&["-o", "", "-c", ""], "", "[]"),
+        (&["-c", "-C"], "from=env", r#"["-C"]"#),
+        (&[], "from=env", r#"["-E"]"#),
+    ];
+    for (args, mount, process) in cases {
+        let got = parse_with_env(args, &env).unwrap();
+        assert_eq!(field(&got, "mount_options"), *mount, "{args:?}");
+        assert_eq!(field(&got, "process_options"), *process, "{args:?}");
+    }
+}
+
+#[test]
+fn plugin_options_are_checked_at_start() {
+    let mount = "invalid plugin mount options (-o, --mount-options or MOUNT_OPTIONS): ";
+    let process =
+        "invalid plugin process options (-c, --volume-process-options or VOLUME_PROCESS_OPTIONS): ";
+    type Case = (
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+        String,
+    );
+    let cases: &[Case] = &[
+        (
+            &[],
+            &[("MOUNT_OPTIONS", "reconnect,cache=-")],
+            format!("{mount}item 2 \"cache=-\": '-' only means something in a volume's o, where it removes a plugin default; to have no default, leave the key out"),
+        ),
+        (
+            &["-o", "a,,=1"],
+            &[],
+            format!("{mount}item 3 \"=1\": the key before '=' is empty"),
+        ),
+        (
+            &[],
+            &[("VOLUME_PROCESS_OPTIONS", "-C&-d\n")],
+            format!("{process}item 2 \"-d\\n\": control characters (newline, tab, NUL, ...) are not allowed"),
+        ),
+        (
+            &["--propagated-mount=rel/dir"],
+            &[],
+            "--propagated-mount must be an absolute path, got \"rel/dir\"".to_owned(),
+        ),
+    ];
+    for (args, env, want) in cases {
+        assert_eq!(
+            parse_with_env(args, env).unwrap_err(),
+            *want,
+            "{args:?} {env:?}"
+        );
+    }
+    // the command line wins, so a bad variable it overrides is never read
+    let got = parse_with_env(&["-o", "ok"], &[("MOUNT_OPTIONS", "bad=-")]).unwrap();
+    assert_eq!(field(&got, "mount_options"), "ok");
+}
