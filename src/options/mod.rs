@@ -6,6 +6,9 @@ mod mount;
 mod process;
 mod volume;
 
+#[cfg(test)]
+mod proptests;
+
 pub use mount::{MountOption, MountOptions, UNSET};
 pub use process::{Placeholders, ProcessOptions};
 pub use volume::{VolumeOptions, VOLUME_KEYS};
