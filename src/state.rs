@@ -1,10 +1,13 @@
 //! The state file: every volume's own options, creation time and mount IDs,
 //! as one versioned JSON document. Written atomically (temp file, fsync,
 //! rename, fsync of the directory) with mode 0600, because it holds secrets.
-//! A missing file is empty state; a file that cannot be read or parsed is
-//! never replaced: start-up fails naming it.
+//! Before each replace the current file is kept as `<file>.bak`, so the
+//! last good state before it is always there to go back to. A missing file
+//! is empty state; a file that cannot be read or parsed is never replaced:
+//! start-up fails naming it and saying what `.bak` holds.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -44,41 +47,107 @@ struct Document {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot read state file {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("state file {path} is corrupt ({source}); it was left untouched: repair it or restore {path}.bak, then start again")]
+    #[error("cannot read state file {path}: {source}; it was left untouched{backup}")]
+    Read {
+        path: PathBuf,
+        source: io::Error,
+        backup: Backup,
+    },
+    #[error("state file {path} is corrupt ({source}); it was left untouched{backup}")]
     Corrupt {
         path: PathBuf,
         source: serde_json::Error,
+        backup: Backup,
     },
-    #[error("state file {path} has version {found}; this netfs reads version {STATE_VERSION}")]
+    #[error("state file {path} has version {found}; this netfs reads version {STATE_VERSION}; it was left untouched")]
     Version { path: PathBuf, found: u32 },
     #[error("cannot write state file {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
 }
 
-pub fn load(path: &Path) -> Result<Volumes, StateError> {
-    let text = match fs::read(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Volumes::new()),
-        Err(source) => {
-            return Err(StateError::Read {
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
-    let doc: Document = serde_json::from_slice(&text).map_err(|source| StateError::Corrupt {
-        path: path.to_owned(),
-        source,
+/// What `<state file>.bak` offers when the state file itself is unusable,
+/// said at the end of the start-up error so the operator knows what to do.
+#[derive(Debug)]
+pub struct Backup(String);
+
+impl Backup {
+    fn of(path: &Path) -> Self {
+        let bak = backup_path(path);
+        let advice = match read(&bak) {
+            Ok(volumes) => format!(
+                "; {} holds the previous good state ({} volume(s)): check it, copy it over {} \
+                 and start netfs again (see docs/operations.md)",
+                bak.display(),
+                volumes.len(),
+                path.display()
+            ),
+            Err(ReadError::Missing) => format!(
+                "; there is no {} to go back to: repair the file, or move it away to start with no volumes",
+                bak.display()
+            ),
+            Err(_) => format!(
+                "; {} is not usable either: repair one of them, or move both away to start with no volumes",
+                bak.display()
+            ),
+        };
+        Self(advice)
+    }
+}
+
+impl fmt::Display for Backup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `<state file>.bak`: the state as it was before the last write.
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".bak");
+    path.with_file_name(name)
+}
+
+enum ReadError {
+    Missing,
+    Io(io::Error),
+    Json(serde_json::Error),
+    Version(u32),
+}
+
+fn read(path: &Path) -> Result<Volumes, ReadError> {
+    let text = fs::read(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ReadError::Missing,
+        _ => ReadError::Io(e),
     })?;
+    let doc: Document = serde_json::from_slice(&text).map_err(ReadError::Json)?;
     if doc.version != STATE_VERSION {
-        return Err(StateError::Version {
-            path: path.to_owned(),
-            found: doc.version,
-        });
+        return Err(ReadError::Version(doc.version));
     }
     Ok(doc.volumes)
+}
+
+/// Reads the state; a missing file is empty state, anything else that is
+/// not a good state is an error naming the file, which is left as it is.
+pub fn load(path: &Path) -> Result<Volumes, StateError> {
+    let path_buf = || path.to_owned();
+    match read(path) {
+        Ok(volumes) => Ok(volumes),
+        Err(ReadError::Missing) => Ok(Volumes::new()),
+        Err(ReadError::Io(source)) => Err(StateError::Read {
+            path: path_buf(),
+            source,
+            backup: Backup::of(path),
+        }),
+        Err(ReadError::Json(source)) => Err(StateError::Corrupt {
+            path: path_buf(),
+            source,
+            backup: Backup::of(path),
+        }),
+        Err(ReadError::Version(found)) => Err(StateError::Version {
+            path: path_buf(),
+            found,
+        }),
+    }
 }
 
 /// Serialises saves; a snapshot older than one already written is skipped,
@@ -135,6 +204,7 @@ fn write_atomic(path: &Path, volumes: &Volumes) -> io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp"));
+    let bak_tmp = dir.join(format!(".{file_name}.bak.tmp"));
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -146,8 +216,22 @@ fn write_atomic(path: &Path, volumes: &Volumes) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
+    keep_backup(path, &bak_tmp)?;
     fs::rename(&tmp, path)?;
     File::open(dir)?.sync_all()
+}
+
+/// Makes `<path>.bak` the file now at `path` (a hard link: no data is
+/// copied, so it works on a full disk too), replacing the old `.bak` in one
+/// rename so that some `.bak` is always there. `path` is only ever replaced
+/// whole, never changed in place, so the link keeps the old content.
+fn keep_backup(path: &Path, bak_tmp: &Path) -> io::Result<()> {
+    let _ = fs::remove_file(bak_tmp);
+    match fs::hard_link(path, bak_tmp) {
+        Ok(()) => fs::rename(bak_tmp, backup_path(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -191,13 +275,64 @@ mod tests {
         let path = dir.path().join("state.json");
         for (text, want) in [
             ("{\"version\":1,\"volumes\":", "is corrupt"),
+            ("", "is corrupt"),
             ("{\"version\":9,\"volumes\":{}}", "has version 9"),
             ("{\"version\":1,\"volumes\":{\"../x\":{}}}", "is corrupt"),
         ] {
             fs::write(&path, text).unwrap();
             let err = load(&path).unwrap_err().to_string();
             assert!(err.contains(want) && err.contains("state.json"), "{err}");
+            assert!(err.contains("left untouched"), "{err}");
             assert_eq!(fs::read_to_string(&path).unwrap(), text);
         }
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read state file"), "{err}");
+        assert!(
+            err.contains("no ") && err.contains("state.json.bak"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_state_before_the_last_write_is_kept_as_bak() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let bak = backup_path(&path);
+        assert_eq!(bak, dir.path().join("state.json.bak"));
+        let store = StateStore::new(path.clone());
+        let mut one = Volumes::new();
+        one.insert(VolumeName::parse("v1").unwrap(), record());
+        let mut two = one.clone();
+        two.insert(VolumeName::parse("v2").unwrap(), record());
+        store.save(1, one.clone()).await.unwrap();
+        assert!(!bak.exists(), "nothing before the first write");
+        store.save(2, two.clone()).await.unwrap();
+        assert_eq!(load(&bak).unwrap(), one);
+        assert_eq!(load(&path).unwrap(), two);
+        let mode = fs::metadata(&bak).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        store.save(3, Volumes::new()).await.unwrap();
+        assert_eq!(load(&bak).unwrap(), two);
+        assert!(load(&path).unwrap().is_empty());
+        // no temporary files are left next to the state
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["state.json", "state.json.bak"]);
+
+        // A corrupt state file: the error says what the .bak offers.
+        fs::write(&path, "{\"version\":1,").unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("state.json.bak holds the previous good state (2 volume(s))"),
+            "{err}"
+        );
+        fs::write(&bak, "garbage").unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("state.json.bak is not usable either"), "{err}");
     }
 }
