@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::backend::BackendKind;
 use crate::options::{MountOptions, OptionError, ProcessOptions};
@@ -157,6 +157,37 @@ pub enum ConfigError {
 }
 
 impl Cli {
+    /// Parses the process's command line and environment, exiting with
+    /// clap's message on a bad flag (see [`Cli::try_parse_env_from`]).
+    pub fn parse_env() -> Self {
+        Self::try_parse_env_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (program name first) and the environment. A variable set
+    /// to the empty string counts as unset, so `docker plugin set netfs
+    /// VOLUME_PROCESS_BINARY=` goes back to the default instead of failing.
+    pub fn try_parse_env_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Self::command();
+        let empty: Vec<clap::Id> = command
+            .get_arguments()
+            .filter(|a| {
+                a.get_env()
+                    .and_then(std::env::var_os)
+                    .is_some_and(|v| v.is_empty())
+            })
+            .map(|a| a.get_id().clone())
+            .collect();
+        for id in empty {
+            command = command.mut_arg(id, |a| a.env(None));
+        }
+        let matches = command.try_get_matches_from(args)?;
+        Self::from_arg_matches(&matches)
+    }
+
     /// Turns raw flags into checked settings.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let mount_options =

@@ -1,12 +1,12 @@
 use std::io::IsTerminal;
 
-use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = netfs::Cli::parse();
+    // An empty variable counts as unset (`docker plugin set netfs X=`).
+    let cli = netfs::Cli::parse_env();
     let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use serde_json::{json, Value};
 
 use super::Cli;
@@ -55,7 +55,7 @@ fn isolated_parse() {
         return;
     };
     let argv = std::iter::once("netfs").chain(joined.split_terminator(SEP));
-    let result = match Cli::try_parse_from(argv) {
+    let result = match Cli::try_parse_env_from(argv) {
         Err(e) => json!(e.render().to_string()),
         Ok(cli) => {
             let log_level = cli.log_level.clone();
@@ -299,6 +299,26 @@ fn command_line_wins_over_the_environment() {
             field(&both, f.field),
             f.from_cli,
             "{} over {}",
+            f.cli,
+            f.var
+        );
+    }
+}
+
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    let env: Vec<(&str, &str)> = FLAGS.iter().map(|f| (f.var, "")).collect();
+    let got = parse_with_env(&[], &env).unwrap();
+    for f in FLAGS {
+        assert_eq!(field(&got, f.field), f.default, "{}=", f.var);
+    }
+    let cli: Vec<&str> = FLAGS.iter().map(|f| f.cli).collect();
+    let got = parse_with_env(&cli, &env).unwrap();
+    for f in FLAGS {
+        assert_eq!(
+            field(&got, f.field),
+            f.from_cli,
+            "{} with {}=",
             f.cli,
             f.var
         );
