@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Builds the netfs managed plugin and registers it with dockerd:
 #   cargo build --release -> docker build (Dockerfile) -> docker create/export
-#   -> <builddir>/rootfs + config.json -> docker plugin create NAME:TAG
-# The plugin is left disabled unless PLUGIN_ENABLE=1 (what `make install` sets).
+#   -> <builddir>/plugin/{rootfs,config.json} -> docker plugin create NAME:TAG
+# A plugin of the same name is replaced, keeping its settings and its enabled
+# state (volumes survive: their state is in a host directory). A new plugin is
+# left disabled unless PLUGIN_ENABLE=1 (what `make install` sets).
 #
 # Environment:
 #   PLUGIN_NAME       plugin name (default netfs); tests use unique names
 #   PLUGIN_TAG        plugin tag (default: latest, see below)
 #   PLUGIN_BUILD_DIR  where the plugin directory is assembled
 #                     (default .work/plugin/NAME in the source tree)
-#   PLUGIN_STATE_DIR  host directory for the state mount
-#                     (default /var/lib/docker-plugins/NAME)
+#   PLUGIN_STATE_DIR  host directory for the state mount (default: what the
+#                     old plugin used, else /var/lib/docker-plugins/NAME)
 #   PLUGIN_ENABLE=1   enable the plugin after creating it
 #   NETFS_BINARY      use this netfs binary instead of running cargo
+#   KEEP_PLUGIN_DIR=1 keep the assembled plugin directory (rootfs + config.json)
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh
@@ -28,6 +31,7 @@ PLUGIN_TAG=${PLUGIN_TAG:-latest}
 PLUGIN_REF=$PLUGIN_NAME:$PLUGIN_TAG
 SAFE_NAME=$(printf '%s' "$PLUGIN_NAME" | tr -c 'A-Za-z0-9_.-' '_')
 PLUGIN_BUILD_DIR=${PLUGIN_BUILD_DIR:-$NETFS_TOP/.work/plugin/$SAFE_NAME}
+EXPLICIT_STATE_DIR=${PLUGIN_STATE_DIR:-}
 PLUGIN_STATE_DIR=${PLUGIN_STATE_DIR:-/var/lib/docker-plugins/$SAFE_NAME}
 VERSION=$(cargo_version)
 ROOTFS_IMAGE=netfs-plugin-rootfs:latest
@@ -95,28 +99,64 @@ cp "$NETFS_TOP/config.json" "$plugin_dir/config.json"
 rm -rf "$context"
 exec 9>&-
 
-# The host side of the plugin's bind mounts must exist before enable.
-mkdir -p "$PLUGIN_STATE_DIR"
-chmod 700 "$PLUGIN_STATE_DIR"
-if [ ! -d /root/.ssh ]; then
-    mkdir -p /root/.ssh
-    chmod 700 /root/.ssh
-fi
+# Settings (`docker plugin set`) as KEY=VALUE and MOUNT.source=PATH lines.
+plugin_settings() {
+    "$DOCKER" plugin inspect -f \
+        '{{range .Settings.Env}}{{println .}}{{end}}{{range .Settings.Mounts}}{{.Name}}.source={{.Source}}{{println}}{{end}}' \
+        "$1"
+}
+mount_source() {
+    "$DOCKER" plugin inspect -f \
+        "{{range .Settings.Mounts}}{{if eq .Name \"$2\"}}{{.Source}}{{end}}{{end}}" "$1"
+}
 
+# Re-creating a plugin of the same name is an upgrade: what was set on the
+# old one is set again, and it is enabled again if it was. Its volumes live on
+# in the state directory, which is outside the plugin.
+old_settings=()
+was_enabled=false
 if "$DOCKER" plugin inspect "$PLUGIN_REF" >/dev/null 2>&1; then
-    say "removing the existing $PLUGIN_REF"
+    mapfile -t old_settings < <(plugin_settings "$PLUGIN_REF")
+    was_enabled=$("$DOCKER" plugin inspect -f '{{.Enabled}}' "$PLUGIN_REF")
+    say "replacing the existing $PLUGIN_REF (enabled: $was_enabled)"
     "$DOCKER" plugin rm -f "$PLUGIN_REF" >/dev/null
 fi
 say "docker plugin create $PLUGIN_REF"
 "$DOCKER" plugin create "$PLUGIN_REF" "$plugin_dir" >/dev/null
-# dockerd keeps its own copy of the plugin; the assembled directory is only
-# needed again for `docker plugin create` by hand.
-if [ "$PLUGIN_STATE_DIR" != /var/lib/docker-plugins/netfs ]; then
-    "$DOCKER" plugin set "$PLUGIN_REF" "state.source=$PLUGIN_STATE_DIR"
+if [ "${KEEP_PLUGIN_DIR:-0}" != 1 ]; then
+    # dockerd has its own copy now; the rootfs is a few hundred MB.
+    rm -rf --one-file-system "$plugin_dir"
 fi
 
-if [ "${PLUGIN_ENABLE:-0}" = 1 ]; then
+mapfile -t defaults < <(plugin_settings "$PLUGIN_REF")
+sets=()
+for setting in "${old_settings[@]}"; do
+    [ -n "$setting" ] || continue
+    printf '%s\n' "${defaults[@]}" | grep -qxF -- "$setting" || sets+=("$setting")
+done
+old_state=$(printf '%s\n' "${old_settings[@]}" | sed -n 's/^state\.source=//p')
+if [ -n "$EXPLICIT_STATE_DIR" ] || [ -z "$old_state" ]; then
+    [ "state.source=$PLUGIN_STATE_DIR" = "$(printf '%s\n' "${defaults[@]}" | grep '^state\.source=')" ] ||
+        sets+=("state.source=$PLUGIN_STATE_DIR")
+fi
+for setting in "${sets[@]}"; do
+    say "docker plugin set $PLUGIN_REF $setting"
+    "$DOCKER" plugin set "$PLUGIN_REF" "$setting" ||
+        warn "could not carry over '$setting' to the new plugin"
+done
+
+# dockerd refuses to enable a plugin whose bind mount sources are missing.
+state_dir=$(mount_source "$PLUGIN_REF" state)
+mkdir -p "$state_dir"
+chmod 700 "$state_dir"
+keys_dir=$(mount_source "$PLUGIN_REF" sshkeys)
+if [ ! -d "$keys_dir" ]; then
+    mkdir -p "$keys_dir"
+    chmod 700 "$keys_dir"
+fi
+
+if [ "${PLUGIN_ENABLE:-0}" = 1 ] || [ "$was_enabled" = true ]; then
     say "docker plugin enable $PLUGIN_REF"
     "$DOCKER" plugin enable "$PLUGIN_REF" >/dev/null
 fi
-say "plugin $PLUGIN_REF (netfs $VERSION) created from $plugin_dir; state in $PLUGIN_STATE_DIR"
+say "plugin $PLUGIN_REF ready (netfs $VERSION, enabled: $("$DOCKER" plugin inspect -f '{{.Enabled}}' "$PLUGIN_REF"), state in $state_dir)"
