@@ -1,11 +1,13 @@
 //! What the kernel says about mounts: `/proc/self/mountinfo`, a bounded
-//! `stat` probe that notices dead FUSE mounts, and lazy unmount.
+//! `stat` probe that notices dead FUSE mounts, and lazy unmount. Nothing
+//! here starts or stops a process.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sys_mount::UnmountFlags;
+use tokio::task::JoinHandle;
 
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
@@ -46,8 +48,21 @@ pub fn mount_points() -> io::Result<Vec<PathBuf>> {
     Ok(parse_mount_points(&std::fs::read_to_string(MOUNTINFO)?))
 }
 
+/// `path` with its parent resolved (symlinks, `..`), as mountinfo shows it.
+/// The last component is never touched: a dead FUSE mount answers ENOTCONN.
+fn normalize(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => parent
+            .canonicalize()
+            .map_or_else(|_| path.to_path_buf(), |p| p.join(name)),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// True if something is mounted at exactly `path`.
 pub fn is_mounted(path: &Path) -> io::Result<bool> {
-    Ok(mount_points()?.iter().any(|p| p == path))
+    let resolved = normalize(path);
+    Ok(mount_points()?.iter().any(|p| p == path || *p == resolved))
 }
 
 /// Mount points strictly below `root`.
@@ -80,17 +95,39 @@ pub enum Probe {
     Hung,
 }
 
-/// `stat`s `path` on a blocking thread, giving up after `timeout` so a hung
-/// network mount never stalls the caller.
-pub async fn probe(path: &Path, timeout: Duration) -> Probe {
-    let path = path.to_owned();
-    let task = tokio::task::spawn_blocking(move || std::fs::metadata(&path));
-    match tokio::time::timeout(timeout, task).await {
-        Err(_) => Probe::Hung,
-        Ok(Err(join)) => Probe::Error(join.to_string()),
-        Ok(Ok(Ok(_))) => Probe::Answering,
-        Ok(Ok(Err(e))) if e.raw_os_error() == Some(nix::libc::ENOTCONN) => Probe::NotConnected,
-        Ok(Ok(Err(e))) => Probe::Error(e.to_string()),
+/// `stat`s one path on a blocking thread with a bound on the wait, so a hung
+/// network mount never stalls the caller. A `stat` that hangs is not
+/// abandoned: the next probe waits for the same one, so a mount that stays
+/// hung holds at most one thread.
+pub struct Prober {
+    path: PathBuf,
+    inflight: Option<JoinHandle<io::Result<std::fs::Metadata>>>,
+}
+
+impl Prober {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            inflight: None,
+        }
+    }
+
+    pub async fn probe(&mut self, timeout: Duration) -> Probe {
+        let path = self.path.clone();
+        let task = self
+            .inflight
+            .get_or_insert_with(|| tokio::task::spawn_blocking(move || std::fs::metadata(&path)));
+        let outcome = match tokio::time::timeout(timeout, task).await {
+            Err(_) => return Probe::Hung,
+            Ok(outcome) => outcome,
+        };
+        self.inflight = None;
+        match outcome {
+            Err(join) => Probe::Error(join.to_string()),
+            Ok(Ok(_)) => Probe::Answering,
+            Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::ENOTCONN) => Probe::NotConnected,
+            Ok(Err(e)) => Probe::Error(e.to_string()),
+        }
     }
 }
 
@@ -117,6 +154,28 @@ mod tests {
     #[test]
     fn this_process_sees_its_root_mounted() {
         assert!(is_mounted(Path::new("/")).unwrap());
+    }
+
+    #[test]
+    fn a_path_through_a_symlink_is_compared_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        // `link/proc` resolves to /proc, which is a mount point.
+        assert!(is_mounted(&link.join("proc")).unwrap());
+        assert!(!is_mounted(&link.join("no-such-dir")).unwrap());
+    }
+
+    #[tokio::test]
+    async fn probe_tells_answering_from_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ok = Prober::new(dir.path());
+        assert_eq!(ok.probe(Duration::from_secs(5)).await, Probe::Answering);
+        let mut gone = Prober::new(&dir.path().join("missing"));
+        assert!(matches!(
+            gone.probe(Duration::from_secs(5)).await,
+            Probe::Error(_)
+        ));
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         args,
         stdin: req.password.cloned(),
         one_shot: false,
+        hints: &[],
     })
 }
 

@@ -110,6 +110,9 @@ pub struct Invocation {
     pub stdin: Option<Secret>,
     /// The tool exits once mounted (mount.nfs): running means mounted.
     pub one_shot: bool,
+    /// Known messages of the tool (a piece of its stderr) and what they
+    /// mean for the user, added to an error that shows such a message.
+    pub hints: &'static [(&'static str, &'static str)],
 }
 
 impl Invocation {
@@ -119,7 +122,30 @@ impl Invocation {
             std::iter::once(self.program.clone()).chain(self.args.iter().map(|a| redact_arg(a)));
         shell_words::join(words)
     }
+
+    /// `" (explanation)"` for the first known message found in `stderr`,
+    /// or empty.
+    pub fn hint(&self, stderr: &str) -> String {
+        self.hints
+            .iter()
+            .chain(COMMON_HINTS)
+            .find(|(needle, _)| stderr.contains(needle))
+            .map(|(_, why)| format!(" ({why})"))
+            .unwrap_or_default()
+    }
 }
+
+/// Messages any backend's tool may print (the FUSE ones, mostly).
+const COMMON_HINTS: &[(&str, &str)] = &[
+    (
+        "fuse: device not found",
+        "/dev/fuse is missing: give the plugin the fuse device",
+    ),
+    (
+        "allow_other only allowed if",
+        "allow_other needs user_allow_other in /etc/fuse.conf for a non-root user",
+    ),
+];
 
 pub fn build(kind: BackendKind, req: &Request<'_>) -> Result<Invocation, BackendError> {
     match kind {

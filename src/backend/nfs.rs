@@ -20,8 +20,24 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         args,
         stdin: None,
         one_shot: true,
+        hints: HINTS,
     })
 }
+
+const HINTS: &[(&str, &str)] = &[
+    (
+        "No such device",
+        "the kernel has no NFS client: load the nfs module on the host (modprobe nfs)",
+    ),
+    (
+        "rpc.statd is not running",
+        "NFSv3 locking needs rpc.statd: add -o nolock, or use vers=4",
+    ),
+    (
+        "access denied by server",
+        "the server does not export this path to this host",
+    ),
+];
 
 #[cfg(test)]
 mod tests {

@@ -22,8 +22,14 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         args,
         stdin: None,
         one_shot: false,
+        hints: HINTS,
     })
 }
+
+const HINTS: &[(&str, &str)] = &[(
+    "didn't find section in config file",
+    "no such remote: use an on-the-fly remote such as :sftp,host=...:path, or define it in the rclone config (RCLONE_CONFIG)",
+)];
 
 #[cfg(test)]
 mod tests {

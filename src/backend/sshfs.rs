@@ -22,8 +22,24 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         args,
         stdin,
         one_shot: false,
+        hints: HINTS,
     })
 }
+
+const HINTS: &[(&str, &str)] = &[
+    (
+        "Host key verification failed",
+        "the server's host key is not in known_hosts: add it, or set -o StrictHostKeyChecking=accept-new",
+    ),
+    (
+        "Permission denied",
+        "the server refused the login: check the user, the key (IdentityFile) or the password",
+    ),
+    (
+        "Connection refused",
+        "nothing listens on that host and port: is the ssh server up, is the port right?",
+    ),
+];
 
 #[cfg(test)]
 mod tests {

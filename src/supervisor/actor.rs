@@ -1,42 +1,59 @@
-//! The supervisor task: a loop over requests (start, stop) and events of the
-//! running process (exit, dead mount, retry due). Restarts use a backoff and
-//! a sliding one-minute budget; past it the volume is `failed` until the
-//! next start request.
+//! The supervisor task: a loop over requests (start, restore, stop) and
+//! events of the running process (it died, a retry is due). A crash is
+//! followed by a restart after a backoff; too many crashes in a sliding
+//! minute and the volume is `failed`: starts are refused until the minute
+//! has passed, and the next one after that starts afresh. While a start is
+//! mounting, a stop cancels it and other starts wait for its outcome.
 
-use std::collections::VecDeque;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use tokio::sync::{mpsc, watch};
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{sleep_until, Instant};
 
-use super::child::{self, ProcessError, Running};
-use super::{Policy, ProcState, ProcessSpec, ProcessStatus, Request};
+use super::budget::{Budget, Verdict};
+use super::child::{self, Running, Watch};
+use super::{Policy, ProcState, ProcessError, ProcessSpec, ProcessStatus, Request};
 use crate::config::RecoveryMode;
-use crate::mounts::{self, Probe};
-
-const WINDOW: Duration = Duration::from_secs(60);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 enum Phase {
+    /// Nothing runs: never started, stopped, or a start failed.
     Idle,
-    Up(Running),
-    Backoff { until: Instant, reason: String },
+    Up(Box<Running>),
+    /// Waiting to start again after a crash or a failed restart.
+    Backoff {
+        until: Instant,
+    },
+    /// Crashed too often: starts are refused until `until`.
+    GaveUp {
+        until: Instant,
+        reason: String,
+    },
 }
 
 enum Event {
     Died(String),
+    Detached,
     RetryDue,
 }
+
+/// How a launch ended.
+enum Outcome {
+    Mounted,
+    Failed(ProcessError),
+    /// A stop request (or the end of the handle) cancelled it.
+    Cancelled,
+}
+
+type Reply = oneshot::Sender<Result<(), ProcessError>>;
 
 struct Supervisor {
     spec: ProcessSpec,
     policy: Policy,
     status: watch::Sender<ProcessStatus>,
     phase: Phase,
-    /// Restart attempts within the last minute.
-    attempts: VecDeque<Instant>,
-    consecutive_failures: u32,
+    budget: Budget,
+    /// Every handle is gone: stop and end the task.
+    closed: bool,
 }
 
 pub async fn run(
@@ -46,42 +63,38 @@ pub async fn run(
     status: watch::Sender<ProcessStatus>,
 ) {
     let mut sup = Supervisor {
+        budget: Budget::new(policy.max_restarts_per_min),
         spec,
         policy,
         status,
         phase: Phase::Idle,
-        attempts: VecDeque::new(),
-        consecutive_failures: 0,
+        closed: false,
     };
-    loop {
+    while !sup.closed {
         tokio::select! {
             request = rx.recv() => match request {
                 Some(Request::Start(reply)) => {
-                    let result = sup.ensure_started().await;
+                    let result = sup.start(&mut rx, false).await;
                     let _ = reply.send(result);
                 }
                 Some(Request::Restore(reply)) => {
-                    let result = sup.ensure_started().await;
-                    if let Err(e) = &result {
-                        sup.schedule_retry(e.to_string());
-                    }
+                    let result = sup.start(&mut rx, true).await;
                     let _ = reply.send(result);
                 }
                 Some(Request::Stop(reply)) => {
                     sup.stop().await;
                     let _ = reply.send(());
                 }
-                None => {
-                    sup.stop().await;
-                    return;
-                }
+                None => sup.closed = true,
             },
             event = sup.next_event() => match event {
-                Event::Died(reason) => sup.recover(reason).await,
-                Event::RetryDue => sup.retry().await,
+                Event::Died(reason) => sup.died(reason).await,
+                Event::Detached => sup.publish(ProcState::Mounted, None, None),
+                Event::RetryDue => sup.retry(&mut rx).await,
             },
         }
     }
+    sup.stop().await;
 }
 
 impl Supervisor {
@@ -98,71 +111,136 @@ impl Supervisor {
         });
     }
 
-    /// Waits for something to happen to the running process; never
-    /// completes when nothing runs.
+    /// Waits for something to happen; never completes while idle or given up.
     async fn next_event(&mut self) -> Event {
         match &mut self.phase {
-            Phase::Idle => std::future::pending().await,
-            Phase::Backoff { until, .. } => {
+            Phase::Idle | Phase::GaveUp { .. } => std::future::pending().await,
+            Phase::Backoff { until } => {
                 sleep_until(*until).await;
                 Event::RetryDue
             }
-            Phase::Up(running) => loop {
-                let probe_due = sleep(self.policy.health_interval);
-                if let Some(child) = running.child.as_mut() {
-                    tokio::select! {
-                        status = child.wait() => {
-                            let how = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                            let tail = running.tail().await;
-                            return Event::Died(format!("{} exited unexpectedly ({how}){tail}", self.spec.invocation.program));
-                        }
-                        _ = probe_due => {}
-                    }
-                } else {
-                    probe_due.await;
-                    if !matches!(mounts::is_mounted(&self.spec.mount_point), Ok(true)) {
-                        return Event::Died("the mount disappeared".into());
-                    }
+            Phase::Up(running) => {
+                match running.watch(&self.spec, self.policy.health_interval).await {
+                    Watch::Died(reason) => Event::Died(reason),
+                    Watch::Detached => Event::Detached,
                 }
-                if mounts::probe(&self.spec.mount_point, self.policy.health_interval).await
-                    == Probe::NotConnected
-                {
-                    return Event::Died(
-                        "the mount stopped answering (transport endpoint is not connected)".into(),
-                    );
-                }
-            },
-        }
-    }
-
-    async fn ensure_started(&mut self) -> Result<(), ProcessError> {
-        if matches!(self.phase, Phase::Up(_)) {
-            return Ok(());
-        }
-        // A start request after failure or during backoff tries afresh.
-        self.attempts.clear();
-        self.consecutive_failures = 0;
-        self.phase = Phase::Idle;
-        self.launch().await
-    }
-
-    async fn launch(&mut self) -> Result<(), ProcessError> {
-        self.publish(ProcState::Mounting, None, None);
-        match child::start(&self.spec, &self.policy).await {
-            Ok(running) => {
-                tracing::info!(volume = %self.spec.name, pid = running.pid, "mounted");
-                let pid = running.pid;
-                self.phase = Phase::Up(running);
-                self.status.send_modify(|s| s.generation += 1);
-                self.publish(ProcState::Mounted, pid, None);
-                Ok(())
             }
-            Err(e) => {
-                self.phase = Phase::Idle;
-                self.publish(ProcState::Failed, None, Some(e.to_string()));
+        }
+    }
+
+    /// Start or Restore: makes sure the process runs and is mounted. With
+    /// `keep_trying`, a failure leaves a retry scheduled (plugin start).
+    async fn start(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        keep_trying: bool,
+    ) -> Result<(), ProcessError> {
+        if let Phase::Up(running) = &mut self.phase {
+            match running.check_now(&self.spec).await {
+                None => return Ok(()),
+                Some(reason) => self.died(reason).await,
+            }
+        }
+        let restarting = match &self.phase {
+            Phase::GaveUp { until, reason } if Instant::now() < *until => {
+                return Err(ProcessError::Failed(reason.clone()));
+            }
+            Phase::GaveUp { .. } => {
+                tracing::info!(volume = %self.spec.name, "starting afresh after giving up");
+                self.budget.reset();
+                false
+            }
+            Phase::Backoff { .. } => true,
+            Phase::Idle | Phase::Up(_) => false,
+        };
+        if restarting {
+            self.status.send_modify(|s| s.restarts += 1);
+        }
+        match self.launch(rx, restarting).await {
+            Outcome::Mounted => Ok(()),
+            Outcome::Cancelled => Err(ProcessError::Stopped),
+            Outcome::Failed(e) => {
+                if restarting || keep_trying {
+                    self.back_off(format!("start failed: {e}"));
+                } else {
+                    self.phase = Phase::Idle;
+                    self.publish(ProcState::Failed, None, Some(e.to_string()));
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Spawns the tool and waits until it is mounted, while still taking
+    /// requests: a start waits for the same outcome, a stop cancels.
+    async fn launch(&mut self, rx: &mut mpsc::Receiver<Request>, restarting: bool) -> Outcome {
+        let state = if restarting {
+            ProcState::Restarting
+        } else {
+            ProcState::Mounting
+        };
+        self.publish(state, None, None);
+        let mut running = match child::spawn(&self.spec) {
+            Ok(running) => running,
+            Err(e) => return Outcome::Failed(e),
+        };
+        self.publish(state, running.pid, None);
+        let mut waiting: Vec<Reply> = Vec::new();
+        let mut stop_reply = None;
+        let ready = {
+            let ready = child::wait_ready(&mut running, &self.spec, &self.policy);
+            tokio::pin!(ready);
+            loop {
+                tokio::select! {
+                    result = &mut ready => break Some(result),
+                    request = rx.recv() => match request {
+                        Some(Request::Start(reply) | Request::Restore(reply)) => waiting.push(reply),
+                        Some(Request::Stop(reply)) => {
+                            stop_reply = Some(reply);
+                            break None;
+                        }
+                        None => {
+                            self.closed = true;
+                            break None;
+                        }
+                    },
+                }
+            }
+        };
+        let outcome = match ready {
+            Some(Ok(())) => {
+                tracing::info!(volume = %self.spec.name, pid = running.pid, "mounted");
+                let pid = running.pid;
+                self.phase = Phase::Up(Box::new(running));
+                self.budget.mounted();
+                self.status.send_modify(|s| s.generation += 1);
+                self.publish(ProcState::Mounted, pid, None);
+                Outcome::Mounted
+            }
+            Some(Err(e)) => {
+                self.phase = Phase::Idle;
+                Outcome::Failed(e)
+            }
+            None => {
+                tracing::info!(volume = %self.spec.name, "stopped while mounting");
+                child::stop(&mut running, &self.spec, &self.policy).await;
+                self.phase = Phase::Idle;
+                self.budget.reset();
+                self.publish(ProcState::Stopped, None, None);
+                Outcome::Cancelled
+            }
+        };
+        for reply in waiting {
+            let _ = reply.send(match &outcome {
+                Outcome::Mounted => Ok(()),
+                Outcome::Failed(e) => Err(e.clone()),
+                Outcome::Cancelled => Err(ProcessError::Stopped),
+            });
+        }
+        if let Some(reply) = stop_reply {
+            let _ = reply.send(());
+        }
+        outcome
     }
 
     async fn stop(&mut self) {
@@ -170,69 +248,68 @@ impl Supervisor {
         // touch a mountpoint it never mounted.
         if let Phase::Up(mut running) = std::mem::replace(&mut self.phase, Phase::Idle) {
             child::stop(&mut running, &self.spec, &self.policy).await;
+            tracing::info!(volume = %self.spec.name, "volume process stopped");
         }
+        self.budget.reset();
         self.publish(ProcState::Stopped, None, None);
     }
 
-    async fn recover(&mut self, reason: String) {
-        tracing::warn!(volume = %self.spec.name, %reason, "volume process died");
-        if let Phase::Up(mut running) = std::mem::replace(&mut self.phase, Phase::Idle) {
-            child::stop(&mut running, &self.spec, &self.policy).await;
-        }
-        if self.policy.recovery == RecoveryMode::Ignore {
-            self.publish(
-                ProcState::Failed,
-                None,
-                Some(format!("{reason}; recovery mode is ignore")),
-            );
+    /// The process died or its mount stopped answering: clean up what is
+    /// left, then restart after a backoff, or give up.
+    async fn died(&mut self, reason: String) {
+        let Phase::Up(mut running) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
-        }
-        self.schedule_retry(reason);
-    }
-
-    fn schedule_retry(&mut self, reason: String) {
-        let now = Instant::now();
-        while self
-            .attempts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > WINDOW)
-        {
-            self.attempts.pop_front();
-        }
-        if self.attempts.len() >= self.policy.max_restarts_per_min as usize {
+        };
+        child::stop(&mut running, &self.spec, &self.policy).await;
+        let reason = format!("{reason}{}", running.tail());
+        tracing::warn!(volume = %self.spec.name, %reason, "volume process died");
+        if self.policy.recovery == RecoveryMode::Ignore {
             let why = format!(
-                "{reason}; gave up after {} restarts within a minute (--volume-process-recovery-max-per-min); the next mount tries again",
-                self.attempts.len()
+                "{reason}; not restarted (--volume-process-recovery-mode=ignore); the next Mount starts it again"
             );
-            tracing::error!(volume = %self.spec.name, reason = %why, "volume failed");
-            self.phase = Phase::Idle;
             self.publish(ProcState::Failed, None, Some(why));
             return;
         }
-        let backoff = FIRST_BACKOFF
-            .saturating_mul(1 << self.consecutive_failures.min(10))
-            .min(MAX_BACKOFF);
-        self.phase = Phase::Backoff {
-            until: now + backoff,
-            reason: reason.clone(),
-        };
+        let now = Instant::now();
+        match self.budget.crash(now) {
+            Verdict::RetryAt(until) => {
+                self.phase = Phase::Backoff { until };
+                self.publish(ProcState::Restarting, None, Some(reason));
+            }
+            Verdict::GiveUp { crashes, until } => {
+                let at = SystemTime::now() + until.saturating_duration_since(now);
+                let why = format!(
+                    "{} failed {crashes} times within a minute, more than \
+                     --volume-process-recovery-max-per-min={} allows; last: {reason}; \
+                     the next Mount after {} starts it again",
+                    self.spec.invocation.program,
+                    self.policy.max_restarts_per_min,
+                    humantime::format_rfc3339_seconds(at),
+                );
+                tracing::error!(volume = %self.spec.name, reason = %why, "volume failed");
+                self.publish(ProcState::Failed, None, Some(why.clone()));
+                self.phase = Phase::GaveUp { until, reason: why };
+            }
+        }
+    }
+
+    fn back_off(&mut self, reason: String) {
+        let until = self.budget.failed_start(Instant::now());
+        tracing::warn!(
+            volume = %self.spec.name, %reason,
+            retry_in = ?until.saturating_duration_since(Instant::now()),
+            "volume not mounted; will retry"
+        );
+        self.phase = Phase::Backoff { until };
         self.publish(ProcState::Restarting, None, Some(reason));
     }
 
-    async fn retry(&mut self) {
-        let reason = match &self.phase {
-            Phase::Backoff { reason, .. } => reason.clone(),
-            _ => return,
-        };
-        self.attempts.push_back(Instant::now());
+    async fn retry(&mut self, rx: &mut mpsc::Receiver<Request>) {
         self.status.send_modify(|s| s.restarts += 1);
-        match self.launch().await {
-            Ok(()) => self.consecutive_failures = 0,
-            Err(e) => {
-                self.consecutive_failures += 1;
-                tracing::warn!(volume = %self.spec.name, %reason, error = %e, "restart failed");
-                self.schedule_retry(format!("restart failed: {e}"));
-            }
+        match self.launch(rx, true).await {
+            Outcome::Mounted => tracing::info!(volume = %self.spec.name, "volume restarted"),
+            Outcome::Cancelled => {}
+            Outcome::Failed(e) => self.back_off(format!("restart failed: {e}")),
         }
     }
 }

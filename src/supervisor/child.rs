@@ -1,9 +1,11 @@
-//! Spawning a volume's tool, waiting until its mount answers, and stopping
-//! it: SIGTERM to its process group, a grace period, SIGKILL, then a lazy
-//! unmount of whatever is left.
+//! One run of a volume's tool: spawned in a process group of its own with
+//! its output logged, waited on until its mount answers, watched, and
+//! stopped (SIGTERM to the group, a grace period, SIGKILL, lazy unmount).
+//! Whether to run it again is the actor's business, not this module's.
 
 use std::collections::VecDeque;
 use std::io;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,100 +17,212 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
+use super::error::{ProcessError, Tail};
 use super::{Policy, ProcessSpec};
-use crate::mounts::{self, Probe};
+use crate::mounts::{self, Probe, Prober};
+use crate::secret::Secret;
 
-const TAIL_LINES: usize = 20;
-const READY_POLL: Duration = Duration::from_millis(10);
+/// Lines of stderr kept for errors and Status, and the longest kept line.
+const TAIL_LINES: usize = 10;
+const LINE_MAX: usize = 400;
+const READY_POLL_MIN: Duration = Duration::from_millis(10);
+const READY_POLL_MAX: Duration = Duration::from_millis(200);
+/// How long a tool that exited 0 (one-shot or daemonising) has for its
+/// mount to show up.
+const EXITED_GRACE: Duration = Duration::from_secs(1);
+/// How long to wait for the last output of a tool that has gone.
+const DRAIN: Duration = Duration::from_millis(300);
+/// Bound on the `stat` made when a Mount finds the process running.
+const QUICK_PROBE: Duration = Duration::from_millis(500);
+/// Bound on waiting for a SIGKILLed process (one stuck in the kernel).
+const REAP: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProcessError {
-    #[error("cannot start {program}: {reason}")]
-    Spawn { program: String, reason: String },
-    #[error("cannot prepare mountpoint {path}: {reason}")]
-    Mountpoint { path: String, reason: String },
-    #[error("{program} exited ({status}) before the volume was mounted{tail}")]
-    Exited {
-        program: String,
-        status: String,
-        tail: Tail,
-    },
-    #[error("{program} did not mount the volume within {timeout}{tail}")]
-    Timeout {
-        program: String,
-        timeout: String,
-        tail: Tail,
-    },
-    #[error("volume has failed: {0}")]
-    Failed(String),
-    #[error("the volume's supervisor is gone (netfs is shutting down)")]
-    Gone,
-}
+type Lines = Arc<Mutex<VecDeque<String>>>;
 
-/// The last lines a tool wrote on stderr, shown after an error message.
-#[derive(Debug, Clone, Default)]
-pub struct Tail(pub Vec<String>);
-
-impl std::fmt::Display for Tail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            write!(f, ": {}", self.0.join("; "))
-        }
-    }
-}
-
-/// A running tool: the child (None once a one-shot tool has exited) and its
-/// stderr tail.
+/// A spawned tool. `child` is None once a one-shot tool exited with
+/// success: then its kernel mount is what "running" means.
 pub struct Running {
-    pub child: Option<Child>,
+    child: Option<Child>,
+    /// The tool's process group, while signalling it is ours to do.
+    group: Option<Pid>,
     pub pid: Option<u32>,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    tail: Lines,
     pumps: Vec<JoinHandle<()>>,
+    prober: Prober,
 }
 
 impl Running {
-    pub async fn tail(&mut self) -> Tail {
-        // Give the log pumps a moment to drain what the tool wrote before exiting.
-        for pump in self.pumps.drain(..) {
-            let _ = timeout(Duration::from_millis(500), pump).await;
+    /// The last lines the tool wrote on stderr.
+    pub fn tail(&self) -> Tail {
+        Tail(
+            self.tail
+                .lock()
+                .map(|t| t.iter().cloned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Waits a moment for the tool's output to reach the log and the tail.
+    async fn drain(&mut self) {
+        let deadline = Instant::now() + DRAIN;
+        while self.pumps.iter().any(|p| !p.is_finished()) && Instant::now() < deadline {
+            sleep(Duration::from_millis(10)).await;
         }
-        let lines = self
-            .tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
-        Tail(lines)
+        self.pumps.retain(|p| !p.is_finished());
+    }
+
+    /// Kills what is left of the group of a tool that has exited (ssh under
+    /// sshfs); done at once, while the group id cannot have been reused.
+    fn kill_leftovers(&mut self) {
+        if let Some(group) = self.group.take() {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        self.pid = None;
+    }
+
+    /// Returns once the tool exits or its mount is gone or stops
+    /// answering; `every` is the interval of the mount checks.
+    pub async fn watch(&mut self, spec: &ProcessSpec, every: Duration) -> Watch {
+        let path = &spec.mount_point;
+        let prober = &mut self.prober;
+        let health = async move {
+            loop {
+                sleep(every).await;
+                if let Some(reason) = mount_trouble(path, prober, every).await {
+                    return reason;
+                }
+            }
+        };
+        let status = match self.child.as_mut() {
+            Some(child) => tokio::select! {
+                status = child.wait() => status,
+                reason = health => return Watch::Died(reason),
+            },
+            None => return Watch::Died(health.await),
+        };
+        self.exited(spec, status).await
+    }
+
+    /// A quick look, for a Mount that finds the process running: why it is
+    /// not usable, if it is not. A mount that is merely slow counts as fine.
+    pub async fn check_now(&mut self, spec: &ProcessSpec) -> Option<String> {
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                if let Watch::Died(reason) = self.exited(spec, Ok(status)).await {
+                    return Some(reason);
+                }
+            }
+        }
+        mount_trouble(&spec.mount_point, &mut self.prober, QUICK_PROBE).await
+    }
+
+    /// The tool exited after it had mounted. With success and its mount
+    /// still answering it was a one-shot or daemonising tool: from now on
+    /// its mount is what runs. Anything else is a death.
+    async fn exited(&mut self, spec: &ProcessSpec, status: io::Result<ExitStatus>) -> Watch {
+        let success = status.as_ref().is_ok_and(|s| s.success());
+        if success
+            && mount_trouble(&spec.mount_point, &mut self.prober, QUICK_PROBE)
+                .await
+                .is_none()
+        {
+            tracing::info!(volume = %spec.name, pid = self.pid, "volume process exited 0; its mount serves the volume");
+            self.child = None;
+            self.group = None;
+            self.pid = None;
+            return Watch::Detached;
+        }
+        self.kill_leftovers();
+        Watch::Died(format!(
+            "{} exited unexpectedly ({})",
+            spec.invocation.program,
+            describe(status)
+        ))
     }
 }
 
+/// What [`Running::watch`] saw.
+pub enum Watch {
+    Died(String),
+    /// The tool exited with success and left its mount serving.
+    Detached,
+}
+
+async fn mount_trouble(path: &Path, prober: &mut Prober, within: Duration) -> Option<String> {
+    if let Ok(false) = mounts::is_mounted(path) {
+        return Some(format!("the mount at {} disappeared", path.display()));
+    }
+    (prober.probe(within).await == Probe::NotConnected)
+        .then(|| "the mount stopped answering (transport endpoint is not connected)".to_owned())
+}
+
+fn describe(status: io::Result<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(sig)) => match Signal::try_from(sig) {
+                Ok(name) => format!("killed by signal {sig}, {name}"),
+                Err(_) => format!("killed by signal {sig}"),
+            },
+            _ => s.to_string(),
+        },
+        Err(e) => format!("cannot wait for it: {e}"),
+    }
+}
+
+/// Logs each line a tool writes, tagged with the volume, with the secret
+/// hidden; stderr lines also go to the tail. Reads bytes, not UTF-8, so
+/// odd output never stops the pump (a full pipe would block the tool).
 fn pump(
-    name: String,
+    volume: String,
     stream: &'static str,
     reader: impl AsyncRead + Unpin + Send + 'static,
-    tail: Option<Arc<Mutex<VecDeque<String>>>>,
+    secret: Option<Secret>,
+    tail: Option<Lines>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(volume = %name, stream, "{line}");
-            if let Some(tail) = &tail {
+        let mut reader = BufReader::new(reader);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let mut line = String::from_utf8_lossy(&buf).trim_end().to_owned();
+            if let Some(secret) = secret.as_ref().filter(|s| !s.expose().is_empty()) {
+                line = line.replace(secret.expose(), "***");
+            }
+            tracing::info!(volume = %volume, stream, "{line}");
+            if let (Some(tail), false) = (&tail, line.is_empty()) {
                 if let Ok(mut t) = tail.lock() {
                     if t.len() == TAIL_LINES {
                         t.pop_front();
                     }
-                    t.push_back(line);
+                    let mut end = line.len().min(LINE_MAX);
+                    while !line.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    t.push_back(line[..end].to_owned());
                 }
             }
         }
     })
 }
 
-fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
+/// Detaches a stale mount, makes the mountpoint, and spawns the tool in a
+/// process group of its own.
+pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
+    let path = &spec.mount_point;
+    unmount(spec);
+    std::fs::create_dir_all(path).map_err(|e| ProcessError::Mountpoint {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let inv = &spec.invocation;
-    let mut cmd = Command::new(&inv.program);
-    cmd.args(&inv.args)
+    let mut child = Command::new(&inv.program)
+        .args(&inv.args)
         .process_group(0)
         .stdin(if inv.stdin.is_some() {
             Stdio::piped()
@@ -116,125 +230,171 @@ fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| ProcessError::Spawn {
-        program: inv.program.clone(),
-        reason: if e.kind() == io::ErrorKind::NotFound {
-            format!("{e} (is {} installed?)", inv.program)
-        } else {
-            e.to_string()
-        },
-    })?;
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ProcessError::Spawn {
+            program: inv.program.clone(),
+            reason: if e.kind() == io::ErrorKind::NotFound {
+                format!("{e} (is {} installed and on PATH?)", inv.program)
+            } else {
+                e.to_string()
+            },
+        })?;
     if let (Some(secret), Some(mut stdin)) = (inv.stdin.clone(), child.stdin.take()) {
+        // Written once, then stdin closes: the tool reads one line.
         tokio::spawn(async move {
-            let line = format!("{}\n", secret.expose());
-            let _ = stdin.write_all(line.as_bytes()).await;
+            let _ = stdin.write_all(secret.expose().as_bytes()).await;
+            let _ = stdin.write_all(b"\n").await;
         });
     }
-    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+    let pid = child.id();
+    tracing::info!(volume = %spec.name, pid, command = %inv.display(), "volume process started");
+    let tail: Lines = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
     let name = spec.name.to_string();
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
-        pumps.push(pump(name.clone(), "stdout", out, None));
+        pumps.push(pump(name.clone(), "stdout", out, inv.stdin.clone(), None));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(pump(name, "stderr", err, Some(tail.clone())));
+        pumps.push(pump(
+            name,
+            "stderr",
+            err,
+            inv.stdin.clone(),
+            Some(tail.clone()),
+        ));
     }
     Ok(Running {
-        pid: child.id(),
+        group: pid.map(|p| Pid::from_raw(p as i32)),
+        pid,
         child: Some(child),
         tail,
         pumps,
+        prober: Prober::new(path),
     })
 }
 
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => status.to_string(),
-    }
-}
-
-async fn answering(spec: &ProcessSpec, within: Duration) -> bool {
-    matches!(mounts::is_mounted(&spec.mount_point), Ok(true))
-        && mounts::probe(&spec.mount_point, within).await == Probe::Answering
-}
-
-/// Spawns the tool and waits until the mountpoint is mounted and answers.
-/// On failure nothing is left running or mounted.
-pub async fn start(spec: &ProcessSpec, policy: &Policy) -> Result<Running, ProcessError> {
+/// Waits until the mountpoint is mounted and answers a `stat`, up to the
+/// mount timeout. On failure the tool is stopped and nothing stays mounted;
+/// the error carries what it wrote on stderr. Dropping this future leaves
+/// `running` to the caller, who stops it.
+pub async fn wait_ready(
+    running: &mut Running,
+    spec: &ProcessSpec,
+    policy: &Policy,
+) -> Result<(), ProcessError> {
     let path = &spec.mount_point;
-    if let Ok(true) = mounts::is_mounted(path) {
-        let _ = mounts::lazy_unmount(path);
-    }
-    std::fs::create_dir_all(path).map_err(|e| ProcessError::Mountpoint {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
     let program = spec.invocation.program.clone();
-    let mut running = spawn(spec)?;
     let deadline = Instant::now() + policy.mount_timeout;
+    let mut poll = READY_POLL_MIN;
+    let mut seen = String::new();
+    let mut exited_ok: Option<(Instant, String)> = None;
     loop {
-        let Some(child) = running.child.as_mut() else {
-            unreachable!("child present until it exits")
-        };
-        tokio::select! {
-            status = child.wait() => {
-                let status = status.map_err(|e| ProcessError::Spawn { program: program.clone(), reason: e.to_string() })?;
-                // A one-shot or self-daemonising tool exits 0 once it has mounted.
-                if status.success() && answering(spec, deadline.saturating_duration_since(Instant::now())).await {
-                    running.child = None;
-                    return Ok(running);
+        if let Ok(true) = mounts::is_mounted(path) {
+            let within = deadline.saturating_duration_since(Instant::now()).max(poll);
+            seen = match running.prober.probe(within).await {
+                Probe::Answering => return Ok(()),
+                Probe::Hung => "it is mounted but a stat of it did not answer".to_owned(),
+                Probe::NotConnected => {
+                    "it is mounted but answers: transport endpoint is not connected".to_owned()
                 }
-                let tail = running.tail().await;
-                stop(&mut running, spec, policy).await;
-                return Err(ProcessError::Exited { program, status: describe(status), tail });
-            }
-            _ = sleep(READY_POLL) => {
-                if answering(spec, deadline.saturating_duration_since(Instant::now()).max(READY_POLL)).await {
-                    return Ok(running);
-                }
-                if Instant::now() >= deadline {
-                    stop(&mut running, spec, policy).await;
-                    let tail = running.tail().await;
-                    return Err(ProcessError::Timeout {
-                        program,
-                        timeout: humantime::format_duration(policy.mount_timeout).to_string(),
-                        tail,
-                    });
-                }
-            }
+                Probe::Error(e) => format!("it is mounted but a stat of it says: {e}"),
+            };
         }
-    }
-}
-
-/// Stops the tool's whole process group and detaches any mount left behind.
-/// Idempotent: "no such process" and "not mounted" are success.
-pub async fn stop(running: &mut Running, spec: &ProcessSpec, policy: &Policy) {
-    if let Some(child) = running.child.as_mut() {
-        if let Some(pid) = running.pid {
-            let group = Pid::from_raw(pid as i32);
-            let _ = killpg(group, Signal::SIGTERM);
-            if timeout(policy.stop_timeout, child.wait()).await.is_err() {
-                tracing::warn!(volume = %spec.name, pid, "process ignored SIGTERM; killing it");
-                let _ = killpg(group, Signal::SIGKILL);
-                let _ = child.wait().await;
+        let now = Instant::now();
+        if now >= deadline {
+            stop(running, spec, policy).await;
+            let tail = running.tail();
+            let seen = if seen.is_empty() {
+                seen
             } else {
-                // Children of the tool (ssh under sshfs) share its group.
-                let _ = killpg(group, Signal::SIGKILL);
+                format!(" ({seen})")
+            };
+            return Err(ProcessError::Timeout {
+                program,
+                timeout: humantime::format_duration(policy.mount_timeout).to_string(),
+                detail: format!("{seen}{tail}{}", spec.invocation.hint(&tail.text())),
+            });
+        }
+        if let Some((at, status)) = &exited_ok {
+            if now >= *at + EXITED_GRACE {
+                let status = status.clone();
+                return Err(failed_exit(running, spec, policy, program, status).await);
             }
         }
-        running.child = None;
+        let nap = poll.min(deadline - now);
+        match running.child.as_mut() {
+            Some(child) => tokio::select! {
+                status = child.wait() => match status {
+                    // A one-shot or daemonising tool: what it leaves behind
+                    // serves the mount, so its group is no longer ours.
+                    Ok(s) if s.success() => {
+                        running.child = None;
+                        running.group = None;
+                        running.pid = None;
+                        exited_ok = Some((Instant::now(), describe(Ok(s))));
+                        poll = READY_POLL_MIN;
+                        continue;
+                    }
+                    other => {
+                        running.kill_leftovers();
+                        return Err(failed_exit(running, spec, policy, program, describe(other)).await);
+                    }
+                },
+                _ = sleep(nap) => {}
+            },
+            None => sleep(nap).await,
+        }
+        poll = (poll * 2).min(READY_POLL_MAX);
     }
-    unmount(spec);
 }
 
+async fn failed_exit(
+    running: &mut Running,
+    spec: &ProcessSpec,
+    policy: &Policy,
+    program: String,
+    status: String,
+) -> ProcessError {
+    stop(running, spec, policy).await;
+    let tail = running.tail();
+    ProcessError::Exited {
+        program,
+        status,
+        detail: format!("{tail}{}", spec.invocation.hint(&tail.text())),
+    }
+}
+
+/// Stops the tool's whole process group and detaches whatever is left
+/// mounted. Idempotent: "no such process" and "not mounted" are success.
+pub async fn stop(running: &mut Running, spec: &ProcessSpec, policy: &Policy) {
+    if let Some(group) = running.group.take() {
+        let _ = killpg(group, Signal::SIGTERM);
+        if let Some(child) = running.child.as_mut() {
+            if timeout(policy.stop_timeout, child.wait()).await.is_err() {
+                tracing::warn!(volume = %spec.name, pid = running.pid, "volume process ignored SIGTERM; killing it");
+            }
+        }
+        // The tool after its grace, or helpers it started (ssh under sshfs).
+        let _ = killpg(group, Signal::SIGKILL);
+        if let Some(child) = running.child.as_mut() {
+            if timeout(REAP, child.wait()).await.is_err() {
+                tracing::warn!(volume = %spec.name, pid = running.pid, "volume process does not die");
+            }
+        }
+    }
+    running.child = None;
+    running.pid = None;
+    unmount(spec);
+    running.drain().await;
+}
+
+/// Lazily detaches whatever is mounted at the volume's mountpoint.
 pub fn unmount(spec: &ProcessSpec) {
     if let Ok(true) = mounts::is_mounted(&spec.mount_point) {
-        if let Err(e) = mounts::lazy_unmount(&spec.mount_point) {
-            tracing::warn!(volume = %spec.name, error = %e, "lazy unmount failed");
+        match mounts::lazy_unmount(&spec.mount_point) {
+            Ok(()) => tracing::debug!(volume = %spec.name, "mountpoint detached"),
+            Err(e) => tracing::warn!(volume = %spec.name, error = %e, "lazy unmount failed"),
         }
     }
 }

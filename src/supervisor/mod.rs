@@ -1,10 +1,13 @@
 //! One supervisor task per volume owns that volume's process (an actor);
 //! the rest of netfs talks to it through a cloneable [`SupervisorHandle`].
 //! The task starts the tool, waits until its mount answers, restarts it on
-//! an unexpected exit or a dead mount, and stops it on request.
+//! an unexpected exit or a dead mount, and stops it on request. It knows
+//! nothing of Docker: mount IDs and the state file are the driver's.
 
 mod actor;
+mod budget;
 mod child;
+mod error;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -16,7 +19,7 @@ use crate::backend::Invocation;
 use crate::config::RecoveryMode;
 use crate::name::VolumeName;
 
-pub use child::ProcessError;
+pub use error::{ProcessError, Tail};
 
 /// Where a volume's process is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -8,3 +8,4 @@ mod support;
 
 mod docker_sshfs;
 mod endpoints;
+mod supervision;

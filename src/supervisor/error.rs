@@ -1,0 +1,74 @@
+//! Why a volume's process could not be had, in words a `docker run` user can
+//! act on: each error names the tool and ends with what it wrote on stderr.
+
+/// The last lines a tool wrote on stderr, shown after an error message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tail(pub Vec<String>);
+
+impl Tail {
+    pub fn text(&self) -> String {
+        self.0.join("\n")
+    }
+}
+
+impl std::fmt::Display for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, ": {}", self.0.join("; "))
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot start {program}: {reason}")]
+    Spawn { program: String, reason: String },
+    #[error("cannot prepare mountpoint {path}: {reason}")]
+    Mountpoint { path: String, reason: String },
+    #[error("{program} exited ({status}) before the volume was mounted{detail}")]
+    Exited {
+        program: String,
+        status: String,
+        /// What it wrote on stderr (`": line; line"`), then maybe a hint.
+        detail: String,
+    },
+    #[error("{program} did not mount the volume within {timeout}{detail}")]
+    Timeout {
+        program: String,
+        timeout: String,
+        /// What the mountpoint said last, what the tool wrote, a hint.
+        detail: String,
+    },
+    #[error("the volume has failed: {0}")]
+    Failed(String),
+    #[error("the volume was stopped while it was being mounted")]
+    Stopped,
+    #[error("the volume's supervisor is gone (netfs is shutting down)")]
+    Gone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_end_with_the_tools_own_words() {
+        let e = ProcessError::Exited {
+            program: "sshfs".into(),
+            status: "exit status 1".into(),
+            detail: Tail(vec!["read: Connection reset by peer".into()]).to_string(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "sshfs exited (exit status 1) before the volume was mounted: read: Connection reset by peer"
+        );
+        let e = ProcessError::Timeout {
+            program: "sshfs".into(),
+            timeout: "5s".into(),
+            detail: Tail::default().to_string(),
+        };
+        assert_eq!(e.to_string(), "sshfs did not mount the volume within 5s");
+    }
+}
