@@ -2,7 +2,9 @@
 //! Tests that need dockerd call [`require_docker`] first: they fail with a
 //! clear message when it is missing, never skip.
 
+use std::collections::BTreeSet;
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -15,9 +17,35 @@ pub const TEST_IMAGE: &str = "netfs-test-busybox";
 /// Longer than dockerd's 2 minutes for a plugin's Create or Mount.
 pub const DOCKER_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Volumes a `docker volume rm` here removed: [`Cleanup`] skips them, as
+/// removing a volume dockerd does not know makes it ask every driver it
+/// ever knew, one after the other.
+static REMOVED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
 /// Runs `docker args...`, whatever its exit status.
 pub fn docker(args: &[&str]) -> Output {
-    cmd::run(Command::new("docker").args(args), DOCKER_TIMEOUT)
+    let out = cmd::run(Command::new("docker").args(args), DOCKER_TIMEOUT);
+    if out.status.success() {
+        note_volumes(args, &out);
+    }
+    out
+}
+
+fn note_volumes(args: &[&str], out: &Output) {
+    let mut removed = REMOVED.lock().unwrap_or_else(|e| e.into_inner());
+    match args {
+        ["volume", "rm" | "remove", rest @ ..] => {
+            removed.extend(
+                rest.iter()
+                    .filter(|a| !a.starts_with('-'))
+                    .map(|a| a.to_string()),
+            );
+        }
+        ["volume", "create", ..] => {
+            removed.remove(String::from_utf8_lossy(&out.stdout).trim());
+        }
+        _ => {}
+    }
 }
 
 fn show(args: &[&str], out: &Output) -> String {
@@ -49,8 +77,10 @@ pub fn docker_fails(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Panics unless dockerd answers.
+/// Panics unless dockerd answers. Also starts the caretaker of test driver
+/// names (see [`super::driver_pool`]), so dockerd never waits on one.
 pub fn require_docker() {
+    super::driver_pool::start_caretaker();
     let out = cmd::run(Command::new("docker").arg("info"), Duration::from_secs(30));
     assert!(
         out.status.success(),
@@ -115,6 +145,14 @@ impl Drop for Cleanup {
             }
         };
         quietly(&["rm", "-f"], &self.containers);
-        quietly(&["volume", "rm", "-f"], &self.volumes);
+        let removed = REMOVED.lock().unwrap_or_else(|e| e.into_inner());
+        let left: Vec<String> = self
+            .volumes
+            .iter()
+            .filter(|v| !removed.contains(*v))
+            .cloned()
+            .collect();
+        drop(removed);
+        quietly(&["volume", "rm", "-f"], &left);
     }
 }

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod cmd;
 pub mod docker;
+pub mod driver_pool;
 pub mod fuse;
 pub mod mounts;
 pub mod password_user;

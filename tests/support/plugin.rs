@@ -1,13 +1,12 @@
-//! The netfs binary run as a host-service plugin on a socket of its own:
-//! `/run/docker/plugins/netfs-t<pid>-<n>.sock`, so dockerd finds it under
-//! that driver name and parallel tests never meet. Its mount root, state
-//! file and log live in a private temporary directory.
+//! The netfs binary run as a host-service plugin on a socket of its own,
+//! `/run/docker/plugins/<driver name>.sock`, so dockerd finds it under that
+//! name and parallel tests never meet (names come from [`DriverSlot`]). Its
+//! mount root, state file and log live in a private temporary directory.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
@@ -16,6 +15,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::client;
+use super::driver_pool::DriverSlot;
 use super::mounts::{self, poll_until};
 
 pub const PLUGIN_DIR: &str = "/run/docker/plugins";
@@ -46,11 +46,10 @@ const PLUGIN_VARS: &[&str] = &[
     "RUST_LOG",
 ];
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 pub struct Plugin {
     bin: PathBuf,
     name: String,
+    slot: DriverSlot,
     dir: Option<TempDir>,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
@@ -62,7 +61,7 @@ impl Plugin {
     /// It gets `--socket`, `--propagated-mount` and `--state-file` of its
     /// own, and `LOG_LEVEL=debug` unless told otherwise.
     pub fn new(bin: impl AsRef<Path>) -> Plugin {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let slot = DriverSlot::acquire();
         let dir = tempfile::Builder::new()
             .prefix("netfs-plugin-")
             .tempdir()
@@ -70,7 +69,8 @@ impl Plugin {
         fs::create_dir_all(dir.path().join("volumes")).expect("create volumes dir");
         Plugin {
             bin: bin.as_ref().to_path_buf(),
-            name: format!("netfs-t{}-{n}", std::process::id()),
+            name: slot.name(),
+            slot,
             dir: Some(dir),
             args: Vec::new(),
             envs: vec![("LOG_LEVEL".into(), "debug".into())],
@@ -233,7 +233,7 @@ impl Plugin {
     }
 
     pub fn socket(&self) -> PathBuf {
-        Path::new(PLUGIN_DIR).join(format!("{}.sock", self.name))
+        self.slot.socket()
     }
 
     fn dir(&self) -> &Path {
