@@ -9,3 +9,4 @@ mod support;
 mod docker_sshfs;
 mod endpoints;
 mod supervision;
+mod backends;

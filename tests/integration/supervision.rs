@@ -80,7 +80,7 @@ fn kill9(pid: i64) {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill -9 the volume process");
 }
 
-fn pid_of(status: &Value) -> i64 {
+pub fn pid_of(status: &Value) -> i64 {
     status["pid"]
         .as_i64()
         .unwrap_or_else(|| panic!("no pid in {status}"))
