@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,7 @@ impl DriverSlot {
         );
         let (slot, lock) = found.expect("a slot");
         // A caretaker's socket, or one a crashed test left: the plugin binds anew.
+        served()[slot] = None;
         let _ = fs::remove_file(slot_socket(slot));
         DriverSlot { slot, _lock: lock }
     }
@@ -92,7 +93,11 @@ impl DriverSlot {
 
 impl Drop for DriverSlot {
     fn drop(&mut self) {
+        // Still holding the lock: hand the name straight to the caretaker,
+        // so dockerd never finds the socket missing.
         let _ = fs::remove_file(self.socket());
+        let fresh = bind(self.slot);
+        served()[self.slot] = fresh;
     }
 }
 
@@ -115,10 +120,18 @@ struct Served {
     ino: u64,
 }
 
+fn served() -> MutexGuard<'static, Vec<Option<Served>>> {
+    static SERVED: OnceLock<Mutex<Vec<Option<Served>>>> = OnceLock::new();
+    SERVED
+        .get_or_init(|| Mutex::new((0..SLOTS).map(|_| None).collect()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 fn caretaker() {
-    let mut served: Vec<Option<Served>> = (0..SLOTS).map(|_| None).collect();
     let mut last_upkeep: Option<Instant> = None;
     loop {
+        let mut served = served();
         if last_upkeep.map_or(true, |t| t.elapsed() >= UPKEEP_EVERY) {
             for (slot, entry) in served.iter_mut().enumerate() {
                 upkeep(slot, entry);
@@ -133,6 +146,7 @@ fn caretaker() {
                 }
             }
         }
+        drop(served);
         thread::sleep(POLL);
     }
 }
@@ -155,15 +169,17 @@ fn upkeep(slot: usize, entry: &mut Option<Served>) {
         }
         let _ = fs::remove_file(&path);
     }
-    let Ok(listener) = UnixListener::bind(&path) else {
-        return;
-    };
-    let Ok(ino) = fs::metadata(&path).map(|m| m.ino()) else {
-        return;
-    };
-    if listener.set_nonblocking(true).is_ok() {
-        *entry = Some(Served { listener, ino });
-    }
+    *entry = bind(slot);
+}
+
+/// Listens on the slot's socket; the caller holds the slot's lock and has
+/// removed any old socket file.
+fn bind(slot: usize) -> Option<Served> {
+    let path = slot_socket(slot);
+    let listener = UnixListener::bind(&path).ok()?;
+    let ino = fs::metadata(&path).ok()?.ino();
+    listener.set_nonblocking(true).ok()?;
+    Some(Served { listener, ino })
 }
 
 /// Answers one request the way a plugin that is not running would want
