@@ -1,21 +1,21 @@
-//! Driver names for test plugins: a fixed pool `netfs-t0` .. `netfs-t31`.
-//! dockerd remembers every legacy plugin name it has ever used and, for a
-//! volume name it does not know or for `docker volume ls`, asks each one,
-//! retrying a missing socket for ~15 s. Unique names per test would make
-//! every run slower than the last, so names are reused, and whenever no
-//! test owns a name a caretaker thread answers on its socket at once
-//! ("not running"), so dockerd never waits for it.
+//! Driver names for test plugins: a reused pool `netfs-t0`, `netfs-t1`, ...
+//! dockerd remembers every legacy plugin name it has ever seen (used, or
+//! found as a socket when it scanned) and, for a volume name it does not
+//! know, asks each in turn, retrying a dead socket for ~15 s. A new name
+//! per test would make every docker call slower than the last; instead the
+//! lowest free name is reused, and while a test process runs, a caretaker
+//! thread answers at once ("not running") on every name no test owns.
 //!
 //! Ownership is an exclusive `flock` on `/run/netfs-test/slot-<n>.lock`,
-//! which also works between test processes. The caretaker binds a socket
-//! only while holding that lock, so it never races an owner's plugin.
+//! which also works between test processes; the lock file's existence marks
+//! a name ever used, the only ones the caretaker serves. It binds a socket
+//! only while holding the lock, so it never races an owner's plugin.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use nix::fcntl::{Flock, FlockArg};
 use super::mounts::{poll_until, POLL};
 use super::plugin::PLUGIN_DIR;
 
-pub const SLOTS: usize = 32;
+pub const SLOTS: usize = 64;
 const LOCK_DIR: &str = "/run/netfs-test";
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(120);
 const UPKEEP_EVERY: Duration = Duration::from_millis(500);
@@ -38,16 +38,30 @@ pub fn slot_socket(slot: usize) -> PathBuf {
     Path::new(PLUGIN_DIR).join(format!("{}.sock", slot_name(slot)))
 }
 
-fn try_lock(slot: usize) -> Option<Flock<File>> {
+/// Locks the slot; `create` also marks it used. None if it is owned (or,
+/// without `create`, was never used).
+fn try_lock(slot: usize, create: bool) -> Option<Flock<File>> {
     fs::create_dir_all(LOCK_DIR).expect("create /run/netfs-test");
     let path = Path::new(LOCK_DIR).join(format!("slot-{slot}.lock"));
     let file = File::options()
-        .create(true)
+        .create(create)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        .open(&path);
+    let file = match file {
+        Ok(file) => file,
+        Err(_) if !create => return None,
+        Err(e) => panic!("open {}: {e}", path.display()),
+    };
     Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
+}
+
+/// True if a test owns the slot right now.
+pub fn is_owned(slot: usize) -> bool {
+    Path::new(LOCK_DIR)
+        .join(format!("slot-{slot}.lock"))
+        .exists()
+        && try_lock(slot, false).is_none()
 }
 
 /// A driver name owned by one test plugin until dropped.
@@ -60,15 +74,10 @@ impl DriverSlot {
     /// Takes a free name, waiting (bounded) while all are in use.
     pub fn acquire() -> DriverSlot {
         start_caretaker();
-        // Start past the last name taken here: a name just given back goes
-        // to the caretaker rather than straight to the next test.
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let first = (std::process::id() as usize + NEXT.fetch_add(1, Ordering::Relaxed)) % SLOTS;
+        // The lowest free name: dockerd gets to know as few as possible.
         let mut found = None;
         let ok = poll_until(ACQUIRE_TIMEOUT, || {
-            found = (0..SLOTS)
-                .map(|i| (first + i) % SLOTS)
-                .find_map(|slot| try_lock(slot).map(|lock| (slot, lock)));
+            found = (0..SLOTS).find_map(|slot| try_lock(slot, true).map(|lock| (slot, lock)));
             found.is_some()
         });
         assert!(
@@ -80,6 +89,10 @@ impl DriverSlot {
         served()[slot] = None;
         let _ = fs::remove_file(slot_socket(slot));
         DriverSlot { slot, _lock: lock }
+    }
+
+    pub fn slot(&self) -> usize {
+        self.slot
     }
 
     pub fn name(&self) -> String {
@@ -110,7 +123,30 @@ pub fn start_caretaker() {
             .name("driver-caretaker".into())
             .spawn(caretaker)
             .expect("spawn the driver caretaker thread");
+        // SAFETY: registers a plain function with no preconditions.
+        let registered = unsafe { nix::libc::atexit(remove_served_sockets) };
+        assert_eq!(registered, 0, "atexit failed");
     });
+}
+
+/// At exit: a socket nobody answers on is what makes dockerd wait, so the
+/// caretaker's sockets go with the process.
+extern "C" fn remove_served_sockets() {
+    for _ in 0..50 {
+        let Some(cell) = SERVED.get() else {
+            return;
+        };
+        if let Ok(served) = cell.try_lock() {
+            for (slot, entry) in served.iter().enumerate() {
+                let path = slot_socket(slot);
+                if entry.as_ref().map(|s| s.ino) == fs::metadata(&path).ok().map(|m| m.ino()) {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+            return;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// A socket the caretaker serves, and the inode it had when bound: once
@@ -120,8 +156,9 @@ struct Served {
     ino: u64,
 }
 
+static SERVED: OnceLock<Mutex<Vec<Option<Served>>>> = OnceLock::new();
+
 fn served() -> MutexGuard<'static, Vec<Option<Served>>> {
-    static SERVED: OnceLock<Mutex<Vec<Option<Served>>>> = OnceLock::new();
     SERVED
         .get_or_init(|| Mutex::new((0..SLOTS).map(|_| None).collect()))
         .lock()
@@ -160,7 +197,7 @@ fn upkeep(slot: usize, entry: &mut Option<Served>) {
         return;
     }
     // Bind only under the slot's lock: no owner can be starting a plugin.
-    let Some(_lock) = try_lock(slot) else {
+    let Some(_lock) = try_lock(slot, false) else {
         return;
     };
     if path.exists() {
