@@ -279,7 +279,7 @@ impl Supervisor {
             Verdict::GiveUp { crashes, until } => {
                 let at = SystemTime::now() + until.saturating_duration_since(now);
                 let why = format!(
-                    "{} failed {crashes} times within a minute, more than \
+                    "{} died {crashes} times within a minute, more than \
                      --volume-process-recovery-max-per-min={} allows; last: {reason}; \
                      the next Mount after {} starts it again",
                     self.spec.invocation.program,

@@ -41,7 +41,7 @@ pub enum ProcessError {
         /// What the mountpoint said last, what the tool wrote, a hint.
         detail: String,
     },
-    #[error("the volume has failed: {0}")]
+    #[error("failed: {0}")]
     Failed(String),
     #[error("the volume was stopped while it was being mounted")]
     Stopped,

@@ -185,7 +185,7 @@ fn more_crashes_than_allowed_fail_the_volume_until_the_minute_is_over() {
     }
     let failed = wait_state(&plugin, &name, "failed", T);
     let error = failed["lastError"].as_str().unwrap_or_default().to_owned();
-    assert!(error.contains("failed 3 times within a minute"), "{failed}");
+    assert!(error.contains("died 3 times within a minute"), "{failed}");
     assert!(
         error.contains("--volume-process-recovery-max-per-min=2"),
         "{failed}"
@@ -199,7 +199,7 @@ fn more_crashes_than_allowed_fail_the_volume_until_the_minute_is_over() {
     assert_eq!(code, 500, "{reply}");
     let err = err_of(&reply);
     assert!(
-        err.contains("has failed") && err.contains("the next Mount after"),
+        err.contains("failed: sshfs died 3 times") && err.contains("the next Mount after"),
         "{err}"
     );
     assert!(!is_mounted(&mountpoint), "a refused Mount starts nothing");
