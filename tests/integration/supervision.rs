@@ -429,3 +429,35 @@ fn a_mount_that_stops_answering_is_noticed_and_mounted_again() {
     assert_eq!(s["restarts"], 1);
     assert_writes_through(&mountpoint, sshd.remote_dir(), "answers.txt");
 }
+
+#[test]
+fn a_tool_that_ignores_sigterm_is_killed_after_the_grace_and_unmounted() {
+    let sshd = Sshd::new();
+    // An ignored signal stays ignored across exec, and libfuse then leaves it so.
+    let (_dir, tool) = script("trap '' TERM\nexec sshfs \"$@\" -f");
+    let plugin = plugin(&[
+        "--stop-timeout=1s",
+        "--default-type=command",
+        &format!("--volume-process-binary={}", tool.display()),
+        "--mount-options-volume-process-option=-o",
+    ]);
+    let name = unique_name("stubborn");
+    let opts =
+        json!({"source": sshd.source(""), "o": sshd.sshfs_options(), "c": "{source}&{mountPoint}"});
+    create_ok(&plugin, &name, opts);
+    let mountpoint = plugin.mount_root().join(&name);
+    let pid = pid_of(&status(&plugin, &name));
+
+    let t = Instant::now();
+    let (code, reply) = plugin.post("/VolumeDriver.Remove", json!({"Name": name}));
+    let took = t.elapsed();
+    assert_eq!(code, 200, "{reply}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "SIGKILL only after the grace: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(!process_alive(pid as i32));
+    assert!(!is_mounted(&mountpoint) && !mountpoint.exists());
+    assert!(plugin.log().contains("ignored SIGTERM"), "{}", plugin.log());
+}
