@@ -461,3 +461,45 @@ fn a_tool_that_ignores_sigterm_is_killed_after_the_grace_and_unmounted() {
     assert!(!is_mounted(&mountpoint) && !mountpoint.exists());
     assert!(plugin.log().contains("ignored SIGTERM"), "{}", plugin.log());
 }
+
+#[test]
+fn sigterm_cancels_a_restore_that_is_still_mounting() {
+    let sshd = Sshd::new();
+    let flags = tempfile::tempdir().unwrap();
+    let hang = flags.path().join("hang");
+    // Mounts with sshfs, unless told to hang without mounting.
+    let body = format!(
+        "[ -e {} ] && exec sleep 600\nexec sshfs \"$@\" -f",
+        hang.display()
+    );
+    let (_dir, tool) = script(&body);
+    let mut plugin = plugin(&[
+        "--mount-timeout=60s",
+        "--default-type=command",
+        &format!("--volume-process-binary={}", tool.display()),
+        "--mount-options-volume-process-option=-o",
+    ]);
+    let name = unique_name("slow");
+    let opts =
+        json!({"source": sshd.source(""), "o": sshd.sshfs_options(), "c": "{source}&{mountPoint}"});
+    create_ok(&plugin, &name, opts);
+    assert!(plugin.terminate().success());
+
+    fs::write(&hang, "").unwrap();
+    plugin.restart();
+    let mounting = wait_state(&plugin, &name, "mounting", T);
+    let tool_pid = pid_of(&mounting);
+
+    let t = Instant::now();
+    assert!(plugin.terminate().success(), "{}", plugin.log());
+    let took = t.elapsed();
+    eprintln!("plugin stopped {took:?} after SIGTERM during a restore");
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGTERM waited for the mount timeout: {took:?}"
+    );
+    assert!(
+        !process_alive(tool_pid as i32),
+        "the mounting tool was stopped"
+    );
+}
