@@ -169,7 +169,7 @@ fn caretaker() {
     let mut last_upkeep: Option<Instant> = None;
     loop {
         let mut served = served();
-        if last_upkeep.map_or(true, |t| t.elapsed() >= UPKEEP_EVERY) {
+        if last_upkeep.is_none_or(|t| t.elapsed() >= UPKEEP_EVERY) {
             for (slot, entry) in served.iter_mut().enumerate() {
                 upkeep(slot, entry);
             }
