@@ -2,9 +2,15 @@
 //! `stat` probe that notices dead FUSE mounts, and lazy unmount. Nothing
 //! here starts or stops a process.
 
-use std::io;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use sys_mount::UnmountFlags;
 use tokio::task::JoinHandle;
@@ -44,8 +50,56 @@ pub fn parse_mount_points(mountinfo: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-pub fn mount_points() -> io::Result<Vec<PathBuf>> {
-    Ok(parse_mount_points(&std::fs::read_to_string(MOUNTINFO)?))
+/// The mount table, parsed once and kept until the kernel says it changed.
+/// An open mountinfo file reports every change of the mount namespace to
+/// `poll` as POLLPRI, so checking costs one syscall while nothing changes,
+/// and the answer is never stale: a change made before the check is seen.
+struct MountCache {
+    file: File,
+    points: Arc<HashSet<PathBuf>>,
+}
+
+static CACHE: Mutex<Option<MountCache>> = Mutex::new(None);
+
+fn read_points(file: &mut File) -> io::Result<Arc<HashSet<PathBuf>>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(Arc::new(parse_mount_points(&text).into_iter().collect()))
+}
+
+fn changed(file: &File) -> bool {
+    let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(0) => false,
+        // An event, or no way to tell: read again.
+        _ => true,
+    }
+}
+
+/// Every mount point of this process's mount namespace.
+pub fn mount_points() -> io::Result<Arc<HashSet<PathBuf>>> {
+    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match cache.as_mut() {
+        Some(c) => {
+            if changed(&c.file) {
+                c.points = read_points(&mut c.file)?;
+            }
+            Ok(c.points.clone())
+        }
+        None => {
+            let mut file = File::open(MOUNTINFO)?;
+            // Consume the pending state before the first read, so the read
+            // below is at least as new as what the next poll compares with.
+            changed(&file);
+            let points = read_points(&mut file)?;
+            *cache = Some(MountCache {
+                file,
+                points: points.clone(),
+            });
+            Ok(points)
+        }
+    }
 }
 
 /// `path` with its parent resolved (symlinks, `..`), as mountinfo shows it.
@@ -61,16 +115,21 @@ fn normalize(path: &Path) -> PathBuf {
 
 /// True if something is mounted at exactly `path`.
 pub fn is_mounted(path: &Path) -> io::Result<bool> {
-    let resolved = normalize(path);
-    Ok(mount_points()?.iter().any(|p| p == path || *p == resolved))
+    let points = mount_points()?;
+    Ok(points.contains(path) || points.contains(&normalize(path)))
 }
 
 /// Mount points strictly below `root`.
 pub fn mounted_under(root: &Path) -> io::Result<Vec<PathBuf>> {
-    Ok(mount_points()?
-        .into_iter()
-        .filter(|p| p != root && p.starts_with(root))
-        .collect())
+    let mut under: Vec<PathBuf> = mount_points()?
+        .iter()
+        .filter(|p| *p != root && p.starts_with(root))
+        .cloned()
+        .collect();
+    // Deepest first, so nested mounts come off before their parents.
+    under.sort();
+    under.reverse();
+    Ok(under)
 }
 
 /// Detaches whatever is mounted at `path`; "not mounted" and "no such path"
@@ -176,6 +235,26 @@ mod tests {
             gone.probe(Duration::from_secs(5)).await,
             Probe::Error(_)
         ));
+    }
+
+    /// The cache must never answer from before a change: mount and unmount
+    /// a tmpfs and ask straight after each (needs root, as `make test` has).
+    #[test]
+    fn the_cached_table_sees_every_change_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        std::fs::create_dir(&target).unwrap();
+        assert!(!is_mounted(&target).unwrap());
+        for _ in 0..20 {
+            sys_mount::Mount::builder()
+                .fstype("tmpfs")
+                .mount("netfs-test", &target)
+                .expect("mount tmpfs (root needed)");
+            assert!(is_mounted(&target).unwrap(), "a new mount is seen");
+            assert_eq!(mounted_under(dir.path()).unwrap(), [target.clone()]);
+            lazy_unmount(&target).unwrap();
+            assert!(!is_mounted(&target).unwrap(), "an unmount is seen");
+        }
     }
 
     #[test]
