@@ -10,3 +10,4 @@ mod docker_sshfs;
 mod endpoints;
 mod supervision;
 mod backends;
+mod options;
