@@ -51,7 +51,10 @@ fuzz_target!(|data: &[u8]| {
 
     if let (Ok(plugin), Ok(volume)) = (&plugin_process, &volume_process) {
         let all = plugin.concat(volume);
-        assert_eq!(all.items().len(), plugin.items().len() + volume.items().len());
+        assert_eq!(
+            all.items().len(),
+            plugin.items().len() + volume.items().len()
+        );
         assert_eq!(&all.items()[..plugin.items().len()], plugin.items());
         let values = Placeholders {
             mount_point: "/mnt/{name}",
