@@ -7,6 +7,8 @@ mod process;
 mod volume;
 
 #[cfg(test)]
+mod doc_examples;
+#[cfg(test)]
 mod proptests;
 
 pub use mount::{MountOption, MountOptions, UNSET};
