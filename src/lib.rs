@@ -44,10 +44,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         source,
     })?;
     let listener = server::bind(&config.socket).await?;
-    tracing::info!(socket = %config.socket.display(), volumes = volumes.len(), "listening");
+    let stored = volumes.len();
+    let starts = driver.recover(volumes).await;
+    tracing::info!(socket = %config.socket.display(), volumes = stored, "listening");
     let restore = {
         let driver = driver.clone();
-        tokio::spawn(async move { driver.restore(volumes).await })
+        tokio::spawn(async move { driver.restore(starts).await })
     };
     server::serve(listener, driver.clone(), shutdown).await;
     tracing::info!("shutting down");

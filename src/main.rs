@@ -12,6 +12,10 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // A log that cannot be written (full disk, closed pipe) must not
+        // take requests down: the default reports it with eprintln!, which
+        // panics when stderr is what failed.
+        .log_internal_errors(false)
         .init();
     let config = cli.into_config()?;
     let mut term = signal(SignalKind::terminate())?;

@@ -1,6 +1,7 @@
 //! The volume driver: what each protocol call does to the volume table, the
 //! state file and the volumes' supervisors. It never sees HTTP.
 
+mod leftovers;
 mod status;
 
 use std::collections::{BTreeMap, HashMap};
@@ -148,6 +149,15 @@ impl Driver {
         self.store.save(generation, snapshot).await
     }
 
+    /// After a failed write was undone in memory: another call's write may
+    /// have caught the change meanwhile, so the state is written again
+    /// (best effort: the disk may still be full; the next change retries).
+    async fn persist_after_rollback(&self) {
+        if let Err(e) = self.persist().await {
+            tracing::warn!(error = %e, "cannot write the state back after undoing a change");
+        }
+    }
+
     /// Locks one volume for an operation; fails if it does not exist.
     async fn lock(&self, name: &str) -> Result<(VolumeName, OwnedMutexGuard<()>), DriverError> {
         let name = VolumeName::parse(name)?;
@@ -256,8 +266,11 @@ impl Driver {
         if let Err(e) = &result {
             tracing::warn!(volume = %name, error = %e, "create failed; nothing kept");
             handle.stop().await;
-            self.table().entries.remove(name);
+            let persisted = self.table().entries.remove(name).is_some_and(|e| e.ready);
             remove_mount_point(&mount_point);
+            if persisted {
+                self.persist_after_rollback().await;
+            }
         } else {
             tracing::info!(volume = %name, "created");
         }
@@ -279,10 +292,18 @@ impl Driver {
                 count: in_use,
             });
         }
+        // The state forgets the volume first: if that cannot be written the
+        // volume is left whole and running. A crash after it leaves a tool
+        // that the next start kills (see `leftovers`).
+        self.with_entry(&name, |e| e.ready = false)?;
+        if let Err(e) = self.persist().await {
+            self.with_entry(&name, |e| e.ready = true)?;
+            self.persist_after_rollback().await;
+            return Err(e.into());
+        }
         handle.stop().await;
         remove_mount_point(&mount_point);
         self.table().entries.remove(&name);
-        self.persist().await?;
         tracing::info!(volume = %name, "removed");
         Ok(())
     }
@@ -298,12 +319,27 @@ impl Driver {
                 source,
             })?;
         let generation = handle.status().generation;
-        let mount_point = self.with_entry(&name, |e| {
-            e.record.mount_ids.insert(id.to_owned());
+        let (mount_point, new) = self.with_entry(&name, |e| {
+            let new = e.record.mount_ids.insert(id.to_owned());
             e.mounted_at.insert(id.to_owned(), generation);
-            e.mount_point.clone()
+            (e.mount_point.clone(), new)
         })?;
-        self.persist().await?;
+        if let Err(e) = self.persist().await {
+            // Docker does not Unmount a Mount that failed: an ID kept here
+            // would hold the volume "in use" forever.
+            if new {
+                let left = self.with_entry(&name, |e| {
+                    e.record.mount_ids.remove(id);
+                    e.mounted_at.remove(id);
+                    e.record.mount_ids.len()
+                })?;
+                if left == 0 && self.config.lifecycle == Lifecycle::Mount {
+                    handle.stop().await;
+                }
+                self.persist_after_rollback().await;
+            }
+            return Err(e.into());
+        }
         Ok(mount_point.to_string_lossy().into_owned())
     }
 
@@ -349,41 +385,44 @@ impl Driver {
             .collect()
     }
 
-    /// Brings back every stored volume: stale mounts under the mount root are
-    /// detached, and processes that should run are started in parallel. A
-    /// volume whose start fails stays listed and is retried by its supervisor.
-    pub async fn restore(self: &Arc<Self>, volumes: Volumes) {
-        match mounts::mounted_under(&self.config.mount_root) {
-            Ok(stale) => {
-                for path in stale {
-                    tracing::info!(path = %path.display(), "detaching stale mount");
-                    if let Err(e) = mounts::lazy_unmount(&path) {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot detach stale mount");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read mountinfo"),
-        }
-        let mut starts = tokio::task::JoinSet::new();
+    /// Takes over from an earlier run: clears what it left under the mount
+    /// root (see [`leftovers::clean_up`]) and puts every stored volume in
+    /// the table. Called once the socket is ours and before serving, so no
+    /// request finds a stored volume missing or races the clean-up. The
+    /// processes are started by [`Driver::restore`].
+    pub async fn recover(&self, volumes: Volumes) -> Restore {
+        let stored = volumes.keys().cloned().collect();
+        leftovers::clean_up(&self.config.mount_root, &stored).await;
+        let mut starts = Vec::new();
         for (name, record) in volumes {
             let wanted = self.config.lifecycle == Lifecycle::Volume || !record.mount_ids.is_empty();
             let entry = match self.entry(&name, record) {
                 Ok(entry) => entry,
                 Err(e) => {
-                    // Keep it listed: dropping a volume is never an answer.
+                    // Kept in the state file: dropping a volume is never an answer.
                     tracing::error!(volume = %name, error = %e, "stored volume cannot be started");
                     continue;
                 }
             };
-            let handle = entry.handle.clone();
-            self.table().entries.insert(name.clone(), entry);
             if wanted {
-                starts.spawn(async move {
-                    if let Err(e) = handle.restore().await {
-                        tracing::warn!(volume = %name, error = %e, "restore failed; retrying in the background");
-                    }
-                });
+                starts.push((name.clone(), entry.handle.clone()));
             }
+            self.table().entries.insert(name, entry);
+        }
+        Restore { starts }
+    }
+
+    /// Starts the processes of the volumes [`Driver::recover`] brought back,
+    /// in parallel. A volume whose start fails stays listed and is retried
+    /// by its supervisor.
+    pub async fn restore(&self, restore: Restore) {
+        let mut starts = tokio::task::JoinSet::new();
+        for (name, handle) in restore.starts {
+            starts.spawn(async move {
+                if let Err(e) = handle.restore().await {
+                    tracing::warn!(volume = %name, error = %e, "restore failed; retrying in the background");
+                }
+            });
         }
         while starts.join_next().await.is_some() {}
     }
@@ -414,6 +453,11 @@ impl Driver {
             .get(&name)
             .map(|e| e.handle.status().state)
     }
+}
+
+/// The volumes whose process [`Driver::restore`] starts.
+pub struct Restore {
+    starts: Vec<(VolumeName, SupervisorHandle)>,
 }
 
 /// Removes an empty, unmounted mountpoint; never anything else.
