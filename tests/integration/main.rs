@@ -6,8 +6,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backends;
 mod docker_sshfs;
 mod endpoints;
-mod supervision;
-mod backends;
+mod faults;
 mod options;
+mod supervision;

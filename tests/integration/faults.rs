@@ -1,0 +1,869 @@
+//! The fault suite: real processes, real mounts, a real sshd and dockerd.
+//! Every scenario breaks something — the volume's tool, the plugin (SIGKILL
+//! in the middle of Create, Mount and Remove), sshd, dockerd, the disk under
+//! the state file, the state file itself — and then checks that no volume and
+//! no remote byte is lost, and that nothing half-made is left behind. Each
+//! prints its numbers (`netfs-suite ...` lines, see docs/operations.md).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+use crate::support::client::{self, err_of};
+use crate::support::mounts::{is_mounted, process_alive, processes_with_arg, wait_until};
+use crate::support::plugin::Plugin;
+use crate::support::sshd::Sshd;
+
+pub const T: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------- helpers
+
+/// Prints one line of a suite's numbers straight to stderr, so it shows in
+/// `make test` output even though the test harness captures `println!`.
+pub fn report(suite: &str, line: &str) {
+    let _ = writeln!(std::io::stderr(), "netfs-suite {suite}: {line}");
+}
+
+pub fn start(args: &[&str]) -> Plugin {
+    Plugin::new(env!("CARGO_BIN_EXE_netfs")).args(args).start()
+}
+
+pub fn sshfs_opts(sshd: &Sshd, subdir: &str) -> Value {
+    json!({"source": sshd.source(subdir), "o": sshd.sshfs_options()})
+}
+
+pub fn create(plugin: &Plugin, name: &str, opts: Value) -> (u16, Value) {
+    plugin.post("/VolumeDriver.Create", json!({"Name": name, "Opts": opts}))
+}
+
+pub fn create_ok(plugin: &Plugin, name: &str, opts: Value) {
+    let (code, reply) = create(plugin, name, opts);
+    assert_eq!(code, 200, "create {name}: {reply}\n{}", plugin.log());
+}
+
+pub fn call_ok(plugin: &Plugin, endpoint: &str, body: Value) -> Value {
+    let (code, reply) = plugin.post(endpoint, body.clone());
+    assert_eq!(code, 200, "{endpoint} {body}: {reply}\n{}", plugin.log());
+    reply
+}
+
+/// The volume's Status, or None if the plugin does not know it.
+pub fn status(plugin: &Plugin, name: &str) -> Option<Value> {
+    let (code, reply) = plugin.post("/VolumeDriver.Get", json!({"Name": name}));
+    (code == 200).then(|| reply["Volume"]["Status"].clone())
+}
+
+pub fn listed(plugin: &Plugin) -> Vec<String> {
+    let (_, list) = plugin.post("/VolumeDriver.List", json!({}));
+    list["Volumes"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|v| v["Name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the volume is mounted by a process other than `not_pid`;
+/// returns the new pid.
+pub fn wait_mounted(plugin: &Plugin, name: &str, not_pid: Option<i64>) -> i64 {
+    let mut pid = None;
+    wait_until(T, &format!("{name} is mounted by a new process"), || {
+        let Some(st) = status(plugin, name) else {
+            return false;
+        };
+        pid = st["pid"].as_i64();
+        st["state"] == "mounted" && pid.is_some() && pid != not_pid
+    });
+    pid.expect("pid")
+}
+
+/// The state file as JSON (`{"version", "volumes"}`), or Null if missing.
+pub fn state_of(path: &Path) -> Value {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+pub fn stored_mount_ids(plugin: &Plugin, name: &str) -> Option<Value> {
+    let state = state_of(&plugin.state_file());
+    let record = state["volumes"].get(name)?;
+    Some(record.get("mountIds").cloned().unwrap_or(json!([])))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), different for each seed.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Files written to a volume, checked later on the remote and through the
+/// mount; counts the bytes verified.
+#[derive(Default)]
+pub struct Ledger {
+    files: Vec<(String, Vec<u8>)>,
+    pub verified: usize,
+}
+
+impl Ledger {
+    /// Writes a new file through `mountpoint` and checks it on `remote`.
+    pub fn write(&mut self, mountpoint: &Path, remote: &Path, len: usize) {
+        let name = format!("file-{}", self.files.len());
+        let data = bytes(self.files.len() as u64 + 1, len);
+        fs::write(mountpoint.join(&name), &data).expect("write through the mount");
+        self.files.push((name, data));
+        self.check_remote(remote);
+    }
+
+    /// Every file ever written is on the remote, byte for byte.
+    pub fn check_remote(&mut self, remote: &Path) {
+        for (name, data) in &self.files {
+            let got =
+                fs::read(remote.join(name)).unwrap_or_else(|e| panic!("{name} on the remote: {e}"));
+            assert!(got == *data, "{name} differs on the remote");
+            self.verified += data.len();
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn total(&self) -> usize {
+        self.files.iter().map(|(_, d)| d.len()).sum()
+    }
+
+    /// "N bytes written, M bytes read back and compared on the remote".
+    pub fn numbers(&self) -> String {
+        format!(
+            "{} bytes written, {} bytes read back and compared on the remote",
+            self.total(),
+            self.verified
+        )
+    }
+
+    /// ... and reads back the same through the mount.
+    pub fn check_mount(&self, mountpoint: &Path) {
+        for (name, data) in &self.files {
+            let got = fs::read(mountpoint.join(name)).expect("read through the mount");
+            assert!(got == *data, "{name} differs through the mount");
+        }
+    }
+}
+
+fn sigkill(pid: i64) {
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill -9");
+}
+
+/// Nothing of a volume is left: no process names its mountpoint, nothing
+/// is mounted there and its directory is gone.
+pub fn assert_nothing_left(plugin: &Plugin, name: &str) {
+    let mp = plugin.mount_root().join(name);
+    wait_until(T, &format!("no process of {name} left"), || {
+        processes_with_arg(mp.to_str().unwrap()).is_empty()
+    });
+    assert!(!is_mounted(&mp), "{} still mounted", mp.display());
+    assert!(!mp.exists(), "{} still exists", mp.display());
+    assert!(status(plugin, name).is_none(), "{name} still known");
+    assert!(!listed(plugin).contains(&name.to_owned()));
+    assert!(
+        state_of(&plugin.state_file())["volumes"]
+            .get(name)
+            .is_none(),
+        "{name} still in the state file"
+    );
+}
+
+/// A TCP relay to sshd that holds every connection until opened: a remote
+/// that is slow to answer, so a Create or Mount can be caught half-way.
+pub struct Gate {
+    port: u16,
+    open: Arc<(Mutex<bool>, Condvar)>,
+    held: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Gate {
+    pub fn new(target: u16) -> Gate {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind gate");
+        let port = listener.local_addr().expect("gate address").port();
+        let open = Arc::new((Mutex::new(false), Condvar::new()));
+        let held = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (o, h, s) = (open.clone(), held.clone(), stop.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let (o, h) = (o.clone(), h.clone());
+                thread::spawn(move || {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let (lock, cv) = &*o;
+                    let mut is_open = lock.lock().unwrap();
+                    while !*is_open {
+                        is_open = cv.wait(is_open).unwrap();
+                    }
+                    drop(is_open);
+                    h.fetch_sub(1, Ordering::SeqCst);
+                    if let Ok(server) = TcpStream::connect((Ipv4Addr::LOCALHOST, target)) {
+                        relay(client, server);
+                    }
+                });
+            }
+        });
+        Gate {
+            port,
+            open,
+            held,
+            stop,
+        }
+    }
+
+    /// Connections waiting for the gate to open.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    pub fn set_open(&self, open: bool) {
+        let (lock, cv) = &*self.open;
+        *lock.lock().unwrap() = open;
+        cv.notify_all();
+    }
+
+    /// sshfs options that log in to `sshd` through this gate.
+    pub fn sshfs_options(&self, sshd: &Sshd) -> String {
+        format!(
+            "port={},IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null",
+            self.port,
+            sshd.key_path().display()
+        )
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.set_open(true);
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+    }
+}
+
+fn relay(a: TcpStream, b: TcpStream) {
+    let pump = |mut from: TcpStream, mut to: TcpStream| {
+        thread::spawn(move || {
+            let mut buf = [0u8; 16384];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 || to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Both);
+            let _ = from.shutdown(Shutdown::Both);
+        })
+    };
+    let (a2, b2) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
+    pump(a, b);
+    pump(b2, a2);
+}
+
+/// A request sent from a thread of its own: the plugin may die under it.
+fn send_in_background(
+    socket: PathBuf,
+    endpoint: &'static str,
+    body: Value,
+) -> thread::JoinHandle<Result<(u16, String), String>> {
+    thread::spawn(move || {
+        client::try_request(&socket, "POST", endpoint, body.to_string().into_bytes())
+            .map(|r| (r.status, r.text()))
+    })
+}
+
+// -------------------------------------------------------------- scenarios
+
+#[test]
+fn the_volume_process_killed_again_and_again_loses_nothing() {
+    const ROUNDS: usize = 10;
+    let sshd = Sshd::new();
+    let plugin = start(&[
+        "--mount-timeout=15s",
+        "--volume-process-recovery-max-per-min=1000",
+    ]);
+    let name = "killed";
+    create_ok(&plugin, name, sshfs_opts(&sshd, "killed"));
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Mount",
+        json!({"Name": name, "ID": "holder"}),
+    );
+    let mp = plugin.mount_root().join(name);
+    let remote = sshd.remote_path("killed");
+    let mut ledger = Ledger::default();
+    let mut pid = wait_mounted(&plugin, name, None);
+    for _ in 0..ROUNDS {
+        ledger.write(&mp, &remote, 64 * 1024);
+        sigkill(pid);
+        pid = wait_mounted(&plugin, name, Some(pid));
+    }
+    ledger.check_mount(&mp);
+    ledger.check_remote(&remote);
+    let st = status(&plugin, name).expect("still known");
+    assert_eq!(st["restarts"], ROUNDS, "{st}");
+    assert_eq!(st["mountIds"], json!(["holder"]), "the refcount survived");
+    assert_eq!(stored_mount_ids(&plugin, name), Some(json!(["holder"])));
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Unmount",
+        json!({"Name": name, "ID": "holder"}),
+    );
+    call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
+    ledger.check_remote(&remote);
+    report(
+        "faults",
+        &format!(
+            "volume process SIGKILLed: {ROUNDS} restarts survived, {}",
+            ledger.numbers()
+        ),
+    );
+}
+
+#[test]
+fn plugin_sigkill_mid_create_leaves_no_volume_no_process_no_mount() {
+    const ROUNDS: usize = 3;
+    let sshd = Sshd::new();
+    let gate = Gate::new(sshd.port());
+    let mut plugin = start(&["--mount-timeout=60s"]);
+    // A volume that exists all along, in use, with data on it.
+    create_ok(&plugin, "keep", sshfs_opts(&sshd, "keep"));
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Mount",
+        json!({"Name": "keep", "ID": "c1"}),
+    );
+    let keep_mp = plugin.mount_root().join("keep");
+    let keep_remote = sshd.remote_path("keep");
+    let mut ledger = Ledger::default();
+    ledger.write(&keep_mp, &keep_remote, 32 * 1024);
+    for round in 0..ROUNDS {
+        let name = format!("half-{round}");
+        let mp = plugin.mount_root().join(&name);
+        gate.set_open(false);
+        let opts = json!({"source": sshd.source("half"), "o": gate.sshfs_options(&sshd)});
+        let pending = send_in_background(
+            plugin.socket(),
+            "/VolumeDriver.Create",
+            json!({"Name": name, "Opts": opts}),
+        );
+        wait_until(T, "sshfs started and waits at the gate", || {
+            gate.held() > 0 && !processes_with_arg(mp.to_str().unwrap()).is_empty()
+        });
+        let keep_pid = status(&plugin, "keep").unwrap()["pid"].as_i64();
+        plugin.kill9();
+        assert!(pending.join().unwrap().is_err(), "the Create got no answer");
+        plugin.restart();
+        // A tool that survived would now get through and mount.
+        gate.set_open(true);
+        assert_nothing_left(&plugin, &name);
+        let new_keep = wait_mounted(&plugin, "keep", keep_pid);
+        assert_ne!(Some(new_keep), keep_pid);
+        ledger.write(&keep_mp, &keep_remote, 32 * 1024);
+        ledger.check_mount(&keep_mp);
+        assert_eq!(status(&plugin, "keep").unwrap()["mountIds"], json!(["c1"]));
+        // The name is free: a Create now works.
+        create_ok(&plugin, &name, sshfs_opts(&sshd, "half"));
+        fs::write(mp.join(format!("round-{round}")), "x").unwrap();
+        call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
+        assert_nothing_left(&plugin, &name);
+    }
+    ledger.check_remote(&keep_remote);
+    report(
+        "faults",
+        &format!(
+            "plugin SIGKILLed mid-Create: {ROUNDS} restarts survived, 0 half volumes or orphan processes, {}",
+            ledger.numbers()
+        ),
+    );
+}
+
+#[test]
+fn plugin_sigkill_mid_mount_keeps_the_volume_and_an_exact_refcount() {
+    const ROUNDS: usize = 3;
+    let sshd = Sshd::new();
+    let gate = Gate::new(sshd.port());
+    let mut plugin = start(&["--mount-timeout=60s", "--volume-process-lifecycle=mount"]);
+    let name = "mid-mount";
+    let mp = plugin.mount_root().join(name);
+    let remote = sshd.remote_path("mid-mount");
+    let opts = json!({"source": sshd.source("mid-mount"), "o": gate.sshfs_options(&sshd)});
+    create_ok(&plugin, name, opts);
+    let mut ledger = Ledger::default();
+    for round in 0..ROUNDS {
+        gate.set_open(false);
+        let pending = send_in_background(
+            plugin.socket(),
+            "/VolumeDriver.Mount",
+            json!({"Name": name, "ID": format!("lost-{round}")}),
+        );
+        wait_until(T, "sshfs started and waits at the gate", || {
+            gate.held() > 0 && !processes_with_arg(mp.to_str().unwrap()).is_empty()
+        });
+        plugin.kill9();
+        assert!(pending.join().unwrap().is_err(), "the Mount got no answer");
+        plugin.restart();
+        gate.set_open(true);
+        let st = status(&plugin, name).expect("the volume survived");
+        assert_eq!(
+            st["mountIds"],
+            json!([]),
+            "a Mount never answered holds nothing: {st}"
+        );
+        assert_eq!(stored_mount_ids(&plugin, name), Some(json!([])));
+        wait_until(T, "the half-started sshfs is gone", || {
+            processes_with_arg(mp.to_str().unwrap()).is_empty()
+        });
+        assert!(!is_mounted(&mp));
+        // The next Mount works, and its Unmount stops the tool again.
+        let id = format!("c-{round}");
+        call_ok(
+            &plugin,
+            "/VolumeDriver.Mount",
+            json!({"Name": name, "ID": id}),
+        );
+        ledger.write(&mp, &remote, 32 * 1024);
+        ledger.check_mount(&mp);
+        call_ok(
+            &plugin,
+            "/VolumeDriver.Unmount",
+            json!({"Name": name, "ID": id}),
+        );
+        wait_until(T, "the tool stopped after the last Unmount", || {
+            processes_with_arg(mp.to_str().unwrap()).is_empty()
+        });
+    }
+    ledger.check_remote(&remote);
+    call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
+    assert_nothing_left(&plugin, name);
+    report(
+        "faults",
+        &format!(
+            "plugin SIGKILLed mid-Mount: {ROUNDS} restarts survived, refcount exact, {}",
+            ledger.numbers()
+        ),
+    );
+}
+
+#[test]
+fn plugin_sigkill_mid_remove_ends_with_no_volume_and_the_data_kept() {
+    const ROUNDS: usize = 3;
+    let sshd = Sshd::new();
+    let mut plugin = start(&["--mount-timeout=15s", "--stop-timeout=60s"]);
+    let name = "mid-remove";
+    let mp = plugin.mount_root().join(name);
+    let remote = sshd.remote_path("mid-remove");
+    let mut ledger = Ledger::default();
+    for _ in 0..ROUNDS {
+        create_ok(&plugin, name, sshfs_opts(&sshd, "mid-remove"));
+        ledger.check_mount(&mp);
+        ledger.write(&mp, &remote, 32 * 1024);
+        // A tool that does not act on SIGTERM holds Remove in its grace period.
+        let pid = wait_mounted(&plugin, name, None);
+        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+        let pending = send_in_background(
+            plugin.socket(),
+            "/VolumeDriver.Remove",
+            json!({"Name": name}),
+        );
+        wait_until(T, "the state file no longer holds the volume", || {
+            state_of(&plugin.state_file())["volumes"]
+                .get(name)
+                .is_none()
+        });
+        assert!(process_alive(pid as i32), "the tool is still there");
+        plugin.kill9();
+        assert!(pending.join().unwrap().is_err(), "the Remove got no answer");
+        plugin.restart();
+        wait_until(T, "the tool of the removed volume is gone", || {
+            !process_alive(pid as i32)
+        });
+        assert_nothing_left(&plugin, name);
+        ledger.check_remote(&remote);
+    }
+    // The data is all there for the next volume on the same remote.
+    create_ok(&plugin, name, sshfs_opts(&sshd, "mid-remove"));
+    ledger.check_mount(&mp);
+    call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
+    report(
+        "faults",
+        &format!(
+            "plugin SIGKILLed mid-Remove: {ROUNDS} restarts survived, 0 half volumes or orphan processes, {}",
+            ledger.numbers()
+        ),
+    );
+}
+
+#[test]
+fn sshd_stopped_and_started_again_loses_no_byte() {
+    let mut sshd = Sshd::new();
+    let plugin = start(&["--mount-timeout=10s"]);
+    let keep = format!(
+        "{},reconnect,ServerAliveInterval=1,ServerAliveCountMax=3",
+        sshd.sshfs_options()
+    );
+    create_ok(
+        &plugin,
+        "reconnects",
+        json!({"source": sshd.source("a"), "o": keep}),
+    );
+    create_ok(&plugin, "restarted", sshfs_opts(&sshd, "b"));
+    let (mp_a, mp_b) = (
+        plugin.mount_root().join("reconnects"),
+        plugin.mount_root().join("restarted"),
+    );
+    let (remote_a, remote_b) = (sshd.remote_path("a"), sshd.remote_path("b"));
+    let (mut ledger_a, mut ledger_b) = (Ledger::default(), Ledger::default());
+    let mut outages = 0;
+    for _ in 0..3 {
+        ledger_a.write(&mp_a, &remote_a, 64 * 1024);
+        ledger_b.write(&mp_b, &remote_b, 64 * 1024);
+        let pid_a = wait_mounted(&plugin, "reconnects", None);
+        let pid_b = wait_mounted(&plugin, "restarted", None);
+        sshd.stop();
+        outages += 1;
+        // Without `reconnect` sshfs exits with its connection; netfs notices.
+        wait_until(T, "the sshfs without reconnect is gone", || {
+            !process_alive(pid_b as i32)
+        });
+        sshd.start();
+        wait_mounted(&plugin, "restarted", Some(pid_b));
+        // With `reconnect` the same sshfs carries on once sshd is back.
+        let mp = mp_a.clone();
+        let probe = thread::spawn(move || fs::write(mp.join("probe"), "after the outage"));
+        wait_until(
+            T,
+            "a write through the reconnecting mount completes",
+            || probe.is_finished(),
+        );
+        probe.join().unwrap().expect("write after the outage");
+        assert_eq!(
+            wait_mounted(&plugin, "reconnects", None),
+            pid_a,
+            "reconnected, not restarted"
+        );
+        ledger_a.check_mount(&mp_a);
+        ledger_b.check_mount(&mp_b);
+    }
+    ledger_a.check_remote(&remote_a);
+    ledger_b.check_remote(&remote_b);
+    for name in ["reconnects", "restarted"] {
+        call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
+    }
+    report(
+        "faults",
+        &format!(
+            "sshd stopped and started {outages} times: 2 volumes (reconnect, restart) kept, \
+             {} bytes written, {} bytes read back and compared on the remote",
+            ledger_a.total() + ledger_b.total(),
+            ledger_a.verified + ledger_b.verified
+        ),
+    );
+}
+
+/// A small tmpfs mounted over the plugin's own directory (state file, mount
+/// root and log), so the state can be written into a full disk. Dropping it
+/// detaches it, with whatever is still mounted below.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size},mode=0700").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount a tmpfs on {}: {e}", dir.display()));
+        fs::create_dir_all(dir.join("volumes")).expect("create the mount root");
+        SmallDisk(dir.to_owned())
+    }
+
+    /// Writes zeros until the disk refuses; returns the filler's path.
+    fn fill(&self) -> PathBuf {
+        let path = self.0.join("filler");
+        let mut file = fs::File::create(&path).expect("create filler");
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            // The plugin's log lives here: show it before it goes.
+            let log = fs::read(self.0.join("plugin.log")).unwrap_or_default();
+            eprintln!(
+                "----- plugin log on the small disk -----\n{}",
+                String::from_utf8_lossy(&log)
+            );
+        }
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn a_full_disk_under_the_state_file_fails_calls_cleanly_and_loses_nothing() {
+    let sshd = Sshd::new();
+    let mut plugin = Plugin::new(env!("CARGO_BIN_EXE_netfs")).arg("--mount-timeout=15s");
+    let dir = plugin.state_file().parent().unwrap().to_owned();
+    let disk = SmallDisk::mount(&dir, "512k");
+    plugin.spawn();
+    plugin.wait_ready();
+    let state = plugin.state_file();
+    create_ok(&plugin, "v1", sshfs_opts(&sshd, "v1"));
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Mount",
+        json!({"Name": "v1", "ID": "a"}),
+    );
+    let mp1 = plugin.mount_root().join("v1");
+    let remote1 = sshd.remote_path("v1");
+    let mut ledger = Ledger::default();
+    ledger.write(&mp1, &remote1, 64 * 1024);
+    let before = fs::read(&state).unwrap();
+
+    let filler = disk.fill();
+    let mut refused = 0;
+    let full_err = |reply: &Value| {
+        let err = err_of(reply);
+        assert!(
+            err.contains("cannot write state file")
+                && err.contains(state.to_str().unwrap())
+                && err.contains("No space left on device"),
+            "{err}"
+        );
+    };
+    // Create: the tool started and mounted, but the volume could not be
+    // recorded, so it is undone completely.
+    let (code, reply) = create(&plugin, "v2", sshfs_opts(&sshd, "v2"));
+    assert_eq!(code, 500, "{reply}");
+    full_err(&reply);
+    refused += 1;
+    assert_nothing_left(&plugin, "v2");
+    // Mount: refused, and the refcount is as before.
+    let (code, reply) = plugin.post("/VolumeDriver.Mount", json!({"Name": "v1", "ID": "b"}));
+    assert_eq!(code, 500, "{reply}");
+    full_err(&reply);
+    refused += 1;
+    assert_eq!(status(&plugin, "v1").unwrap()["mountIds"], json!(["a"]));
+    // Remove: refused, and the volume is whole: listed, mounted, serving.
+    // Unmount: the container is gone whatever the disk says, so the ID is
+    // forgotten; the error says that the state file lags behind.
+    let (code, reply) = plugin.post("/VolumeDriver.Unmount", json!({"Name": "v1", "ID": "a"}));
+    assert_eq!(code, 500, "{reply}");
+    full_err(&reply);
+    refused += 1;
+    assert_eq!(status(&plugin, "v1").unwrap()["mountIds"], json!([]));
+    let (code, reply) = plugin.post("/VolumeDriver.Remove", json!({"Name": "v1"}));
+    assert_eq!(code, 500, "{reply}");
+    full_err(&reply);
+    refused += 1;
+    assert!(listed(&plugin).contains(&"v1".to_owned()));
+    assert_eq!(status(&plugin, "v1").unwrap()["state"], "mounted");
+    ledger.check_mount(&mp1);
+    // The state on disk is the last good one, whole.
+    assert_eq!(
+        fs::read(&state).unwrap(),
+        before,
+        "the state file is untouched"
+    );
+
+    fs::remove_file(&filler).unwrap();
+    create_ok(&plugin, "v2", sshfs_opts(&sshd, "v2"));
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Mount",
+        json!({"Name": "v1", "ID": "b"}),
+    );
+    let stored = state_of(&state);
+    assert_eq!(
+        stored["volumes"]["v1"]["mountIds"],
+        json!(["b"]),
+        "{stored}"
+    );
+    assert!(stored["volumes"].get("v2").is_some(), "{stored}");
+    // Everything comes back after a crash.
+    plugin.kill9();
+    plugin.restart();
+    wait_mounted(&plugin, "v1", None);
+    wait_mounted(&plugin, "v2", None);
+    assert_eq!(status(&plugin, "v1").unwrap()["mountIds"], json!(["b"]));
+    ledger.write(&mp1, &remote1, 64 * 1024);
+    ledger.check_mount(&mp1);
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Unmount",
+        json!({"Name": "v1", "ID": "b"}),
+    );
+    for name in ["v1", "v2"] {
+        call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
+    }
+    plugin.terminate();
+    drop(disk);
+    report(
+        "faults",
+        &format!(
+            "state disk full: {refused} calls failed cleanly (Create, Mount, Unmount, Remove), 0 volumes lost or half-made, {}",
+            ledger.numbers()
+        ),
+    );
+}
+
+#[test]
+fn a_damaged_state_file_stops_the_plugin_untouched_and_the_bak_recovers() {
+    let sshd = Sshd::new();
+    let mut plugin = start(&["--mount-timeout=15s"]);
+    let state = plugin.state_file();
+    let bak = state.with_file_name("state.json.bak");
+    create_ok(&plugin, "v1", sshfs_opts(&sshd, "v1"));
+    create_ok(&plugin, "v2", sshfs_opts(&sshd, "v2"));
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Mount",
+        json!({"Name": "v1", "ID": "c1"}),
+    );
+    let mp1 = plugin.mount_root().join("v1");
+    let remote1 = sshd.remote_path("v1");
+    let mut ledger = Ledger::default();
+    ledger.write(&mp1, &remote1, 64 * 1024);
+    plugin.terminate();
+    let good = fs::read(&state).unwrap();
+    let good_bak = fs::read(&bak).expect("a .bak exists after a few changes");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&good_bak).unwrap()["volumes"]["v1"]["mountIds"],
+        json!(["c1"]),
+        "the .bak holds the state before the last write"
+    );
+    let text = String::from_utf8(good.clone()).unwrap();
+    let cases: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
+        (
+            "truncated to half",
+            Some(good[..good.len() / 2].to_vec()),
+            "is corrupt",
+        ),
+        ("truncated to zero bytes", Some(Vec::new()), "is corrupt"),
+        ("garbage bytes", Some(bytes(7, 300)), "is corrupt"),
+        ("a JSON array", Some(b"[]".to_vec()), "is corrupt"),
+        (
+            "a hand-edited bad volume name",
+            Some(text.replacen("\"v2\"", "\"../v2\"", 1).into_bytes()),
+            "is corrupt",
+        ),
+        (
+            "a future version",
+            Some(
+                text.replacen("\"version\": 1", "\"version\": 2", 1)
+                    .into_bytes(),
+            ),
+            "has version 2",
+        ),
+        ("a directory (unreadable)", None, "cannot read state file"),
+    ];
+    let mut refused = 0;
+    for (what, content, want) in &cases {
+        let _ = fs::remove_file(&state);
+        match content {
+            Some(bytes) => fs::write(&state, bytes).unwrap(),
+            None => fs::create_dir(&state).unwrap(),
+        }
+        let mtime = fs::metadata(&state).unwrap().modified().unwrap();
+        let log_before = plugin.log().len();
+        plugin.spawn();
+        let exit = plugin.wait_exit(T);
+        assert!(
+            !exit.success(),
+            "{what}: netfs started on a damaged state file"
+        );
+        let log = plugin.log()[log_before..].to_owned();
+        assert!(
+            log.contains(want)
+                && log.contains(state.to_str().unwrap())
+                && log.contains("left untouched"),
+            "{what}: {log}"
+        );
+        if !want.contains("version") {
+            assert!(
+                log.contains("state.json.bak holds the previous good state (2 volume(s))"),
+                "{what}: {log}"
+            );
+        }
+        match content {
+            Some(bytes) => assert_eq!(&fs::read(&state).unwrap(), bytes, "{what}: file changed"),
+            None => assert!(state.is_dir(), "{what}: directory replaced"),
+        }
+        assert_eq!(
+            fs::metadata(&state).unwrap().modified().unwrap(),
+            mtime,
+            "{what}"
+        );
+        assert_eq!(
+            fs::read(&bak).unwrap(),
+            good_bak,
+            "{what}: the .bak changed"
+        );
+        assert!(
+            client::try_request(&plugin.socket(), "POST", "/Plugin.Activate", b"{}".to_vec())
+                .is_err(),
+            "{what}: something answers on the socket"
+        );
+        refused += 1;
+        if state.is_dir() {
+            fs::remove_dir(&state).unwrap();
+        }
+    }
+    // Recovery as docs/operations.md says: put the .bak in place, start.
+    let _ = fs::remove_file(&state);
+    fs::copy(&bak, &state).unwrap();
+    plugin.spawn();
+    plugin.wait_ready();
+    let mut names = listed(&plugin);
+    names.sort();
+    assert_eq!(names, ["v1", "v2"]);
+    wait_mounted(&plugin, "v1", None);
+    wait_mounted(&plugin, "v2", None);
+    assert_eq!(status(&plugin, "v1").unwrap()["mountIds"], json!(["c1"]));
+    ledger.check_mount(&mp1);
+    ledger.check_remote(&remote1);
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Unmount",
+        json!({"Name": "v1", "ID": "c1"}),
+    );
+    for name in ["v1", "v2"] {
+        call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
+    }
+    report(
+        "faults",
+        &format!(
+            "damaged state file: {refused} kinds refused at start with the file untouched, recovered from .bak with 2 of 2 volumes, {}",
+            ledger.numbers()
+        ),
+    );
+}
