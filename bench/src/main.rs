@@ -1,0 +1,535 @@
+//! netfs-bench: netfs against the plugin users would pick instead (`rclone
+//! serve docker`) and against the tool it wraps (bare `sshfs`), on the same
+//! work in the same run, over one loopback sshd. Prints a table and, with
+//! `--out`, writes it into the results section of docs/benchmarks.md.
+
+mod client;
+mod control;
+mod data;
+mod machine;
+mod mounts;
+mod plugin;
+mod procs;
+mod ready;
+mod recovery;
+mod report;
+mod restore;
+mod sshd;
+mod stats;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::plugin::Daemon;
+use crate::report::{Figure, Goal, Report, Unit};
+use crate::restore::Restored;
+use crate::sshd::Sshd;
+
+const USAGE: &str = "usage: netfs-bench [--netfs PATH] [--runs N] [--peer-runs N] \
+[--volumes N] [--rclone-volumes N] [--restore-volumes N] [--data-mib N] \
+[--parts 1,2,3,4,5,6] [--work DIR] [--out FILE]";
+
+const BEGIN: &str =
+    "<!-- results:begin (written by `make bench`; edits inside are overwritten) -->";
+const END: &str = "<!-- results:end -->";
+
+struct Args {
+    netfs: PathBuf,
+    runs: usize,
+    peer_runs: usize,
+    volumes: usize,
+    rclone_volumes: usize,
+    restore_volumes: usize,
+    data_mib: u64,
+    parts: BTreeSet<u8>,
+    work: PathBuf,
+    out: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        netfs: "target/release/netfs".into(),
+        runs: 3,
+        peer_runs: 1,
+        volumes: 1000,
+        rclone_volumes: 0,
+        restore_volumes: 100,
+        data_mib: 256,
+        parts: (1..=6).collect(),
+        work: std::env::temp_dir().join(format!("netfs-bench.{}", std::process::id())),
+        out: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--netfs" => a.netfs = value()?.into(),
+            "--runs" => a.runs = value()?.parse()?,
+            "--peer-runs" => a.peer_runs = value()?.parse()?,
+            "--volumes" => a.volumes = value()?.parse()?,
+            "--rclone-volumes" => a.rclone_volumes = value()?.parse()?,
+            "--restore-volumes" => a.restore_volumes = value()?.parse()?,
+            "--data-mib" => a.data_mib = value()?.parse()?,
+            "--parts" => {
+                a.parts = value()?
+                    .split(',')
+                    .map(|p| p.trim().parse::<u8>())
+                    .collect::<Result<_, _>>()?
+            }
+            "--work" => a.work = value()?.into(),
+            "--out" => a.out = Some(value()?.into()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
+        }
+    }
+    if a.rclone_volumes == 0 {
+        a.rclone_volumes = a.volumes;
+    }
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    a.netfs = std::fs::canonicalize(&a.netfs)
+        .with_context(|| format!("no netfs binary at {}; run make build", a.netfs.display()))?;
+    Ok(a)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    std::fs::create_dir_all(&args.work)?;
+    let started = Instant::now();
+    let load_before = machine::loadavg();
+    let sampler = machine::LoadSampler::start();
+    let outcome = run_all(&args).await;
+    let others = sampler.finish();
+    let load_after = machine::loadavg();
+    let (report, notes) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            clean_up(&args.work);
+            return Err(e);
+        }
+    };
+
+    let table = report.table(args.runs > 1);
+    println!("\n{table}");
+    let misses = report.misses();
+    if misses.is_empty() {
+        println!("every target met");
+    } else {
+        println!("targets missed: {}", misses.join("; "));
+    }
+    if let Some(out) = &args.out {
+        let section = results_section(
+            &args,
+            &table,
+            &notes,
+            &others,
+            &load_before,
+            &load_after,
+            started,
+        );
+        write_doc(out, &section)?;
+        println!("wrote {}", out.display());
+    }
+    clean_up(&args.work);
+    Ok(())
+}
+
+/// Removes the work directory, unless something is still mounted in it.
+fn clean_up(work: &Path) {
+    mounts::unmount_all_under(work);
+    if mounts::mounted_under(work).is_empty() {
+        let _ = std::fs::remove_dir_all(work);
+    }
+}
+
+/// Everything worth saying under the table: how the figures were taken.
+#[derive(Default)]
+struct Notes {
+    netfs_command: String,
+    data_skipped: Option<String>,
+}
+
+async fn run_all(args: &Args) -> Result<(Report, Notes)> {
+    let sshd = Sshd::start(&args.work.join("sshd"))?;
+    println!(
+        "sshd on 127.0.0.1:{}; work dir {}",
+        sshd.port(),
+        args.work.display()
+    );
+    let mut report = Report::default();
+    let mut notes = Notes::default();
+    if args.parts.contains(&4) {
+        notes.data_skipped = data::unavailable();
+        if let Some(why) = &notes.data_skipped {
+            println!("part 4 skipped: {why}");
+        }
+    }
+    for run in 0..args.runs {
+        let peer = run < args.peer_runs;
+        let dir = args.work.join(format!("run{run}"));
+        println!("== run {} of {}", run + 1, args.runs);
+        let mut this = Report::default();
+        one_run(
+            args,
+            &sshd,
+            &dir,
+            run,
+            peer,
+            &mut [&mut report, &mut this],
+            &mut notes,
+        )
+        .await?;
+        println!("{}", this.table(false));
+    }
+    Ok((report, notes))
+}
+
+/// Adds a figure to the overall report and to this run's.
+fn add(reports: &mut [&mut Report], f: impl Fn() -> Figure<'static>) {
+    for r in reports.iter_mut() {
+        r.add(f());
+    }
+}
+
+async fn one_run(
+    args: &Args,
+    sshd: &Sshd,
+    dir: &Path,
+    run: usize,
+    peer: bool,
+    reports: &mut [&mut Report],
+    notes: &mut Notes,
+) -> Result<()> {
+    let netfs = |part: &str, lifecycle: &str| {
+        let d = dir.join(part);
+        Daemon::netfs(&args.netfs, &d, &d.join("netfs.sock"), lifecycle)
+    };
+    let rclone = |part: &str| {
+        let d = dir.join(part);
+        Daemon::rclone(&d, &d.join("rclone.sock"))
+    };
+
+    if args.parts.contains(&1) || args.parts.contains(&2) {
+        let t = Instant::now();
+        let n = control::run(
+            &mut netfs("control-netfs", "mount")?,
+            args.volumes,
+            200,
+            &sshd.netfs_options("cp")?,
+        )
+        .await?;
+        println!(
+            "control plane, netfs, {} volumes: {:.1} s",
+            n.volumes,
+            t.elapsed().as_secs_f64()
+        );
+        let r = if peer {
+            let t = Instant::now();
+            let r = control::run(
+                &mut rclone("control-rclone")?,
+                args.rclone_volumes,
+                200,
+                &sshd.rclone_options("cp")?,
+            )
+            .await?;
+            println!(
+                "control plane, rclone, {} volumes: {:.1} s",
+                r.volumes,
+                t.elapsed().as_secs_f64()
+            );
+            Some(r)
+        } else {
+            None
+        };
+        let on = if args.rclone_volumes == args.volumes {
+            format!("{} volumes", args.volumes)
+        } else {
+            format!(
+                "netfs {} / rclone {} volumes",
+                args.volumes, args.rclone_volumes
+            )
+        };
+        for (i, (op, s)) in n.ops.iter().enumerate() {
+            let peer_op = r.as_ref().map(|r| r.ops[i].1.clone());
+            let p50_goal = (*op == "Create").then_some((Goal::RatioAtMost(0.01), "≥ 100× faster"));
+            let rows = [
+                (
+                    "p50",
+                    s.p50,
+                    peer_op.as_ref().map(|p| p.p50),
+                    Unit::Ms,
+                    p50_goal,
+                ),
+                (
+                    "p99",
+                    s.p99,
+                    peer_op.as_ref().map(|p| p.p99),
+                    Unit::Ms,
+                    Some((Goal::RatioAtMost(0.5), "≤ 0.5×")),
+                ),
+                (
+                    "requests",
+                    s.per_sec,
+                    peer_op.as_ref().map(|p| p.per_sec),
+                    Unit::PerSec,
+                    None,
+                ),
+            ];
+            if args.parts.contains(&1) {
+                for (stat, v, pv, unit, goal) in rows {
+                    let what = format!("{op} {stat}, {on}");
+                    add(reports, || Figure {
+                        part: 1,
+                        what: what.clone(),
+                        unit,
+                        netfs: Some(v),
+                        peer: "rclone serve docker",
+                        peer_value: pv,
+                        peer_note: None,
+                        goal,
+                    });
+                }
+            }
+        }
+        if args.parts.contains(&2) {
+            for (i, (count, mib)) in n.rss.iter().enumerate() {
+                let pv = r.as_ref().and_then(|r| r.rss.get(i)).map(|(c, m)| {
+                    debug_assert_eq!(c, count);
+                    *m
+                });
+                let goal = (*count == args.volumes && *count > 0)
+                    .then_some((Goal::AtMost(10.0), "≤ 10 MiB"));
+                let what = format!("daemon resident size, {count} volumes");
+                add(reports, || Figure {
+                    part: 2,
+                    what: what.clone(),
+                    unit: Unit::Mib,
+                    netfs: Some(*mib),
+                    peer: "rclone serve docker",
+                    peer_value: pv,
+                    peer_note: None,
+                    goal,
+                });
+            }
+        }
+    }
+
+    if args.parts.contains(&3) {
+        let mut n = netfs("ready-netfs", "volume")?;
+        let mut r = rclone("ready-rclone")?;
+        let res = ready::run(sshd, &dir.join("ready-bare"), &mut n, Some(&mut r), 5).await?;
+        println!(
+            "time to ready: netfs {:.1} ms, sshfs {:.1} ms, rclone {:?} ms",
+            res.netfs_ms, res.bare_ms, res.rclone_ms
+        );
+        notes.netfs_command = res.netfs_command.clone();
+        add(reports, || Figure {
+            part: 3,
+            what: "Create → mounted and read".into(),
+            unit: Unit::Ms,
+            netfs: Some(res.netfs_ms),
+            peer: "bare sshfs",
+            peer_value: Some(res.bare_ms),
+            peer_note: None,
+            goal: Some((Goal::RatioAtMost(1.1), "≤ 1.1×")),
+        });
+        add(reports, || Figure {
+            part: 3,
+            what: "Create + Mount → read".into(),
+            unit: Unit::Ms,
+            netfs: Some(res.netfs_ms),
+            peer: "rclone serve docker",
+            peer_value: res.rclone_ms,
+            peer_note: None,
+            goal: None,
+        });
+    }
+
+    if args.parts.contains(&4) && notes.data_skipped.is_none() {
+        let driver = format!("netfs-bench-{}-r{run}", std::process::id());
+        let socket = PathBuf::from("/run/docker/plugins").join(format!("{driver}.sock"));
+        let d = dir.join("data-netfs");
+        let mut n = Daemon::netfs(&args.netfs, &d, &socket, "volume")?;
+        let res = data::run(sshd, &dir.join("data"), &mut n, &driver, args.data_mib, 3).await?;
+        println!(
+            "data path: netfs write {:.0} read {:.0} MiB/s, sshfs write {:.0} read {:.0} MiB/s",
+            res.netfs_write, res.netfs_read, res.bare_write, res.bare_read
+        );
+        for (op, v, pv) in [
+            ("write", res.netfs_write, res.bare_write),
+            ("read", res.netfs_read, res.bare_read),
+        ] {
+            let what = format!("{op} {} MiB (netfs: in a container)", args.data_mib);
+            add(reports, || Figure {
+                part: 4,
+                what: what.clone(),
+                unit: Unit::MibPerSec,
+                netfs: Some(v),
+                peer: "bare sshfs on the host",
+                peer_value: Some(pv),
+                peer_note: None,
+                goal: Some((Goal::RatioAtLeast(0.95), "≥ 0.95×")),
+            });
+        }
+    }
+
+    if args.parts.contains(&5) {
+        let res = recovery::run(sshd, &mut netfs("recovery-netfs", "volume")?, 5).await?;
+        println!(
+            "recovery: median {:.0} ms, max {:.0} ms",
+            res.median_ms, res.max_ms
+        );
+        add(reports, || Figure {
+            part: 5,
+            what: "kill -9 of sshfs → mount reads again".into(),
+            unit: Unit::Ms,
+            netfs: Some(res.median_ms),
+            peer: "none (nothing restarts it)",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(2000.0), "≤ 2 s")),
+        });
+    }
+
+    if args.parts.contains(&6) {
+        let count = args.restore_volumes;
+        let took = match restore::run(
+            &mut netfs("restore-netfs", "volume")?,
+            count,
+            &sshd.netfs_options("restore")?,
+        )
+        .await?
+        {
+            Restored::All(secs) => secs,
+            Restored::Stuck { mounted, .. } => bail!(
+                "netfs restored only {mounted} of {count} volumes within {:?}",
+                restore::WITHIN
+            ),
+        };
+        println!("restore: netfs {took:.2} s");
+        let (peer_took, peer_note) = if peer {
+            let restored = restore::run(
+                &mut rclone("restore-rclone")?,
+                count,
+                &sshd.rclone_options("restore")?,
+            )
+            .await?;
+            match restored {
+                Restored::All(secs) => {
+                    println!("restore: rclone {secs:.2} s");
+                    (Some(secs), None)
+                }
+                Restored::Stuck { mounted, answering } => {
+                    let note = format!(
+                        "not done in {} s: {mounted} of {count} mounted, socket {}",
+                        restore::WITHIN.as_secs(),
+                        if answering {
+                            "answering"
+                        } else {
+                            "not answering"
+                        }
+                    );
+                    println!("restore: rclone {note}");
+                    (None, Some(note))
+                }
+            }
+        } else {
+            (None, None)
+        };
+        add(reports, || Figure {
+            part: 6,
+            what: format!("start → {count} volumes mounted and read"),
+            unit: Unit::Secs,
+            netfs: Some(took),
+            peer: "rclone serve docker",
+            peer_value: peer_took,
+            peer_note: peer_note.clone(),
+            goal: Some((Goal::AtMost(5.0), "≤ 5 s")),
+        });
+    }
+    Ok(())
+}
+
+fn results_section(
+    args: &Args,
+    table: &str,
+    notes: &Notes,
+    others: &[(String, f64)],
+    load_before: &str,
+    load_after: &str,
+    started: Instant,
+) -> String {
+    let when = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let argv: Vec<String> = std::env::args().collect();
+    let mut s = String::new();
+    s.push_str(&format!(
+        "Taken {when} with `make bench`, which ran `scripts/bench.sh` and, in it, `{}`; \
+         {:.1} minutes in all.\n\n",
+        argv.join(" "),
+        started.elapsed().as_secs_f64() / 60.0
+    ));
+    s.push_str(&format!(
+        "Each netfs figure is the median of {} runs; the peers' figures for parts 1, 2 and 6 \
+         are from {} run(s), the others from every run.\n\n",
+        args.runs,
+        args.peer_runs.min(args.runs)
+    ));
+    s.push_str(table);
+    s.push_str("\nMachine:\n\n");
+    s.push_str(&machine::describe(&args.netfs));
+    let others = if others.is_empty() {
+        "nothing measurable".to_owned()
+    } else {
+        others
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.0} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    s.push_str(&format!(
+        "- other load while it ran: load average {load_before} before, {load_after} after; \
+         CPU time of processes the benchmark did not start: {others}\n"
+    ));
+    if !notes.netfs_command.is_empty() {
+        s.push_str(&format!(
+            "\nnetfs ran, for each sshfs volume: `{}`\n",
+            notes.netfs_command
+        ));
+    }
+    if let Some(why) = &notes.data_skipped {
+        s.push_str(&format!("\nPart 4 was skipped: {why}\n"));
+    }
+    s
+}
+
+/// Replaces the results section of `path`, or writes a new file around it.
+fn write_doc(path: &Path, section: &str) -> Result<()> {
+    let block = format!("{BEGIN}\n{section}{END}");
+    let text = match std::fs::read_to_string(path) {
+        Ok(old) => match (old.find(BEGIN), old.find(END)) {
+            (Some(b), Some(e)) if b < e => format!("{}{block}{}", &old[..b], &old[e + END.len()..]),
+            _ => format!("{}\n\n## Results\n\n{block}\n", old.trim_end()),
+        },
+        Err(_) => format!("# netfs benchmarks\n\n## Results\n\n{block}\n"),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text)?;
+    Ok(())
+}

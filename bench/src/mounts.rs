@@ -1,0 +1,108 @@
+//! The kernel's view of mounts, for deciding when something is mounted and
+//! readable: `/proc/self/mountinfo`, reads bounded in time (a dead FUSE
+//! mount must not hang the benchmark), lazy unmount.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(field: &str) -> String {
+    let mut out = Vec::with_capacity(field.len());
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
+        match octal {
+            Some(b) if bytes[i] == b'\\' => {
+                out.push(b);
+                i += 4;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn mount_points() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|f| PathBuf::from(unescape(f)))
+        .collect()
+}
+
+pub fn is_mounted(path: &Path) -> bool {
+    mount_points().iter().any(|p| p == path)
+}
+
+/// Mount points strictly below `root`.
+pub fn mounted_under(root: &Path) -> Vec<PathBuf> {
+    mount_points()
+        .into_iter()
+        .filter(|p| p != root && p.starts_with(root))
+        .collect()
+}
+
+/// Lazily detaches whatever is mounted at `path`; "not mounted" is success.
+pub fn lazy_unmount(path: &Path) {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+}
+
+/// Detaches every mount below `root`, deepest first.
+pub fn unmount_all_under(root: &Path) {
+    let mut points = mounted_under(root);
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        lazy_unmount(&p);
+    }
+}
+
+/// Reads a whole file on a blocking thread; gives up waiting after `within`.
+pub async fn read_within(path: &Path, within: Duration) -> Result<String> {
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(owned));
+    match tokio::time::timeout(within, read).await {
+        Ok(Ok(Ok(text))) => Ok(text),
+        Ok(Ok(Err(e))) => Err(anyhow!("read {}: {e}", path.display())),
+        Ok(Err(join)) => Err(anyhow!("read {}: {join}", path.display())),
+        Err(_) => Err(anyhow!(
+            "read {}: no answer within {within:?}",
+            path.display()
+        )),
+    }
+}
+
+/// True if `path` reads back exactly `want`.
+pub async fn reads(path: &Path, want: &str, within: Duration) -> bool {
+    matches!(read_within(path, within).await, Ok(text) if text == want)
+}
+
+pub fn ensure_dir(path: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_spaces() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    #[test]
+    fn root_is_mounted() {
+        assert!(is_mounted(Path::new("/")));
+    }
+}

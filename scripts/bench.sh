@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Benchmarks netfs against the plugin users would pick instead (rclone serve
+# docker) and the tool it wraps (bare sshfs), on the same work in the same
+# run, over one loopback sshd; prints the table and writes it into
+# docs/benchmarks.md. `make bench` runs scripts/setup.sh first (packages,
+# dockerd, the test image), then this. Takes about 15 minutes.
+#
+# Environment:
+#   BENCH_RUNS             runs; every figure is a median over them (default 3)
+#   BENCH_PEER_RUNS        runs that also measure rclone's control plane,
+#                          memory and restore, its slow parts (default 1)
+#   BENCH_VOLUMES          volumes for the control plane and memory (default 1000)
+#   BENCH_RCLONE_VOLUMES   the same for rclone, if fewer (default BENCH_VOLUMES)
+#   BENCH_RESTORE_VOLUMES  volumes restored at start (default 100)
+#   BENCH_DATA_MIB         size of the data-path file (default 256)
+#   BENCH_PARTS            parts to run, e.g. 1,2,5 (default 1,2,3,4,5,6)
+#   BENCH_OUT              file to write the results into (default
+#                          docs/benchmarks.md; empty: print only)
+set -euo pipefail
+
+# shellcheck source=scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+need_root
+
+for tool in sshfs rclone /usr/sbin/sshd ssh-keygen /bin/busybox; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is missing; run scripts/setup.sh"
+done
+pick_docker || warn "no docker CLI talks to a running dockerd; the data path (part 4) will be skipped"
+
+cd "$NETFS_TOP"
+say "building netfs"
+cargo build --release --locked
+say "building the benchmark"
+cargo build --release --locked --manifest-path bench/Cargo.toml
+
+args=(
+    --netfs target/release/netfs
+    --runs "${BENCH_RUNS:-3}"
+    --peer-runs "${BENCH_PEER_RUNS:-1}"
+    --volumes "${BENCH_VOLUMES:-1000}"
+    --restore-volumes "${BENCH_RESTORE_VOLUMES:-100}"
+    --data-mib "${BENCH_DATA_MIB:-256}"
+    --parts "${BENCH_PARTS:-1,2,3,4,5,6}"
+)
+[ -n "${BENCH_RCLONE_VOLUMES:-}" ] && args+=(--rclone-volumes "$BENCH_RCLONE_VOLUMES")
+out=${BENCH_OUT-docs/benchmarks.md}
+[ -n "$out" ] && args+=(--out "$out")
+
+say "running bench/target/release/netfs-bench ${args[*]}"
+exec bench/target/release/netfs-bench "${args[@]}"
