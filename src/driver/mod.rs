@@ -15,7 +15,7 @@ use crate::backend::{self, BackendError, BackendSettings, Request};
 use crate::config::{Config, Lifecycle};
 use crate::mounts;
 use crate::name::{NameError, VolumeName};
-use crate::options::{OptionError, VolumeOptions};
+use crate::options::{OptionError, Placeholders, VolumeOptions};
 use crate::protocol::Volume;
 use crate::state::{self, StateError, StateStore, VolumeRecord, Volumes};
 use crate::supervisor::{Policy, ProcState, ProcessError, ProcessSpec, SupervisorHandle};
@@ -200,8 +200,14 @@ impl Driver {
             source,
         };
         let options = VolumeOptions::parse(&opts).map_err(bad)?;
+        let mount_point = self.config.mount_root.join(name.as_str());
+        let places = Placeholders {
+            mount_point: &mount_point.to_string_lossy(),
+            source: "",
+            name: name.as_str(),
+        };
         options
-            .check_denied(&self.config.deny_options)
+            .check_denied(&self.config.deny_options, &places)
             .map_err(bad)?;
         let record = VolumeRecord {
             backend: options.kind.unwrap_or(self.config.default_type),

@@ -56,4 +56,6 @@ pub enum OptionError {
         "volume option \"c\": item {position} sets {key:?}, which the plugin's --deny-options denies"
     )]
     DeniedInProcess { position: usize, key: String },
+    #[error("volume option \"source\" sets {key:?}, which the plugin's --deny-options denies")]
+    DeniedInSource { key: String },
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{MountOptions, OptionError, ProcessOptions};
+use super::{MountOptions, OptionError, Placeholders, ProcessOptions};
 use crate::backend::BackendKind;
 use crate::secret::Secret;
 
@@ -82,9 +82,16 @@ impl VolumeOptions {
     }
 
     /// Refuses mount-option keys the operator denied, in `o` (set or
-    /// unset) and, as far as they can be told apart, in `c`: `-okey=v`,
-    /// `-o key=v,...`, `--key=v` or `--key-name` all name `key`.
-    pub fn check_denied(&self, denied: &[String]) -> Result<(), OptionError> {
+    /// unset) and, as far as they can be told apart, in `c` and `source`:
+    /// `-okey=v`, `-o key=v,...`, `--key=v`, `--key-name`, `-Kvalue` and an
+    /// rclone `:backend,key=v:path` all name `key`. `c` is checked as the
+    /// tool will get it, with `{source}`, `{name}` and `{mountPoint}`
+    /// replaced, so a placeholder cannot carry a denied key past the check.
+    pub fn check_denied(
+        &self,
+        denied: &[String],
+        placeholders: &Placeholders<'_>,
+    ) -> Result<(), OptionError> {
         let is_denied = |key: &str| denied.iter().any(|d| same_key(d, key));
         for option in self.mount_options.iter() {
             if is_denied(&option.key) {
@@ -93,7 +100,17 @@ impl VolumeOptions {
                 });
             }
         }
-        for (index, item) in self.process_options.items().iter().enumerate() {
+        let source = self.source.as_deref().unwrap_or("");
+        let placeholders = Placeholders {
+            source,
+            ..*placeholders
+        };
+        for (index, item) in self
+            .process_options
+            .substitute(&placeholders)
+            .iter()
+            .enumerate()
+        {
             if let Some(key) = keys_in_argument(item).find(|k| is_denied(k)) {
                 return Err(OptionError::DeniedInProcess {
                     position: index + 1,
@@ -101,21 +118,38 @@ impl VolumeOptions {
                 });
             }
         }
+        if let Some(key) = keys_in_argument(source).find(|k| is_denied(k)) {
+            return Err(OptionError::DeniedInSource {
+                key: key.to_owned(),
+            });
+        }
         Ok(())
     }
 }
 
 /// Keys compare as ssh and rclone do: case-insensitive, `-` same as `_`.
+/// A backslash is dropped first, as FUSE's option parser unescapes
+/// (`Proxy\Command` reaches ssh as `ProxyCommand`).
 fn same_key(a: &str, b: &str) -> bool {
-    let norm = |c: char| match c {
-        '-' => '_',
-        c => c.to_ascii_lowercase(),
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '\\')
+            .map(|c| match c {
+                '-' => '_',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect()
     };
-    a.len() == b.len() && a.chars().map(norm).eq(b.chars().map(norm))
+    norm(a) == norm(b)
 }
 
-/// The option keys one process argument may set.
+/// The option keys one process argument may set. A single-dash argument
+/// also names its first letter, the short option (`-F/path` is `F`).
 fn keys_in_argument(item: &str) -> impl Iterator<Item = &str> {
+    let short = item
+        .strip_prefix('-')
+        .filter(|rest| !rest.starts_with('-'))
+        .and_then(|rest| rest.get(..1));
     let body = match item.strip_prefix("--") {
         Some(long) => long,
         None => item
@@ -123,9 +157,11 @@ fn keys_in_argument(item: &str) -> impl Iterator<Item = &str> {
             .or_else(|| item.strip_prefix('-'))
             .unwrap_or(item),
     };
-    body.split(',')
-        .map(|part| part.split_once('=').map_or(part, |(k, _)| k).trim())
-        .filter(|k| !k.is_empty())
+    short.into_iter().chain(
+        body.split(',')
+            .map(|part| part.split_once('=').map_or(part, |(k, _)| k).trim())
+            .filter(|k| !k.is_empty()),
+    )
 }
 
 impl TryFrom<BTreeMap<String, String>> for VolumeOptions {
@@ -258,13 +294,75 @@ mod tests {
         assert!(bad.is_err());
     }
 
+    const PLACES: Placeholders<'static> = Placeholders {
+        mount_point: "/m/vol",
+        source: "",
+        name: "vol",
+    };
+
+    #[test]
+    fn denied_keys_cannot_hide_behind_escapes_short_options_or_placeholders() {
+        let denied = ["ProxyCommand".to_owned(), "F".to_owned(), "ssh".to_owned()];
+        let check = |pairs: &[(&str, &str)], name: &str| {
+            VolumeOptions::parse(&opts(pairs))
+                .unwrap()
+                .check_denied(&denied, &Placeholders { name, ..PLACES })
+                .map_err(|e| e.to_string())
+        };
+        let c_sets = |key: &str| {
+            format!("volume option \"c\": item 1 sets \"{key}\", which the plugin's --deny-options denies")
+        };
+        let refused: &[(&[(&str, &str)], &str, String)] = &[
+            // FUSE unescapes `\C` to `C`
+            (
+                &[("o", "Proxy\\Command=x")],
+                "vol",
+                "mount option \"Proxy\\\\Command\" is denied by the plugin's --deny-options"
+                    .to_owned(),
+            ),
+            // `-F/path` is ssh's -F with its value attached
+            (&[("c", "-F/etc/evil.conf")], "vol", c_sets("F")),
+            // placeholders are checked as replaced
+            (
+                &[
+                    ("source", "ProxyCommand=touch x #@h:/"),
+                    ("c", "-o{source}"),
+                ],
+                "vol",
+                c_sets("ProxyCommand"),
+            ),
+            (
+                &[("c", "-o{name}=touch x")],
+                "ProxyCommand",
+                c_sets("ProxyCommand"),
+            ),
+            // an rclone on-the-fly remote names backend options
+            (
+                &[("source", ":sftp,host=h,ssh=evil:/x")],
+                "vol",
+                "volume option \"source\" sets \"ssh\", which the plugin's --deny-options denies"
+                    .to_owned(),
+            ),
+        ];
+        for (pairs, name, want) in refused {
+            assert_eq!(check(pairs, name).unwrap_err(), *want, "{pairs:?}");
+        }
+        for pairs in [
+            &[("c", "-C&-p&22")][..],
+            &[("source", "user@files.example.com:/srv")],
+            &[("c", "{source}"), ("source", "h:/x")],
+        ] {
+            assert_eq!(check(pairs, "vol"), Ok(()), "{pairs:?}");
+        }
+    }
+
     #[test]
     fn denied_keys_in_o_and_c() {
         let denied = ["ssh_command".to_owned(), "ProxyCommand".to_owned()];
         let check = |pairs: &[(&str, &str)]| {
             VolumeOptions::parse(&opts(pairs))
                 .unwrap()
-                .check_denied(&denied)
+                .check_denied(&denied, &PLACES)
                 .map_err(|e| e.to_string())
         };
         let refused: &[(&str, &str, &str)] = &[
