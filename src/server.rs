@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Body, Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
@@ -126,6 +126,14 @@ struct Empty {}
 type Reply = Response<Full<Bytes>>;
 
 fn decode<T: DeserializeOwned>(endpoint: &str, body: &Bytes) -> Result<T, Box<Reply>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{endpoint}: empty request body; send a JSON object such as {{\"Name\": \"...\"}}"
+            ),
+        )));
+    }
     serde_json::from_slice(body).map_err(|e| {
         Box::new(error(
             StatusCode::BAD_REQUEST,
@@ -134,19 +142,25 @@ fn decode<T: DeserializeOwned>(endpoint: &str, body: &Bytes) -> Result<T, Box<Re
     })
 }
 
+fn too_large(path: &str) -> Reply {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("{path}: request body exceeds {MAX_BODY} bytes"),
+    )
+}
+
 async fn route(req: Request<Incoming>, driver: &Driver) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     if req.method() != Method::POST {
         return error(StatusCode::METHOD_NOT_ALLOWED, format!("{path}: use POST"));
     }
+    // A declared length over the limit is refused before reading any of it.
+    if req.body().size_hint().lower() > MAX_BODY as u64 {
+        return too_large(&path);
+    }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("{path}: request body exceeds {MAX_BODY} bytes"),
-            );
-        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(&path),
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -154,7 +168,7 @@ async fn route(req: Request<Incoming>, driver: &Driver) -> Response<Full<Bytes>>
             )
         }
     };
-    let endpoint = path.trim_start_matches('/');
+    let endpoint = path.strip_prefix('/').unwrap_or(&path);
     tracing::debug!(endpoint, "request");
     match dispatch(endpoint, &body, driver).await {
         Ok(response) => response,
