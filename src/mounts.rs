@@ -79,7 +79,9 @@ fn changed(file: &File) -> bool {
 
 /// Every mount point of this process's mount namespace.
 pub fn mount_points() -> io::Result<Arc<HashSet<PathBuf>>> {
-    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     match cache.as_mut() {
         Some(c) => {
             if changed(&c.file) {
@@ -251,7 +253,7 @@ mod tests {
                 .mount("netfs-test", &target)
                 .expect("mount tmpfs (root needed)");
             assert!(is_mounted(&target).unwrap(), "a new mount is seen");
-            assert_eq!(mounted_under(dir.path()).unwrap(), [target.clone()]);
+            assert_eq!(mounted_under(dir.path()).unwrap(), std::slice::from_ref(&target));
             lazy_unmount(&target).unwrap();
             assert!(!is_mounted(&target).unwrap(), "an unmount is seen");
         }
