@@ -253,7 +253,10 @@ mod tests {
                 .mount("netfs-test", &target)
                 .expect("mount tmpfs (root needed)");
             assert!(is_mounted(&target).unwrap(), "a new mount is seen");
-            assert_eq!(mounted_under(dir.path()).unwrap(), std::slice::from_ref(&target));
+            assert_eq!(
+                mounted_under(dir.path()).unwrap(),
+                std::slice::from_ref(&target)
+            );
             lazy_unmount(&target).unwrap();
             assert!(!is_mounted(&target).unwrap(), "an unmount is seen");
         }
