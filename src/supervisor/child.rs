@@ -293,7 +293,11 @@ pub async fn wait_ready(
         if let Ok(true) = mounts::is_mounted(path) {
             let within = deadline.saturating_duration_since(Instant::now()).max(poll);
             seen = match running.prober.probe(within).await {
-                Probe::Answering => return Ok(()),
+                // Listed again after the stat: a tool that mounts before it
+                // connects and then gives up (sshfs does) may be gone by
+                // the time the stat runs, which then saw the bare directory.
+                Probe::Answering if matches!(mounts::is_mounted(path), Ok(true)) => return Ok(()),
+                Probe::Answering => "it was unmounted while it was checked".to_owned(),
                 Probe::Hung => "it is mounted but a stat of it did not answer".to_owned(),
                 Probe::NotConnected => {
                     "it is mounted but answers: transport endpoint is not connected".to_owned()
