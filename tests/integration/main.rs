@@ -9,6 +9,7 @@ mod support;
 mod backends;
 mod docker_sshfs;
 mod endpoints;
+mod bad_input;
 mod faults;
 mod options;
 mod supervision;
