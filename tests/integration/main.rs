@@ -10,6 +10,7 @@ mod backends;
 mod docker_sshfs;
 mod endpoints;
 mod bad_input;
+mod concurrency;
 mod faults;
 mod options;
 mod supervision;
