@@ -123,6 +123,20 @@ impl Invocation {
         shell_words::join(words)
     }
 
+    /// Every secret this command carries: what goes to stdin and the values
+    /// of secret keys in its argv. A tool may quote them back in its own
+    /// messages ("unknown option password=..."), which are scrubbed of them.
+    pub fn secrets(&self) -> Vec<Secret> {
+        let in_args = self.args.iter().flat_map(|a| secret_values(a));
+        self.stdin
+            .iter()
+            .map(|s| s.expose())
+            .chain(in_args)
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .collect()
+    }
+
     /// `" (explanation)"` for the first known message found in `stderr`,
     /// or empty.
     pub fn hint(&self, stderr: &str) -> String {
@@ -161,25 +175,45 @@ pub fn build(kind: BackendKind, req: &Request<'_>) -> Result<Invocation, Backend
 /// rclone connection string (`:sftp,pass=x:path`).
 pub fn redact_arg(arg: &str) -> String {
     let mut out = String::with_capacity(arg.len());
-    let mut rest = arg;
-    while !rest.is_empty() {
-        let cut = rest.find([',', ':']).map_or(rest.len(), |i| i + 1);
-        let (piece, tail) = rest.split_at(cut);
-        let (body, sep) = match piece.char_indices().last() {
-            Some((i, c)) if c == ',' || c == ':' => piece.split_at(i),
-            _ => (piece, ""),
-        };
-        match body.split_once('=') {
-            Some((key, _)) if is_secret_key(key.trim_start_matches('-')) => {
+    for (body, sep) in pieces(arg) {
+        match secret_in(body) {
+            Some((key, _)) => {
                 out.push_str(key);
                 out.push_str("=***");
             }
-            _ => out.push_str(body),
+            None => out.push_str(body),
         }
         out.push_str(sep);
-        rest = tail;
     }
     out
+}
+
+/// The values [`redact_arg`] hides in `arg`.
+pub fn secret_values(arg: &str) -> impl Iterator<Item = &str> {
+    pieces(arg).filter_map(|(body, _)| secret_in(body).map(|(_, value)| value))
+}
+
+/// `arg` cut after each `,` or `:`: (piece, the separator that ended it).
+fn pieces(arg: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = arg;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = rest.find([',', ':']).map_or(rest.len(), |i| i + 1);
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(match piece.char_indices().last() {
+            Some((i, c)) if c == ',' || c == ':' => piece.split_at(i),
+            _ => (piece, ""),
+        })
+    })
+}
+
+/// `key=value` with a secret key: (key as written, value).
+fn secret_in(body: &str) -> Option<(&str, &str)> {
+    body.split_once('=')
+        .filter(|(key, _)| is_secret_key(key.trim_start_matches('-')))
 }
 
 #[cfg(test)]
@@ -200,6 +234,29 @@ mod tests {
         for (arg, want) in cases {
             assert_eq!(redact_arg(arg), want);
         }
+    }
+
+    #[test]
+    fn an_invocation_knows_every_secret_it_carries() {
+        let inv = Invocation {
+            program: "rclone".into(),
+            args: vec![
+                "mount".into(),
+                ":sftp,host=h,pass=obscured1:/srv".into(),
+                "--sftp-pass=obscured2".into(),
+                "-o".into(),
+                "port=22,token=t0k,x".into(),
+            ],
+            stdin: Some(Secret::new("pw")),
+            one_shot: false,
+            hints: &[],
+        };
+        let secrets: Vec<String> = inv
+            .secrets()
+            .iter()
+            .map(|s| s.expose().to_owned())
+            .collect();
+        assert_eq!(secrets, ["pw", "obscured1", "obscured2", "t0k"]);
     }
 
     #[test]

@@ -171,14 +171,14 @@ fn describe(status: io::Result<ExitStatus>) -> String {
     }
 }
 
-/// Logs each line a tool writes, tagged with the volume, with the secret
-/// hidden; stderr lines also go to the tail. Reads bytes, not UTF-8, so
+/// Logs each line a tool writes, tagged with the volume, with every secret
+/// of its command hidden; stderr lines also go to the tail. Reads bytes, not UTF-8, so
 /// odd output never stops the pump (a full pipe would block the tool).
 fn pump(
     volume: String,
     stream: &'static str,
     reader: impl AsyncRead + Unpin + Send + 'static,
-    secret: Option<Secret>,
+    secrets: Arc<[Secret]>,
     tail: Option<Lines>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -191,7 +191,7 @@ fn pump(
                 Ok(_) => {}
             }
             let mut line = String::from_utf8_lossy(&buf).trim_end().to_owned();
-            if let Some(secret) = secret.as_ref().filter(|s| !s.expose().is_empty()) {
+            for secret in secrets.iter() {
                 line = line.replace(secret.expose(), "***");
             }
             tracing::info!(volume = %volume, stream, "{line}");
@@ -252,17 +252,12 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
     let tail: Lines = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
     let name = spec.name.to_string();
     let mut pumps = Vec::new();
+    let secrets: Arc<[Secret]> = inv.secrets().into();
     if let Some(out) = child.stdout.take() {
-        pumps.push(pump(name.clone(), "stdout", out, inv.stdin.clone(), None));
+        pumps.push(pump(name.clone(), "stdout", out, secrets.clone(), None));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(pump(
-            name,
-            "stderr",
-            err,
-            inv.stdin.clone(),
-            Some(tail.clone()),
-        ));
+        pumps.push(pump(name, "stderr", err, secrets, Some(tail.clone())));
     }
     Ok(Running {
         group: pid.map(|p| Pid::from_raw(p as i32)),
