@@ -12,6 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -39,10 +40,28 @@ pub struct VolumeRecord {
 
 pub type Volumes = BTreeMap<VolumeName, VolumeRecord>;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Document {
     version: u32,
     volumes: Volumes,
+}
+
+/// The state document, encoded by [`StateStore::encode`], ready to save.
+pub struct Encoded(Vec<u8>);
+
+/// The volumes as borrowed for encoding: a save never copies the records.
+struct VolumesRef<'a>(Vec<(&'a VolumeName, &'a VolumeRecord)>);
+
+impl Serialize for VolumesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().copied())
+    }
+}
+
+#[derive(Serialize)]
+struct DocumentRef<'a> {
+    version: u32,
+    volumes: VolumesRef<'a>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +174,8 @@ pub fn load(path: &Path) -> Result<Volumes, StateError> {
 pub struct StateStore {
     path: PathBuf,
     written: Mutex<u64>,
+    /// Size of the last encoding, to size the next one's buffer at once.
+    last_len: AtomicUsize,
 }
 
 impl StateStore {
@@ -162,6 +183,7 @@ impl StateStore {
         Self {
             path,
             written: Mutex::new(0),
+            last_len: AtomicUsize::new(0),
         }
     }
 
@@ -169,14 +191,34 @@ impl StateStore {
         &self.path
     }
 
-    /// Writes `volumes`, taken at `generation` (which grows with every change).
-    pub async fn save(&self, generation: u64, volumes: Volumes) -> Result<(), StateError> {
+    /// Encodes `volumes` as the state document, straight from the caller's
+    /// table: with a thousand volumes, copying the records cost more than
+    /// writing them.
+    pub fn encode<'a>(
+        &self,
+        volumes: impl IntoIterator<Item = (&'a VolumeName, &'a VolumeRecord)>,
+    ) -> Result<Encoded, StateError> {
+        let doc = DocumentRef {
+            version: STATE_VERSION,
+            volumes: VolumesRef(volumes.into_iter().collect()),
+        };
+        let mut bytes = Vec::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
+        serde_json::to_writer_pretty(&mut bytes, &doc).map_err(|e| StateError::Write {
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        })?;
+        self.last_len.store(bytes.len(), Ordering::Relaxed);
+        Ok(Encoded(bytes))
+    }
+
+    /// Writes `doc`, encoded at `generation` (which grows with every change).
+    pub async fn save(&self, generation: u64, doc: Encoded) -> Result<(), StateError> {
         let mut written = self.written.lock().await;
         if generation <= *written {
             return Ok(());
         }
         let path = self.path.clone();
-        let result = tokio::task::spawn_blocking(move || write_atomic(&path, &volumes))
+        let result = tokio::task::spawn_blocking(move || write_atomic(&path, &doc.0))
             .await
             .unwrap_or_else(|join| Err(io::Error::other(join.to_string())));
         result.map_err(|source| StateError::Write {
@@ -188,12 +230,7 @@ impl StateStore {
     }
 }
 
-fn write_atomic(path: &Path, volumes: &Volumes) -> io::Result<()> {
-    let doc = Document {
-        version: STATE_VERSION,
-        volumes: volumes.clone(),
-    };
-    let bytes = serde_json::to_vec_pretty(&doc).map_err(io::Error::other)?;
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -211,7 +248,7 @@ fn write_atomic(path: &Path, volumes: &Volumes) -> io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    let written = file.write_all(&bytes).and_then(|()| file.sync_all());
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);
@@ -260,12 +297,18 @@ mod tests {
         let store = StateStore::new(path.clone());
         let mut volumes = Volumes::new();
         volumes.insert(VolumeName::parse("v1").unwrap(), record());
-        store.save(1, volumes.clone()).await.unwrap();
+        store
+            .save(1, store.encode(&volumes).unwrap())
+            .await
+            .unwrap();
         assert_eq!(load(&path).unwrap(), volumes);
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         // An older snapshot never overwrites a newer one.
-        store.save(1, Volumes::new()).await.unwrap();
+        store
+            .save(1, store.encode(&Volumes::new()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(load(&path).unwrap(), volumes);
     }
 
@@ -306,14 +349,17 @@ mod tests {
         one.insert(VolumeName::parse("v1").unwrap(), record());
         let mut two = one.clone();
         two.insert(VolumeName::parse("v2").unwrap(), record());
-        store.save(1, one.clone()).await.unwrap();
+        store.save(1, store.encode(&one).unwrap()).await.unwrap();
         assert!(!bak.exists(), "nothing before the first write");
-        store.save(2, two.clone()).await.unwrap();
+        store.save(2, store.encode(&two).unwrap()).await.unwrap();
         assert_eq!(load(&bak).unwrap(), one);
         assert_eq!(load(&path).unwrap(), two);
         let mode = fs::metadata(&bak).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        store.save(3, Volumes::new()).await.unwrap();
+        store
+            .save(3, store.encode(&Volumes::new()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(load(&bak).unwrap(), two);
         assert!(load(&path).unwrap().is_empty());
         // no temporary files are left next to the state

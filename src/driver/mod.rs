@@ -133,20 +133,20 @@ impl Driver {
         })
     }
 
-    /// Writes the table as it is now.
+    /// Writes the table as it is now, encoded under the lock straight from
+    /// the entries (no copy of them).
     async fn persist(&self) -> Result<(), StateError> {
-        let (generation, snapshot) = {
+        let (generation, doc) = {
             let mut table = self.table();
             table.generation += 1;
-            let snapshot: Volumes = table
+            let ready = table
                 .entries
                 .iter()
                 .filter(|(_, e)| e.ready)
-                .map(|(n, e)| (n.clone(), e.record.clone()))
-                .collect();
-            (table.generation, snapshot)
+                .map(|(n, e)| (n, &e.record));
+            (table.generation, self.store.encode(ready)?)
         };
-        self.store.save(generation, snapshot).await
+        self.store.save(generation, doc).await
     }
 
     /// After a failed write was undone in memory: another call's write may

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::{MountOptions, OptionError, Placeholders, ProcessOptions};
 use crate::backend::BackendKind;
@@ -13,11 +13,8 @@ use crate::secret::Secret;
 /// The keys a volume may set.
 pub const VOLUME_KEYS: &[&str] = &["type", "source", "o", "c", "password"];
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(
-    try_from = "BTreeMap<String, String>",
-    into = "BTreeMap<String, String>"
-)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "BTreeMap<String, String>")]
 pub struct VolumeOptions {
     pub kind: Option<BackendKind>,
     pub source: Option<String>,
@@ -168,6 +165,21 @@ impl TryFrom<BTreeMap<String, String>> for VolumeOptions {
     type Error = OptionError;
     fn try_from(map: BTreeMap<String, String>) -> Result<Self, Self::Error> {
         Self::parse(&map)
+    }
+}
+
+/// The same map as `BTreeMap::from`, keys in the same order, written from
+/// borrowed fields: the state file encodes every volume at every change.
+impl Serialize for VolumeOptions {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let entries = [
+            ("c", self.raw_c.as_deref()),
+            ("o", self.raw_o.as_deref()),
+            ("password", self.password.as_ref().map(Secret::expose)),
+            ("source", self.source.as_deref()),
+            ("type", self.kind.map(BackendKind::as_str)),
+        ];
+        serializer.collect_map(entries.into_iter().filter_map(|(k, v)| Some((k, v?))))
     }
 }
 
