@@ -1,8 +1,9 @@
-//! One supervisor task per volume owns that volume's process (an actor);
-//! the rest of netfs talks to it through a cloneable [`SupervisorHandle`].
-//! The task starts the tool, waits until its mount answers, restarts it on
-//! an unexpected exit or a dead mount, and stops it on request. It knows
-//! nothing of Docker: mount IDs and the state file are the driver's.
+//! One supervisor task per volume, spawned at its first start, owns that
+//! volume's process (an actor); the rest of netfs talks to it through a
+//! cloneable [`SupervisorHandle`]. The task starts the tool, waits until its
+//! mount answers, restarts it on an unexpected exit or a dead mount, and
+//! stops it on request. It knows nothing of Docker: mount IDs and the state
+//! file are the driver's.
 
 mod actor;
 mod budget;
@@ -10,6 +11,7 @@ mod child;
 mod error;
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -83,25 +85,62 @@ enum Request {
     Stop(oneshot::Sender<()>),
 }
 
+/// A volume's supervisor. The task is spawned at the first start, so a
+/// volume that is never mounted (lifecycle `mount`) costs no task and no
+/// channels: with a thousand idle volumes that is most of netfs's memory.
 #[derive(Clone)]
 pub struct SupervisorHandle {
+    lazy: Arc<Lazy>,
+}
+
+struct Lazy {
+    spec: ProcessSpec,
+    policy: Policy,
+    /// What status shows until the task runs.
+    initial: ProcessStatus,
+    task: OnceLock<Task>,
+}
+
+struct Task {
     tx: mpsc::Sender<Request>,
     status: watch::Receiver<ProcessStatus>,
 }
 
 impl SupervisorHandle {
-    /// Spawns the volume's supervisor task; the process is not started yet.
+    /// The volume's supervisor; neither the task nor the process starts yet.
     pub fn spawn(spec: ProcessSpec, policy: Policy) -> Self {
-        let (tx, rx) = mpsc::channel(8);
-        let (status_tx, status) = watch::channel(ProcessStatus::new());
-        tokio::spawn(actor::run(spec, policy, rx, status_tx));
-        Self { tx, status }
+        let lazy = Lazy {
+            spec,
+            policy,
+            initial: ProcessStatus::new(),
+            task: OnceLock::new(),
+        };
+        Self {
+            lazy: Arc::new(lazy),
+        }
+    }
+
+    /// The task, spawned on first use (from within the runtime).
+    fn task(&self) -> &Task {
+        let lazy = &self.lazy;
+        lazy.task.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(8);
+            let (status_tx, status) = watch::channel(lazy.initial.clone());
+            tokio::spawn(actor::run(
+                lazy.spec.clone(),
+                lazy.policy.clone(),
+                rx,
+                status_tx,
+            ));
+            Task { tx, status }
+        })
     }
 
     /// Starts the process if it is not running and waits until it is mounted.
     pub async fn start(&self) -> Result<(), ProcessError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        self.task()
+            .tx
             .send(Request::Start(reply))
             .await
             .map_err(|_| ProcessError::Gone)?;
@@ -112,7 +151,8 @@ impl SupervisorHandle {
     /// background with the usual backoff (used when netfs starts again).
     pub async fn restore(&self) -> Result<(), ProcessError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        self.task()
+            .tx
             .send(Request::Restore(reply))
             .await
             .map_err(|_| ProcessError::Gone)?;
@@ -121,19 +161,26 @@ impl SupervisorHandle {
 
     /// Stops the process and unmounts; succeeds if nothing was running.
     pub async fn stop(&self) {
+        // Never started: nothing runs and nothing was mounted by it.
+        let Some(task) = self.lazy.task.get() else {
+            return;
+        };
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Request::Stop(reply)).await.is_ok() {
+        if task.tx.send(Request::Stop(reply)).await.is_ok() {
             let _ = rx.await;
         }
     }
 
     pub fn status(&self) -> ProcessStatus {
-        self.status.borrow().clone()
+        match self.lazy.task.get() {
+            Some(task) => task.status.borrow().clone(),
+            None => self.lazy.initial.clone(),
+        }
     }
 
     /// Waits until the status satisfies `pred` (used by tests and restore).
     pub async fn wait_for(&self, pred: impl FnMut(&ProcessStatus) -> bool) -> ProcessStatus {
-        let mut rx = self.status.clone();
+        let mut rx = self.task().status.clone();
         let found = rx.wait_for(pred).await.map(|s| s.clone());
         found.unwrap_or_else(|_| self.status())
     }
