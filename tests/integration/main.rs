@@ -12,5 +12,6 @@ mod endpoints;
 mod bad_input;
 mod concurrency;
 mod faults;
+mod secrets;
 mod options;
 mod supervision;
