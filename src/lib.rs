@@ -39,11 +39,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let config = Arc::new(config);
     let (driver, volumes) = driver::Driver::open(config.clone())?;
     let driver = Arc::new(driver);
+    // Nothing is touched until the socket is ours: a second instance
+    // started by mistake changes nothing.
+    let listener = server::bind(&config.socket).await?;
     std::fs::create_dir_all(&config.mount_root).map_err(|source| Error::MountRoot {
         path: config.mount_root.clone(),
         source,
     })?;
-    let listener = server::bind(&config.socket).await?;
     let stored = volumes.len();
     let starts = driver.recover(volumes).await;
     tracing::info!(socket = %config.socket.display(), volumes = stored, "listening");

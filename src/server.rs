@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,12 +25,14 @@ pub const MAX_BODY: usize = 1 << 20;
 pub enum SocketError {
     #[error("another process is already serving on {0}; stop it or choose another --socket")]
     InUse(PathBuf),
+    #[error("{0} exists and is not a socket; netfs does not replace it: remove it or choose another --socket")]
+    NotASocket(PathBuf),
     #[error("cannot listen on {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
 }
 
 /// Binds the socket with mode 0660, replacing a stale socket file but never
-/// one that a live process still answers on.
+/// one that a live process still answers on, nor anything but a socket.
 pub async fn bind(path: &Path) -> Result<UnixListener, SocketError> {
     let err = |source| SocketError::Bind {
         path: path.to_owned(),
@@ -39,7 +41,10 @@ pub async fn bind(path: &Path) -> Result<UnixListener, SocketError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(SocketError::NotASocket(path.to_owned()));
+        }
         if UnixStream::connect(path).await.is_ok() {
             return Err(SocketError::InUse(path.to_owned()));
         }

@@ -867,3 +867,68 @@ fn a_damaged_state_file_stops_the_plugin_untouched_and_the_bak_recovers() {
         ),
     );
 }
+
+#[test]
+fn the_socket_is_0660_a_stale_one_is_replaced_and_a_live_one_never_taken() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mut plugin = start(&[]);
+    let socket = plugin.socket();
+    let meta = fs::symlink_metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    // A second instance on the same socket refuses to start and names it;
+    // the first one keeps serving.
+    let other = tempfile::tempdir().unwrap();
+    let second = |socket: &Path| {
+        crate::support::cmd::run(
+            std::process::Command::new(env!("CARGO_BIN_EXE_netfs"))
+                .arg(format!("--socket={}", socket.display()))
+                .arg(format!(
+                    "--propagated-mount={}",
+                    other.path().join("v").display()
+                ))
+                .arg(format!(
+                    "--state-file={}",
+                    other.path().join("s.json").display()
+                )),
+            T,
+        )
+    };
+    let out = second(&socket);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "another process is already serving on {}",
+            socket.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(plugin.post("/Plugin.Activate", json!({})).0, 200);
+    assert!(
+        !other.path().join("v").exists(),
+        "the second instance touched nothing"
+    );
+
+    // SIGKILL leaves the socket file behind, answering nobody: the next
+    // start replaces it.
+    plugin.kill9();
+    assert!(socket.exists());
+    assert!(client::try_request(&socket, "POST", "/Plugin.Activate", b"{}".to_vec()).is_err());
+    plugin.restart();
+    let meta = fs::symlink_metadata(&socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    // Something that is not a socket is never replaced.
+    let not_a_socket = other.path().join("important.sock");
+    fs::write(&not_a_socket, "keep me").unwrap();
+    let out = second(&not_a_socket);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
+    assert_eq!(fs::read_to_string(&not_a_socket).unwrap(), "keep me");
+    report(
+        "faults",
+        "socket: mode 0660, a second instance refused, a stale socket replaced after SIGKILL, a non-socket file kept",
+    );
+}
