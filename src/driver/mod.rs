@@ -36,6 +36,8 @@ pub enum DriverError {
     Process { name: String, source: ProcessError },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("volume {name} cannot be used: {reason}; remove it, or change the plugin's settings and restart netfs")]
+    Refused { name: String, reason: String },
 }
 
 /// One volume in memory: its stored record plus what runs for it.
@@ -50,6 +52,10 @@ struct Entry {
     busy: Arc<tokio::sync::Mutex<()>>,
     /// False until Create has finished; such an entry only reserves the name.
     ready: bool,
+    /// Why a stored volume may not run under the plugin's current settings
+    /// (an option now denied, a backend setting now missing). It stays
+    /// listed and stored, refuses Mount, and can be removed.
+    refused: Option<String>,
 }
 
 #[derive(Default)]
@@ -130,7 +136,48 @@ impl Driver {
             mounted_at: HashMap::new(),
             busy: Arc::new(tokio::sync::Mutex::new(())),
             ready: true,
+            refused: None,
         })
+    }
+
+    /// The entry of a stored volume that may not run: it keeps its record
+    /// (so the state file keeps it) and a supervisor that is never started.
+    fn refused_entry(&self, name: &VolumeName, record: VolumeRecord, reason: String) -> Entry {
+        let mount_point = self.config.mount_root.join(name.as_str());
+        let invocation = backend::Invocation {
+            program: String::new(),
+            args: Vec::new(),
+            stdin: None,
+            one_shot: false,
+            hints: &[],
+        };
+        let spec = ProcessSpec {
+            name: name.clone(),
+            mount_point: mount_point.clone(),
+            invocation,
+        };
+        Entry {
+            record,
+            mount_point,
+            command: String::new(),
+            handle: SupervisorHandle::spawn(spec, self.policy()),
+            mounted_at: HashMap::new(),
+            busy: Arc::new(tokio::sync::Mutex::new(())),
+            ready: true,
+            refused: Some(reason),
+        }
+    }
+
+    /// The placeholders of a volume, for checking its options as the tool
+    /// will get them.
+    fn check_denied(&self, name: &VolumeName, options: &VolumeOptions) -> Result<(), OptionError> {
+        let mount_point = self.config.mount_root.join(name.as_str());
+        let places = Placeholders {
+            mount_point: &mount_point.to_string_lossy(),
+            source: "",
+            name: name.as_str(),
+        };
+        options.check_denied(&self.config.deny_options, &places)
     }
 
     /// Writes the table as it is now, encoded under the lock straight from
@@ -200,15 +247,7 @@ impl Driver {
             source,
         };
         let options = VolumeOptions::parse(&opts).map_err(bad)?;
-        let mount_point = self.config.mount_root.join(name.as_str());
-        let places = Placeholders {
-            mount_point: &mount_point.to_string_lossy(),
-            source: "",
-            name: name.as_str(),
-        };
-        options
-            .check_denied(&self.config.deny_options, &places)
-            .map_err(bad)?;
+        self.check_denied(&name, &options).map_err(bad)?;
         let record = VolumeRecord {
             backend: options.kind.unwrap_or(self.config.default_type),
             options,
@@ -316,7 +355,14 @@ impl Driver {
 
     pub async fn mount(&self, name: &str, id: &str) -> Result<String, DriverError> {
         let (name, _guard) = self.lock(name).await?;
-        let handle = self.with_entry(&name, |e| e.handle.clone())?;
+        let (handle, refused) =
+            self.with_entry(&name, |e| (e.handle.clone(), e.refused.clone()))?;
+        if let Some(reason) = refused {
+            return Err(DriverError::Refused {
+                name: name.to_string(),
+                reason,
+            });
+        }
         handle
             .start()
             .await
@@ -402,15 +448,21 @@ impl Driver {
         let mut starts = Vec::new();
         for (name, record) in volumes {
             let wanted = self.config.lifecycle == Lifecycle::Volume || !record.mount_ids.is_empty();
-            let entry = match self.entry(&name, record) {
+            // A volume created before its options were denied does not run
+            // them again; one that cannot be built stays listed. Neither is
+            // dropped: the state file keeps every stored volume.
+            let built = match self.check_denied(&name, &record.options) {
+                Ok(()) => self.entry(&name, record.clone()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let entry = match built {
                 Ok(entry) => entry,
-                Err(e) => {
-                    // Kept in the state file: dropping a volume is never an answer.
-                    tracing::error!(volume = %name, error = %e, "stored volume cannot be started");
-                    continue;
+                Err(reason) => {
+                    tracing::error!(volume = %name, %reason, "stored volume refused under the current settings");
+                    self.refused_entry(&name, record, reason)
                 }
             };
-            if wanted {
+            if wanted && entry.refused.is_none() {
                 starts.push((name.clone(), entry.handle.clone()));
             }
             self.table().entries.insert(name, entry);

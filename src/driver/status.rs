@@ -53,5 +53,9 @@ fn status(entry: &Entry) -> Map<String, Value> {
     if let Some(err) = &process.last_error {
         map.insert("lastError".into(), json!(err));
     }
+    if let Some(reason) = &entry.refused {
+        map.insert("state".into(), json!("failed"));
+        map.insert("lastError".into(), json!(reason));
+    }
     map
 }

@@ -921,9 +921,12 @@ fn deny_options_refuses_volumes_that_would_run_commands() {
     let src = sshd.source("");
     let opts = |o: String| json!({"source": src, "o": format!("{},{o}", sshd.sshfs_options())});
 
-    let open = start(&["--mount-timeout=5s"]);
+    // Without a deny list: ProxyCommand runs (the Create then fails, as
+    // `touch` is no proxy), and a volume with a LocalCommand mounts and runs
+    // it at every connection.
+    let mut plugin = start(&["--mount-timeout=5s"]);
     let (code, reply) = create(
-        &open,
+        &plugin,
         "open",
         opts(format!("ProxyCommand=touch {}", mark("ran").display())),
     );
@@ -931,13 +934,54 @@ fn deny_options_refuses_volumes_that_would_run_commands() {
     wait_until(T, "ProxyCommand ran without a deny list", || {
         mark("ran").exists()
     });
+    let local = opts(format!(
+        "PermitLocalCommand=yes,LocalCommand=touch {}",
+        mark("local").display()
+    ));
+    assert_eq!(
+        create(&plugin, "was-allowed", local).0,
+        200,
+        "{}",
+        plugin.log()
+    );
+    wait_until(T, "LocalCommand ran", || mark("local").exists());
     fs::remove_file(mark("ran")).unwrap();
-    drop(open);
+    fs::remove_file(mark("local")).unwrap();
 
-    let plugin = start(&[
-        "--mount-timeout=5s",
-        &format!("--deny-options={RECOMMENDED_DENY}"),
-    ]);
+    // The operator denies them and restarts netfs: the stored volume stays
+    // listed and stored, but its tool is not started again, and it refuses
+    // Mount until it is removed.
+    plugin.set_env("DENY_OPTIONS", RECOMMENDED_DENY);
+    plugin.restart();
+    let st = status(&plugin, "was-allowed").expect("still listed");
+    assert_eq!(st["state"], "failed", "{st}");
+    assert!(
+        st["lastError"].as_str().unwrap().contains("--deny-options"),
+        "{st}"
+    );
+    let (code, reply) = plugin.post(
+        "/VolumeDriver.Mount",
+        json!({"Name": "was-allowed", "ID": "c1"}),
+    );
+    assert_eq!(code, 500);
+    assert!(
+        err_of(&reply).contains("cannot be used") && err_of(&reply).contains("--deny-options"),
+        "{reply}"
+    );
+    let mp = plugin.mount_root().join("was-allowed");
+    assert!(
+        processes_with_arg(mp.to_str().unwrap()).is_empty(),
+        "its tool was not started"
+    );
+    let stored = fs::read_to_string(plugin.state_file()).unwrap();
+    assert!(stored.contains("was-allowed"), "still in the state file");
+    assert_eq!(
+        plugin
+            .post("/VolumeDriver.Remove", json!({"Name": "was-allowed"}))
+            .0,
+        200
+    );
+
     let evil_config = mark("ssh_config");
     fs::write(
         &evil_config,
@@ -1017,7 +1061,8 @@ fn deny_options_refuses_volumes_that_would_run_commands() {
     report(
         "bad-input",
         &format!(
-            "--deny-options: without it ProxyCommand ran; with it {} ways to ask for a command refused, 0 ran",
+            "--deny-options: without it ProxyCommand and LocalCommand ran; with it {} ways to ask for a command \
+             refused at Create, 0 ran, and a volume stored before the deny was kept but not started",
             attempts.len()
         ),
     );
