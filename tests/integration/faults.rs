@@ -932,3 +932,218 @@ fn the_socket_is_0660_a_stale_one_is_replaced_and_a_live_one_never_taken() {
         "socket: mode 0660, a second instance refused, a stale socket replaced after SIGKILL, a non-socket file kept",
     );
 }
+
+/// Starts dockerd again the way `make test` does (scripts/setup.sh), and
+/// makes sure it answers, also when the test fails half-way.
+struct DockerdBack;
+
+impl DockerdBack {
+    fn docker_answers() -> bool {
+        let out = crate::support::cmd::try_run_input(
+            std::process::Command::new("docker").arg("info"),
+            None,
+            Duration::from_secs(30),
+        );
+        out.is_ok_and(|o| o.status.success())
+    }
+
+    fn start() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup.sh");
+        let out = crate::support::cmd::run(
+            std::process::Command::new(&script).env("SKIP_PACKAGES", "1"),
+            Duration::from_secs(300),
+        );
+        assert!(
+            out.status.success() && Self::docker_answers(),
+            "{} did not bring dockerd back:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// SIGTERM, as `systemctl stop docker` or `pkill dockerd` would send;
+    /// dockerd stops its containers (it runs without live-restore).
+    fn stop() {
+        let pid: i32 = fs::read_to_string("/var/run/docker.pid")
+            .expect("dockerd's pid file")
+            .trim()
+            .parse()
+            .expect("a pid");
+        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM dockerd");
+        wait_until(Duration::from_secs(120), "dockerd has exited", || {
+            !process_alive(pid)
+        });
+    }
+}
+
+impl Drop for DockerdBack {
+    fn drop(&mut self) {
+        if !Self::docker_answers() {
+            Self::start();
+        }
+    }
+}
+
+#[test]
+fn dockerd_restarted_with_a_container_running_keeps_the_volume() {
+    use crate::support::docker::{
+        docker, docker_ok, own_daemon, require_docker, volume_inspect, Cleanup, TEST_IMAGE,
+    };
+    require_docker();
+    // No other test uses dockerd while it goes down and comes back.
+    let _owner = own_daemon();
+    let _back = DockerdBack;
+    let sshd = Sshd::new();
+    let plugin = start(&["--mount-timeout=15s"]);
+    let mut cleanup = Cleanup::new();
+    let volume = cleanup.volume(crate::support::unique_name("dockerd"));
+    let container = cleanup.container(crate::support::unique_name("writer"));
+    docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        plugin.driver_name(),
+        "-o",
+        &format!("source={}", sshd.source("dockerd")),
+        "-o",
+        &format!("o={}", sshd.sshfs_options()),
+        &volume,
+    ]);
+    let script = "trap 'exit 0' TERM; echo start >> /data/starts; i=0; \
+                  while :; do i=$((i+1)); echo $i > /data/beat; sleep 0.2; done";
+    docker_ok(&[
+        "run",
+        "-d",
+        "--restart=always",
+        "--name",
+        &container,
+        "-v",
+        &format!("{volume}:/data"),
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let remote = sshd.remote_path("dockerd");
+    let starts = || {
+        fs::read_to_string(remote.join("starts"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let beat = || {
+        fs::read_to_string(remote.join("beat"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    wait_until(T, "the container writes to the volume", || {
+        starts() == 1 && beat().is_some()
+    });
+    let ids = status(&plugin, &volume).unwrap()["mountIds"].clone();
+    assert_eq!(ids.as_array().map(Vec::len), Some(1), "{ids}");
+    let mp = plugin.mount_root().join(&volume);
+    let mut ledger = Ledger::default();
+    ledger.write(&mp, &remote, 256 * 1024);
+
+    DockerdBack::stop();
+    // dockerd stopped the container and released its mount; the volume and
+    // its process are the plugin's and stay.
+    assert_eq!(status(&plugin, &volume).unwrap()["mountIds"], json!([]));
+    assert_eq!(status(&plugin, &volume).unwrap()["state"], "mounted");
+    ledger.check_mount(&mp);
+    let last_beat = beat().unwrap();
+    DockerdBack::start();
+
+    wait_until(
+        Duration::from_secs(120),
+        "the container started again on the volume",
+        || starts() == 2,
+    );
+    wait_until(T, "it writes again", || {
+        beat().is_some_and(|b| b < last_beat || b > 5)
+    });
+    let inspect = volume_inspect(&volume);
+    assert_eq!(inspect["Driver"], plugin.driver_name());
+    assert_eq!(inspect["Status"]["state"], "mounted", "{inspect}");
+    // dockerd takes a fresh mount ID for each mount: one held, not the old.
+    let now = &inspect["Status"]["mountIds"];
+    assert_eq!(now.as_array().map(Vec::len), Some(1), "{inspect}");
+    assert_ne!(*now, ids, "the mount before the restart was released");
+    ledger.check_remote(&remote);
+    let read_back =
+        crate::support::docker::run_in_container(&volume, "/data", "cat /data/file-0 | wc -c");
+    assert_eq!(read_back.trim(), (256 * 1024).to_string());
+    let out = docker(&["rm", "-f", &container]);
+    assert!(out.status.success());
+    assert_eq!(status(&plugin, &volume).unwrap()["mountIds"], json!([]));
+    docker_ok(&["volume", "rm", &volume]);
+    assert!(status(&plugin, &volume).is_none());
+    report(
+        "faults",
+        &format!(
+            "dockerd restarted with a container running: volume kept, container back through a new Mount (mount IDs 1 -> 0 -> 1), {}",
+            ledger.numbers()
+        ),
+    );
+}
+
+/// A stored volume that the plugin's new settings cannot run (here: type
+/// `command` after the binary setting went away) is never dropped: it stays
+/// listed and in the state file through later writes, refuses Mount, and
+/// runs again once the setting is back.
+#[test]
+fn a_volume_the_new_settings_cannot_run_is_kept_not_dropped() {
+    let sshd = Sshd::new();
+    let mut plugin = Plugin::new(env!("CARGO_BIN_EXE_netfs"))
+        .args(["--mount-timeout=15s", "--volume-process-lifecycle=mount"])
+        .env("VOLUME_PROCESS_BINARY", "/usr/bin/sshfs")
+        .start();
+    let opts = json!({"type": "command", "source": sshd.source("cmd"), "c": format!("{{source}}&{{mountPoint}}&-f&-o&{}", sshd.sshfs_options())});
+    create_ok(&plugin, "by-command", opts);
+    plugin.set_env("VOLUME_PROCESS_BINARY", "");
+    plugin.restart();
+    let st = status(&plugin, "by-command").expect("still listed");
+    assert_eq!(st["state"], "failed", "{st}");
+    assert!(
+        st["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("--volume-process-binary"),
+        "{st}"
+    );
+    let (code, reply) = plugin.post(
+        "/VolumeDriver.Mount",
+        json!({"Name": "by-command", "ID": "c1"}),
+    );
+    assert_eq!(code, 500, "{reply}");
+    // Another change writes the state: the refused volume is still in it.
+    create_ok(
+        &plugin,
+        "other",
+        json!({"source": sshd.source("other"), "o": sshd.sshfs_options()}),
+    );
+    assert!(state_of(&plugin.state_file())["volumes"]
+        .get("by-command")
+        .is_some());
+    plugin.set_env("VOLUME_PROCESS_BINARY", "/usr/bin/sshfs");
+    plugin.restart();
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Mount",
+        json!({"Name": "by-command", "ID": "c1"}),
+    );
+    let mut ledger = Ledger::default();
+    ledger.write(
+        &plugin.mount_root().join("by-command"),
+        &sshd.remote_path("cmd"),
+        4096,
+    );
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Unmount",
+        json!({"Name": "by-command", "ID": "c1"}),
+    );
+    for name in ["by-command", "other"] {
+        call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
+    }
+    report("faults", "a volume the new settings cannot run: kept listed and stored through 2 restarts and a write, served again once the setting was back");
+}

@@ -1,12 +1,20 @@
 //! The docker CLI against the machine's dockerd (started by `make test`).
 //! Tests that need dockerd call [`require_docker`] first: they fail with a
 //! clear message when it is missing, never skip.
+//!
+//! One test restarts dockerd. So that no other test, in this process or
+//! another, meets the daemon going down, every docker command and every
+//! [`Cleanup`] (which lives as long as its test) holds a shared `flock` on
+//! [`DAEMON_LOCK`]; the restart holds it exclusively ([`own_daemon`]).
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
+use std::fs::File;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
 
 use super::cmd;
@@ -22,8 +30,47 @@ pub const DOCKER_TIMEOUT: Duration = Duration::from_secs(180);
 /// ever knew, one after the other.
 static REMOVED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
+pub const DAEMON_LOCK: &str = "/run/netfs-test/dockerd.lock";
+
+thread_local! {
+    /// This test thread holds the exclusive lock: it takes no shared one.
+    static OWNS_DAEMON: Cell<bool> = const { Cell::new(false) };
+}
+
+fn lock_daemon(how: FlockArg) -> Option<Flock<File>> {
+    if OWNS_DAEMON.get() {
+        return None;
+    }
+    std::fs::create_dir_all("/run/netfs-test").expect("create /run/netfs-test");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(DAEMON_LOCK)
+        .unwrap_or_else(|e| panic!("open {DAEMON_LOCK}: {e}"));
+    Some(Flock::lock(file, how).unwrap_or_else(|(_, e)| panic!("flock {DAEMON_LOCK}: {e}")))
+}
+
+/// The right to stop and start dockerd, for the test that restarts it:
+/// waits until no test anywhere uses dockerd, and keeps them waiting until
+/// dropped. Docker helpers called from this thread meanwhile do not wait.
+pub struct DaemonOwner(Option<Flock<File>>);
+
+pub fn own_daemon() -> DaemonOwner {
+    let lock = lock_daemon(FlockArg::LockExclusive);
+    OWNS_DAEMON.set(true);
+    DaemonOwner(lock)
+}
+
+impl Drop for DaemonOwner {
+    fn drop(&mut self) {
+        OWNS_DAEMON.set(false);
+    }
+}
+
 /// Runs `docker args...`, whatever its exit status.
 pub fn docker(args: &[&str]) -> Output {
+    let _daemon = lock_daemon(FlockArg::LockShared);
     let out = cmd::run(Command::new("docker").args(args), DOCKER_TIMEOUT);
     if out.status.success() {
         note_volumes(args, &out);
@@ -81,6 +128,7 @@ pub fn docker_fails(args: &[&str]) -> String {
 /// names (see [`super::driver_pool`]), so dockerd never waits on one.
 pub fn require_docker() {
     super::driver_pool::start_caretaker();
+    let _daemon = lock_daemon(FlockArg::LockShared);
     let out = cmd::run(Command::new("docker").arg("info"), Duration::from_secs(30));
     assert!(
         out.status.success(),
@@ -108,15 +156,20 @@ pub fn run_in_container(volume: &str, target: &str, script: &str) -> String {
 
 /// Removes the containers and volumes it was given when dropped
 /// (containers first, forcibly; errors ignored), even when a test fails.
-#[derive(Default)]
 pub struct Cleanup {
     containers: Vec<String>,
     volumes: Vec<String>,
+    /// Held for the whole test: dockerd is not restarted under it.
+    _daemon: Option<Flock<File>>,
 }
 
 impl Cleanup {
     pub fn new() -> Cleanup {
-        Cleanup::default()
+        Cleanup {
+            containers: Vec::new(),
+            volumes: Vec::new(),
+            _daemon: lock_daemon(FlockArg::LockShared),
+        }
     }
 
     /// Registers a container and returns its name, for chaining.
