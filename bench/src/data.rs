@@ -156,7 +156,7 @@ pub async fn run(
     let marks = Marks::open(&fifo)?;
 
     let volume = format!("{driver}-data");
-    let opts = sshd.netfs_options("data-netfs")?;
+    let opts = sshd.netfs_options("data-netfs", "")?;
     docker_ok(&[
         "volume",
         "create",
@@ -170,7 +170,7 @@ pub async fn run(
     ])?;
     let bare_mp = dir.join("bare");
     mounts::ensure_dir(&bare_mp)?;
-    let bare = spawn_sshfs(sshd, "data-bare", &bare_mp)?;
+    let bare = spawn_sshfs(sshd, "data-bare", &bare_mp, "")?;
     let result = measure_rounds(&marks, &fifo, &volume, &bare_mp, mib, rounds).await;
     stop_sshfs(bare, &bare_mp);
     let removed = docker_ok(&["volume", "rm", &volume]);

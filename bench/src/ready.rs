@@ -51,7 +51,7 @@ pub async fn run(
         let (took, command) = plugin(
             netfs,
             &format!("ready{round}"),
-            &sshd.netfs_options("ready")?,
+            &sshd.netfs_options("ready", "")?,
         )
         .await?;
         netfs_command = command;
@@ -128,7 +128,7 @@ pub async fn bare_sshfs(sshd: &Sshd, mountpoint: &Path) -> Result<f64> {
     mounts::ensure_dir(mountpoint)?;
     let hello = mountpoint.join("hello");
     let start = Instant::now();
-    let mut child = spawn_sshfs(sshd, "ready", mountpoint)?;
+    let mut child = spawn_sshfs(sshd, "ready", mountpoint, "")?;
     let result = loop {
         if mounts::is_mounted(mountpoint) && mounts::reads(&hello, HELLO, READ_WITHIN).await {
             break Ok(ms(start.elapsed()));
@@ -147,11 +147,16 @@ pub async fn bare_sshfs(sshd: &Sshd, mountpoint: &Path) -> Result<f64> {
     result
 }
 
-pub fn spawn_sshfs(sshd: &Sshd, sub: &str, mountpoint: &Path) -> Result<std::process::Child> {
+pub fn spawn_sshfs(
+    sshd: &Sshd,
+    sub: &str,
+    mountpoint: &Path,
+    extra: &str,
+) -> Result<std::process::Child> {
     Command::new("sshfs")
         .arg(sshd.sshfs_source(sub)?)
         .arg(mountpoint)
-        .args(["-f", "-o", &sshd.sshfs_options()])
+        .args(["-f", "-o", &sshd.sshfs_options(extra)])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

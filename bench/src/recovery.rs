@@ -27,7 +27,7 @@ pub struct RecoveryResult {
 pub async fn run(sshd: &Sshd, netfs: &mut Daemon, volumes: usize) -> Result<RecoveryResult> {
     netfs.start().await?;
     let client = netfs.client().clone();
-    let opts = sshd.netfs_options("recovery")?;
+    let opts = sshd.netfs_options("recovery", "")?;
     let mut points = Vec::new();
     for i in 0..volumes {
         let name = format!("recovery{i}");

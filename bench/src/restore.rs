@@ -4,7 +4,7 @@
 //! from the spawn until every volume's mount reads.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -13,7 +13,8 @@ use tokio::task::JoinSet;
 
 use crate::mounts;
 use crate::plugin::{Daemon, Kind};
-use crate::sshd::HELLO;
+use crate::ready::{spawn_sshfs, stop_sshfs};
+use crate::sshd::{Sshd, HELLO};
 
 /// Past this the restore counts as not done.
 pub const WITHIN: Duration = Duration::from_secs(60);
@@ -72,38 +73,70 @@ pub async fn run(daemon: &mut Daemon, volumes: usize, opts: &Value) -> Result<Re
 
     let start = Instant::now();
     daemon.spawn()?;
-    let mut pending = points;
+    if let Err(left) = wait_all(points, &daemon.mount_root, start).await {
+        let answering = client.call("Plugin.Activate", &json!({})).await.is_ok();
+        daemon.stop_like_reboot(STOP_GRACE);
+        return Ok(Restored::Stuck {
+            mounted: volumes - left,
+            answering,
+        });
+    }
+    let took = start.elapsed().as_secs_f64();
+    daemon.stop_like_reboot(STOP_GRACE);
+    Ok(Restored::All(took))
+}
+
+/// The floor: `volumes` bare sshfs processes started at once by hand, with
+/// the same options, timed until every mount reads. Seconds.
+pub async fn bare(sshd: &Sshd, dir: &Path, volumes: usize, extra: &str) -> Result<f64> {
+    let points: Vec<PathBuf> = (0..volumes)
+        .map(|i| dir.join(format!("bare{i:03}")))
+        .collect();
+    for p in &points {
+        mounts::ensure_dir(p)?;
+    }
+    let start = Instant::now();
+    let mut children = Vec::new();
+    for p in &points {
+        children.push(spawn_sshfs(sshd, "restore", p, extra)?);
+    }
+    let waited = wait_all(points.iter().cloned().collect(), dir, start).await;
+    for (child, p) in children.into_iter().zip(&points) {
+        stop_sshfs(child, p);
+    }
+    match waited {
+        Ok(()) => Ok(start.elapsed().as_secs_f64()),
+        Err(pending) => bail!("bare sshfs: {pending} of {volumes} not mounted after {WITHIN:?}"),
+    }
+}
+
+/// Waits until every path in `pending` (below `root`) is mounted and its
+/// `hello` reads, polling every 10 ms; on timeout, how many are left.
+async fn wait_all(
+    mut pending: BTreeSet<PathBuf>,
+    root: &Path,
+    start: Instant,
+) -> Result<(), usize> {
     while !pending.is_empty() {
-        let mounted: BTreeSet<PathBuf> = mounts::mounted_under(&daemon.mount_root)
-            .into_iter()
-            .collect();
-        let ready: Vec<PathBuf> = pending.intersection(&mounted).cloned().collect();
+        let mounted: BTreeSet<PathBuf> = mounts::mounted_under(root).into_iter().collect();
         let mut reads = JoinSet::new();
-        for point in ready {
+        for point in pending.intersection(&mounted).cloned() {
             reads.spawn(async move {
                 let ok = mounts::reads(&point.join("hello"), HELLO, Duration::from_secs(5)).await;
                 (point, ok)
             });
         }
         while let Some(done) = reads.join_next().await {
-            let (point, ok) = done?;
-            if ok {
+            if let Ok((point, true)) = done {
                 pending.remove(&point);
             }
         }
         if start.elapsed() > WITHIN {
-            let answering = client.call("Plugin.Activate", &json!({})).await.is_ok();
-            daemon.stop_like_reboot(STOP_GRACE);
-            return Ok(Restored::Stuck {
-                mounted: volumes - pending.len(),
-                answering,
-            });
+            return Err(pending.len());
         }
         if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    let took = start.elapsed().as_secs_f64();
-    daemon.stop_like_reboot(STOP_GRACE);
-    Ok(Restored::All(took))
+    Ok(())
 }

@@ -78,13 +78,19 @@ impl Sshd {
         ))
     }
 
-    /// The sshfs options every sshfs contender gets, mtab style.
-    pub fn sshfs_options(&self) -> String {
-        format!(
+    /// The sshfs options every sshfs contender gets, mtab style, with
+    /// `extra` (mtab style too, may be empty) appended.
+    pub fn sshfs_options(&self, extra: &str) -> String {
+        let mut o = format!(
             "port={},IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null",
             self.port,
             self.key().display()
-        )
+        );
+        if !extra.is_empty() {
+            o.push(',');
+            o.push_str(extra);
+        }
+        o
     }
 
     /// `rclone serve docker` volume options for the same remote over sftp.
@@ -102,10 +108,10 @@ impl Sshd {
     }
 
     /// netfs volume options (sshfs, the default type) for the same remote.
-    pub fn netfs_options(&self, sub: &str) -> Result<serde_json::Value> {
+    pub fn netfs_options(&self, sub: &str, extra: &str) -> Result<serde_json::Value> {
         Ok(serde_json::json!({
             "source": self.sshfs_source(sub)?,
-            "o": self.sshfs_options(),
+            "o": self.sshfs_options(extra),
         }))
     }
 }
