@@ -82,7 +82,10 @@ pub fn describe(netfs: &std::path::Path) -> String {
         .output()
         .map(|o| !o.stdout.is_empty())
         .unwrap_or(false);
-    let docker = first_line("docker", &["version", "--format", "{{.Server.Version}}"]);
+    let docker = first_line(
+        &crate::data::docker(),
+        &["version", "--format", "{{.Server.Version}}"],
+    );
     let mut out = String::new();
     let _ = writeln!(out, "- CPU: {} ({cores} cores visible)", cpu_model());
     let _ = writeln!(out, "- memory: {:.1} GiB", mem_total_gib());

@@ -109,7 +109,12 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     let load_before = machine::loadavg();
     let sampler = machine::LoadSampler::start();
-    let outcome = run_all(&args).await;
+    // On a signal the run is dropped, and with it every daemon, mount and
+    // process it started.
+    let outcome = tokio::select! {
+        outcome = run_all(&args) => outcome,
+        _ = interrupted() => Err(anyhow::anyhow!("interrupted")),
+    };
     let others = sampler.finish();
     let load_after = machine::loadavg();
     let (report, notes) = match outcome {
@@ -143,6 +148,21 @@ async fn main() -> Result<()> {
     }
     clean_up(&args.work);
     Ok(())
+}
+
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// Removes the work directory, unless something is still mounted in it.
