@@ -168,7 +168,7 @@ else
     # The plugin sees the host directory of its sshkeys mount as /root/.ssh,
     # so the demo key goes there for the length of the demo.
     keydir=$("$DOCKER" plugin inspect -f \
-        '{{range .Settings.Mounts}}{{if eq .Name "sshkeys"}}{{.Source}}{{end}}{{end}}' "$DRIVER")
+        '{{range .Config.Mounts}}{{if eq .Name "sshkeys"}}{{.Source}}{{end}}{{end}}' "$DRIVER")
     [ -d "$keydir" ] || die "the plugin's sshkeys mount source $keydir is not a directory"
     plugin_key=$keydir/netfs-demo-$$
     install -m 600 "$tmp/client_key" "$plugin_key"

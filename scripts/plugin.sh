@@ -100,14 +100,17 @@ rm -rf "$context"
 exec 9>&-
 
 # Settings (`docker plugin set`) as KEY=VALUE and MOUNT.source=PATH lines.
+# A mount's source is read from .Config.Mounts: that is what `plugin set`
+# changes and what dockerd mounts; after a dockerd restart .Settings.Mounts
+# still shows the source from before the last `set`.
 plugin_settings() {
     "$DOCKER" plugin inspect -f \
-        '{{range .Settings.Env}}{{println .}}{{end}}{{range .Settings.Mounts}}{{.Name}}.source={{.Source}}{{println}}{{end}}' \
+        '{{range .Settings.Env}}{{println .}}{{end}}{{range .Config.Mounts}}{{.Name}}.source={{.Source}}{{println}}{{end}}' \
         "$1"
 }
 mount_source() {
     "$DOCKER" plugin inspect -f \
-        "{{range .Settings.Mounts}}{{if eq .Name \"$2\"}}{{.Source}}{{end}}{{end}}" "$1"
+        "{{range .Config.Mounts}}{{if eq .Name \"$2\"}}{{.Source}}{{end}}{{end}}" "$1"
 }
 
 # Re-creating a plugin of the same name is an upgrade: what was set on the
