@@ -6,18 +6,21 @@ PLUGIN_NAME ?= netfs
 export PLUGIN_NAME
 
 # The integration tests need root, /dev/fuse, a running dockerd and the
-# netfs-test-busybox image, all of which scripts/setup.sh provides.
+# netfs-test-busybox image, all of which scripts/setup.sh provides, and the
+# managed plugin TEST_PLUGIN built from the Dockerfile (scripts/test-plugin.sh).
+TEST_PLUGIN ?= netfs-e2e
 TEST_THREADS ?= 4
 TEST_CMD ?= $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 
-.PHONY: all build lint fmt-check clippy test demo demo-plugin plugin install \
-	fuzz bench clean help
+.PHONY: all build lint fmt-check clippy test test-plugin demo demo-plugin \
+	plugin install fuzz bench clean help
 
 all: build
 
 help:
 	@echo "make build        cargo build --release (target/release/netfs)"
-	@echo "make test         setup, fmt, clippy, then $(TEST_CMD)"
+	@echo "make test         setup, fmt, clippy, test plugin, then $(TEST_CMD)"
+	@echo "make test-plugin  build the managed plugin $(TEST_PLUGIN) the tests use"
 	@echo "make lint         cargo fmt --check and clippy -D warnings"
 	@echo "make demo         run netfs as a host service against a local sshd"
 	@echo "make demo-plugin  the same demo through the managed plugin"
@@ -39,7 +42,11 @@ lint: fmt-check clippy
 
 test: lint
 	scripts/setup.sh
-	$(TEST_CMD)
+	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) scripts/test-plugin.sh
+	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) $(TEST_CMD)
+
+test-plugin:
+	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) scripts/test-plugin.sh
 
 demo:
 	scripts/demo.sh
