@@ -7,11 +7,12 @@
 mod support;
 
 mod backends;
-mod docker_sshfs;
-mod endpoints;
 mod bad_input;
 mod concurrency;
+mod docker_sshfs;
+mod endpoints;
 mod faults;
-mod secrets;
+mod managed_plugin;
 mod options;
+mod secrets;
 mod supervision;
