@@ -2,7 +2,8 @@
 # Builds the managed plugin the integration tests install volumes with
 # (tests/integration/managed_plugin): scripts/plugin.sh, so the real
 # Dockerfile and config.json, under a name of its own. It replaces the
-# plugin only under the lock a test holds while it uses it.
+# plugin only under the lock a test holds while it uses it, and never while
+# a test restarts dockerd.
 #
 # Environment:
 #   NETFS_TEST_PLUGIN  plugin name (default netfs-e2e); `make test` passes the
@@ -15,14 +16,19 @@ need_root
 
 name=${NETFS_TEST_PLUGIN:-netfs-e2e}
 lock=/run/netfs-test/managed-plugin.lock
+# Shared while dockerd is in use; a test that restarts dockerd takes it
+# exclusively (tests/support/docker.rs).
+daemon_lock=/run/netfs-test/dockerd.lock
 
-# Before taking the lock: a dockerd started here must not inherit it.
+# Before taking the locks: a dockerd started here must not inherit them.
 "$NETFS_TOP/scripts/setup.sh"
-mkdir -p "$(dirname "$lock")"
+mkdir -p /run/netfs-test
 exec 8>"$lock"
 if ! flock -n 8; then
     say "waiting for the tests that use $name to finish"
     flock 8
 fi
+exec 7>>"$daemon_lock"
+flock -s 7
 PLUGIN_NAME=$name PLUGIN_TAG=latest PLUGIN_STATE_DIR='' PLUGIN_ENABLE=0 \
-    "$NETFS_TOP/scripts/plugin.sh" 8>&-
+    "$NETFS_TOP/scripts/plugin.sh" 7>&- 8>&-
