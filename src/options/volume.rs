@@ -324,7 +324,9 @@ mod tests {
         let c_sets = |key: &str| {
             format!("volume option \"c\": item 1 sets \"{key}\", which the plugin's --deny-options denies")
         };
-        let refused: &[(&[(&str, &str)], &str, String)] = &[
+        // (volume options, volume name, the error)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, String);
+        let refused: &[Case] = &[
             // FUSE unescapes `\C` to `C`
             (
                 &[("o", "Proxy\\Command=x")],
