@@ -25,7 +25,8 @@ use crate::support::sshd::Sshd;
 /// host's agent or connections, or read another configuration.
 pub const RECOMMENDED_DENY: &str = "ssh_command,ProxyCommand,LocalCommand,PermitLocalCommand,\
 KnownHostsCommand,PKCS11Provider,SecurityKeyProvider,IdentityAgent,ForwardAgent,ControlPath,\
-ControlMaster,F,password-command,bearer-token-command,config,rc,rc-addr,log-file";
+ControlMaster,F,password-command,bearer-token-command,webdav-bearer-token-command,config,rc,\
+rc-addr,log-file";
 
 /// What one request should get.
 enum Want {
@@ -912,6 +913,12 @@ fn every_bad_request_gets_a_clear_error_and_nothing_is_created() {
 /// an option is refused and nothing runs.
 #[test]
 fn deny_options_refuses_volumes_that_would_run_commands() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/security.md");
+    let docs = fs::read_to_string(docs).expect("docs/security.md");
+    assert!(
+        docs.contains(RECOMMENDED_DENY),
+        "docs/security.md recommends another deny list"
+    );
     let sshd = Sshd::new();
     let marks = tempfile::Builder::new()
         .prefix("netfs-marks-")
