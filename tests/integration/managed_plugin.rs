@@ -23,7 +23,7 @@ const MOUNT_ROOT: &str = "/mnt/volumes";
 
 /// mtab-style sshfs options that log in with a key the plugin reads at
 /// `key` (a path inside the plugin).
-pub fn sshfs_options(sshd: &Sshd, key: &str) -> String {
+fn sshfs_options(sshd: &Sshd, key: &str) -> String {
     format!(
         "port={},IdentityFile={key},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null",
         sshd.port()
@@ -48,11 +48,10 @@ fn tool_argv(plugin: &ManagedPlugin, tool: &str, volume: &str) -> Vec<String> {
 
 /// Where dockerd shows the plugin's propagated mount on the host.
 fn host_mountpoint(plugin: &ManagedPlugin, volume: &str) -> String {
-    let id = plugin.inspect()["Id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    format!("/var/lib/docker/plugins/{id}/propagated-mount/{volume}")
+    format!(
+        "/var/lib/docker/plugins/{}/propagated-mount/{volume}",
+        plugin.id()
+    )
 }
 
 /// Extra sshfs options for the loopback sshd: its port, and no host key

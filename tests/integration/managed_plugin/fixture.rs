@@ -21,7 +21,7 @@ use crate::support::mounts::{poll_until, process_alive, wait_until};
 use crate::support::sshd::Sshd;
 use crate::support::unique_name;
 
-/// Where the plugin is when the test runner does not say.
+/// The variable in which `make test` names the plugin.
 const PLUGIN_VAR: &str = "NETFS_TEST_PLUGIN";
 /// Held by a test for as long as it uses the plugin, and by
 /// scripts/test-plugin.sh while it replaces it.
@@ -105,6 +105,11 @@ impl ManagedPlugin {
     /// The name as given to `docker plugin` and `-d`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// dockerd's id for the plugin (it names its directories).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The driver name dockerd records for its volumes.
