@@ -10,6 +10,22 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// The first line of a command's output that contains `want`, or "unknown".
+fn line_with(program: &str, args: &[&str], want: &str) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .find(|l| l.contains(want))
+                .map(|l| l.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 /// One line of output of a command, or "unknown".
 fn first_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
@@ -107,7 +123,7 @@ pub fn describe(netfs: &std::path::Path) -> String {
     let _ = writeln!(
         out,
         "- peers: {}, {}, {}; docker {docker}",
-        first_line("sshfs", &["--version"]),
+        line_with("sshfs", &["--version"], "SSHFS"),
         first_line("ssh", &["-V"]),
         first_line("rclone", &["version"]),
     );

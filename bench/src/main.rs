@@ -539,16 +539,28 @@ fn results_section(
     let argv: Vec<String> = std::env::args().collect();
     let mut s = String::new();
     s.push_str(&format!(
-        "Taken {when} with `make bench`, which ran `scripts/bench.sh` and, in it, `{}`; \
+        "Taken {when} by `{}` (what `make bench` runs, through `scripts/bench.sh`), \
          {:.1} minutes in all.\n\n",
         argv.join(" "),
         started.elapsed().as_secs_f64() / 60.0
     ));
+    let runs = |n: usize| {
+        if n == 1 {
+            "1 run".to_owned()
+        } else {
+            format!("{n} runs")
+        }
+    };
     s.push_str(&format!(
-        "Each netfs figure is the median of {} runs; the peers' figures for parts 1, 2 and 6 \
-         are from {} run(s), the others from every run.\n\n",
-        args.runs,
-        args.peer_runs.min(args.runs)
+        "Each figure is the median of {}, except rclone's in parts 1, 2 and 6: {}.\n\n",
+        runs(args.runs),
+        if args.peer_runs >= args.runs {
+            "the same".to_owned()
+        } else if args.peer_runs == 0 {
+            "not measured".to_owned()
+        } else {
+            format!("from the first {}", runs(args.peer_runs))
+        }
     ));
     s.push_str(table);
     s.push_str("\nMachine:\n\n");
@@ -563,13 +575,15 @@ fn results_section(
             .join(", ")
     };
     s.push_str(&format!(
-        "- other load while it ran: load average {load_before} before, {load_after} after; \
-         CPU time of processes the benchmark did not start: {others}\n"
+        "- other load while it ran: load average (1, 5, 15 min) {load_before} before, \
+         {load_after} after; CPU time of processes the benchmark did not start (dockerd and \
+         containerd include part 4's containers): {others}\n"
     ));
     if !notes.netfs_command.is_empty() {
+        let work = args.work.to_string_lossy();
         s.push_str(&format!(
-            "\nnetfs ran, for each sshfs volume: `{}`\n",
-            notes.netfs_command
+            "\nnetfs ran, for each sshfs volume (`$WORK` is the benchmark's temporary directory): `{}`\n",
+            notes.netfs_command.replace(work.as_ref(), "$WORK")
         ));
     }
     if let Some(why) = &notes.data_skipped {
