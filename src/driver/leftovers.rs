@@ -39,11 +39,17 @@ pub struct Orphan {
 ///   theirs), and empty directories of volumes that are not stored are
 ///   removed.
 pub async fn clean_up(root: &Path, stored: &BTreeSet<VolumeName>) {
+    // The tools' argv has the root as configured; mountinfo has it resolved.
+    let given = root;
     let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let mounted: BTreeSet<PathBuf> = mounted_under(&root).into_iter().collect();
     let mut killed = Vec::new();
-    for orphan in find(&root) {
-        let live = mounted.contains(&orphan.mount_point);
+    let mut orphans = find(given);
+    if root != given {
+        orphans.extend(find(&root));
+    }
+    for orphan in orphans {
+        let live = mounted.contains(&root.join(orphan.volume.as_str()));
         if live && stored.contains(&orphan.volume) {
             tracing::info!(
                 volume = %orphan.volume, pid = orphan.pid,
@@ -184,7 +190,11 @@ mod tests {
     #[tokio::test]
     async fn a_leftover_tool_is_found_and_killed_and_its_empty_dir_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
+        let real = dir.path().canonicalize().unwrap().join("real");
+        fs::create_dir(&real).unwrap();
+        // The root as configured may go through a symlink.
+        let root = dir.path().join("root");
+        std::os::unix::fs::symlink(&real, &root).unwrap();
         let mount_point = root.join("gone");
         fs::create_dir(&mount_point).unwrap();
         fs::create_dir(root.join("kept")).unwrap();
@@ -216,5 +226,6 @@ mod tests {
         assert!(find(&root).is_empty());
         assert!(!mount_point.exists(), "its empty mountpoint is removed");
         assert!(root.join("kept").exists(), "a stored volume's dir stays");
+        assert!(real.join("kept").exists());
     }
 }
