@@ -7,12 +7,16 @@
 #
 # Environment:
 #   BENCH_RUNS             runs; every figure is a median over them (default 3)
-#   BENCH_PEER_RUNS        runs that also measure rclone's control plane,
-#                          memory and restore, its slow parts (default 1)
+#   BENCH_PEER_RUNS        runs that also measure rclone's slow parts: its
+#                          thousand Creates, memory and restore (default 1;
+#                          0: no rclone in parts 1, 2 and 6)
 #   BENCH_VOLUMES          volumes for the control plane and memory (default 1000)
 #   BENCH_RCLONE_VOLUMES   the same for rclone, if fewer (default BENCH_VOLUMES)
 #   BENCH_RESTORE_VOLUMES  volumes restored at start (default 100)
 #   BENCH_DATA_MIB         size of the data-path file (default 256)
+#   BENCH_DATA_DETAIL      1 (default): also the netfs volume on the host and
+#                          the bare mount in a container, to tell the
+#                          container's share from netfs's; 0: only the two
 #   BENCH_PARTS            parts to run, e.g. 1,2,5 (default 1,2,3,4,5,6)
 #   BENCH_OUT              file to write the results into (default
 #                          docs/benchmarks.md; empty: print only)
@@ -43,6 +47,7 @@ args=(
     --parts "${BENCH_PARTS:-1,2,3,4,5,6}"
 )
 [ -n "${BENCH_RCLONE_VOLUMES:-}" ] && args+=(--rclone-volumes "$BENCH_RCLONE_VOLUMES")
+[ "${BENCH_DATA_DETAIL:-1}" = 1 ] && args+=(--data-detail)
 out=${BENCH_OUT-docs/benchmarks.md}
 [ -n "$out" ] && args+=(--out "$out")
 

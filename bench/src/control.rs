@@ -1,7 +1,12 @@
 //! Parts 1 and 2: the control plane on the socket and the daemon's resident
 //! size. One client, one request at a time (as dockerd sends them): Create
-//! N volumes, Get and Path each, List, Remove each. Resident size is read
-//! with 0 volumes, and right after the 100th and the Nth Create.
+//! N volumes, Get and Path each, List, Remove each. When a peer runs too,
+//! the two take turns (a request each for Create and Remove, batches of 50
+//! for the others), so both see the same machine at the same time.
+//! Resident size is read with 0 volumes, and right after the 100th and the
+//! last Create. A contender may keep its volumes from one run to the next
+//! (rclone: a thousand Creates take minutes), then only its Get, Path and
+//! List are measured again.
 
 use std::time::Duration;
 
@@ -12,6 +17,7 @@ use crate::plugin::{volume_name, Daemon};
 use crate::stats::{ms, percentile};
 
 pub const OPS: [&str; 5] = ["Create", "Get", "Path", "List", "Remove"];
+const BATCH: usize = 250;
 
 /// Latencies of one operation, in milliseconds.
 #[derive(Debug, Clone)]
@@ -23,92 +29,145 @@ pub struct OpStats {
 }
 
 impl OpStats {
-    fn of(samples: &[f64]) -> OpStats {
+    fn of(samples: &[f64]) -> Option<OpStats> {
         let total: f64 = samples.iter().sum();
-        OpStats {
+        (!samples.is_empty()).then(|| OpStats {
             p50: percentile(samples, 50.0),
             p99: percentile(samples, 99.0),
             per_sec: samples.len() as f64 * 1000.0 / total,
-        }
+        })
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct ControlResult {
-    pub volumes: usize,
-    pub ops: Vec<(&'static str, OpStats)>,
-    /// (volumes defined, resident MiB)
+    /// Per operation of [`OPS`], in order; None if not measured this time.
+    pub ops: Vec<Option<OpStats>>,
+    /// (volumes defined, resident MiB); empty if it created nothing.
     pub rss: Vec<(usize, f64)>,
 }
 
-/// Runs the control-plane sequence on a daemon not yet started; `opts` are
-/// the Create options (in the daemon's dialect) shared by every volume.
-pub async fn run(
-    daemon: &mut Daemon,
-    volumes: usize,
-    lists: usize,
-    opts: &Value,
-) -> Result<ControlResult> {
-    daemon.start().await?;
-    let client = daemon.client().clone();
+/// One daemon under test: not yet started, with the Create options (in its
+/// dialect) every one of its volumes gets.
+pub struct Contender<'a> {
+    pub daemon: &'a mut Daemon,
+    pub opts: Value,
+    pub volumes: usize,
+    /// Create the volumes (else they exist from an earlier run).
+    pub create: bool,
+    /// Remove them at the end, and stop the daemon.
+    pub remove: bool,
+}
+
+struct Tally {
+    names: Vec<String>,
+    samples: Vec<Vec<f64>>,
+    rss: Vec<(usize, f64)>,
+}
+
+/// Runs the sequence on every contender, taking turns; results in order.
+pub async fn run(contenders: &mut [Contender<'_>], lists: usize) -> Result<Vec<ControlResult>> {
+    for c in contenders.iter_mut() {
+        if !c.daemon.is_running() {
+            c.daemon.start().await?;
+        }
+    }
     // Let start-up work finish before the idle figure.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut rss = vec![(0, daemon.rss_mib()?)];
-    let names: Vec<String> = (0..volumes).map(|i| volume_name("cp", i)).collect();
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); OPS.len()];
+    let mut tallies = Vec::new();
+    for c in contenders.iter() {
+        tallies.push(Tally {
+            names: (0..c.volumes).map(|i| volume_name("cp", i)).collect(),
+            samples: vec![Vec::new(); OPS.len()],
+            rss: if c.create {
+                vec![(0, c.daemon.rss_mib()?)]
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    let most = contenders.iter().map(|c| c.volumes).max().unwrap_or(0);
 
-    for (i, name) in names.iter().enumerate() {
-        let body = json!({ "Name": name, "Opts": opts });
-        let (took, _) = client.timed("VolumeDriver.Create", &body).await?;
-        samples[0].push(ms(took));
-        if i + 1 == 100 || i + 1 == volumes {
-            rss.push((i + 1, daemon.rss_mib()?));
+    for i in 0..most {
+        for (c, t) in contenders.iter().zip(tallies.iter_mut()) {
+            let Some(name) = t.names.get(i).filter(|_| c.create) else {
+                continue;
+            };
+            let body = json!({ "Name": name, "Opts": c.opts });
+            let (took, _) = c
+                .daemon
+                .client()
+                .timed("VolumeDriver.Create", &body)
+                .await?;
+            t.samples[0].push(ms(took));
+            if i + 1 == 100 || i + 1 == c.volumes {
+                t.rss.push((i + 1, c.daemon.rss_mib()?));
+            }
         }
     }
-    for name in &names {
-        let (took, reply) = client
-            .timed("VolumeDriver.Get", &json!({ "Name": name }))
-            .await?;
-        samples[1].push(ms(took));
-        if reply["Volume"]["Name"] != json!(name) {
-            bail!("{}: Get {name} answered {reply}", daemon.name());
+    for (op, endpoint) in [(1, "VolumeDriver.Get"), (2, "VolumeDriver.Path")] {
+        for batch in (0..most).step_by(BATCH) {
+            for (c, t) in contenders.iter().zip(tallies.iter_mut()) {
+                for name in t.names.iter().skip(batch).take(BATCH) {
+                    let (took, reply) = c
+                        .daemon
+                        .client()
+                        .timed(endpoint, &json!({ "Name": name }))
+                        .await?;
+                    t.samples[op].push(ms(took));
+                    let fine = match op {
+                        1 => reply["Volume"]["Name"] == json!(name),
+                        _ => reply["Mountpoint"].is_string(),
+                    };
+                    if !fine {
+                        bail!("{}: {endpoint} {name} answered {reply}", c.daemon.name());
+                    }
+                }
+            }
         }
     }
-    for name in &names {
-        let (took, reply) = client
-            .timed("VolumeDriver.Path", &json!({ "Name": name }))
-            .await?;
-        samples[2].push(ms(took));
-        if !reply["Mountpoint"].is_string() {
-            bail!("{}: Path {name} answered {reply}", daemon.name());
+    for batch in (0..lists).step_by(BATCH) {
+        for (c, t) in contenders.iter().zip(tallies.iter_mut()) {
+            for _ in batch..lists.min(batch + BATCH) {
+                let (took, reply) = c
+                    .daemon
+                    .client()
+                    .timed("VolumeDriver.List", &json!({}))
+                    .await?;
+                t.samples[3].push(ms(took));
+                let listed = reply["Volumes"].as_array().map_or(0, Vec::len);
+                if listed != c.volumes {
+                    bail!(
+                        "{}: List shows {listed} volumes, not {}",
+                        c.daemon.name(),
+                        c.volumes
+                    );
+                }
+            }
         }
     }
-    for _ in 0..lists {
-        let (took, reply) = client.timed("VolumeDriver.List", &json!({})).await?;
-        samples[3].push(ms(took));
-        let listed = reply["Volumes"].as_array().map_or(0, Vec::len);
-        if listed != volumes {
-            bail!(
-                "{}: List shows {listed} volumes, not {volumes}",
-                daemon.name()
-            );
+    for i in 0..most {
+        for (c, t) in contenders.iter().zip(tallies.iter_mut()) {
+            let Some(name) = t.names.get(i).filter(|_| c.remove) else {
+                continue;
+            };
+            let (took, _) = c
+                .daemon
+                .client()
+                .timed("VolumeDriver.Remove", &json!({ "Name": name }))
+                .await
+                .with_context(|| format!("{}: Remove {name}", c.daemon.name()))?;
+            t.samples[4].push(ms(took));
         }
     }
-    for name in &names {
-        let (took, _) = client
-            .timed("VolumeDriver.Remove", &json!({ "Name": name }))
-            .await
-            .with_context(|| format!("{}: Remove {name}", daemon.name()))?;
-        samples[4].push(ms(took));
+    for c in contenders.iter_mut().filter(|c| c.remove) {
+        c.daemon.terminate(Duration::from_secs(10));
     }
-    daemon.terminate(Duration::from_secs(10));
-    Ok(ControlResult {
-        volumes,
-        ops: OPS
-            .iter()
-            .zip(&samples)
-            .map(|(op, s)| (*op, OpStats::of(s)))
-            .collect(),
-        rss,
-    })
+    Ok(tallies
+        .into_iter()
+        .map(|t| ControlResult {
+            ops: t.samples.iter().map(|s| OpStats::of(s)).collect(),
+            rss: t.rss,
+        })
+        .collect())
 }

@@ -29,12 +29,44 @@ const SCRIPT: &str = "set -e; echo w >\"$M\"; \
     echo e >\"$M\"; rm -f \"$D/blob\"";
 const PHASE_WITHIN: Duration = Duration::from_secs(300);
 
+/// Where the script runs and on what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The measured case: a container on the netfs volume.
+    NetfsContainer,
+    /// The floor: the host on a bare sshfs mount.
+    BareHost,
+    /// To tell the container's share from netfs's: the host on the netfs
+    /// volume's mountpoint ...
+    NetfsHost,
+    /// ... and a container on the bare mount (a bind mount).
+    BareContainer,
+}
+
+impl Side {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Side::NetfsContainer => "netfs volume, in a container",
+            Side::BareHost => "bare sshfs, on the host",
+            Side::NetfsHost => "netfs volume, on the host",
+            Side::BareContainer => "bare sshfs, in a container (bind mount)",
+        }
+    }
+}
+
+/// Median write and read MiB/s of each side measured.
 #[derive(Debug, Clone)]
 pub struct DataResult {
-    pub netfs_write: f64,
-    pub netfs_read: f64,
-    pub bare_write: f64,
-    pub bare_read: f64,
+    pub rates: Vec<(Side, f64, f64)>,
+}
+
+impl DataResult {
+    pub fn of(&self, side: Side) -> Option<(f64, f64)> {
+        self.rates
+            .iter()
+            .find(|(s, _, _)| *s == side)
+            .map(|(_, w, r)| (*w, *r))
+    }
 }
 
 /// Phase marks from the script: (mark, when it arrived).
@@ -146,6 +178,7 @@ pub async fn run(
     driver: &str,
     mib: u64,
     rounds: usize,
+    detail: bool,
 ) -> Result<DataResult> {
     netfs.start().await?;
     let marks_dir = dir.join("marks");
@@ -171,7 +204,17 @@ pub async fn run(
     let bare_mp = dir.join("bare");
     mounts::ensure_dir(&bare_mp)?;
     let bare = spawn_sshfs(sshd, "data-bare", &bare_mp, "")?;
-    let result = measure_rounds(&marks, &fifo, &volume, &bare_mp, mib, rounds).await;
+    let mut sides = vec![Side::NetfsContainer, Side::BareHost];
+    if detail {
+        sides.extend([Side::NetfsHost, Side::BareContainer]);
+    }
+    let places = Places {
+        fifo: &fifo,
+        volume: &volume,
+        netfs_mp: &netfs.mount_root.join(&volume),
+        bare_mp: &bare_mp,
+    };
+    let result = measure_rounds(&marks, &places, &sides, mib, rounds).await;
     stop_sshfs(bare, &bare_mp);
     let removed = docker_ok(&["volume", "rm", &volume]);
     netfs.terminate(Duration::from_secs(10));
@@ -180,62 +223,72 @@ pub async fn run(
     Ok(result)
 }
 
+struct Places<'a> {
+    fifo: &'a Path,
+    volume: &'a str,
+    netfs_mp: &'a Path,
+    bare_mp: &'a Path,
+}
+
+impl Places<'_> {
+    /// The script, run on `side`, writing and reading `mib` MiB.
+    fn command(&self, side: Side, mib: u64) -> Command {
+        let container = |data: &str| {
+            let mut cmd = Command::new(docker());
+            cmd.args(["run", "--rm", "--network", "none"])
+                .args(["-e", "M=/marks/fifo", "-e", "D=/data"])
+                .args(["-e", &format!("N={mib}")])
+                .args(["-v", &format!("{data}:/data")])
+                .args(["-v", &format!("{}:/marks", fifo_dir(self.fifo).display())])
+                .arg(image())
+                .args(["sh", "-c", SCRIPT]);
+            cmd
+        };
+        let host = |data: &Path| {
+            let mut cmd = Command::new("/bin/busybox");
+            cmd.args(["sh", "-c", SCRIPT])
+                .env("M", self.fifo)
+                .env("D", data)
+                .env("N", mib.to_string());
+            cmd
+        };
+        match side {
+            Side::NetfsContainer => container(self.volume),
+            Side::BareHost => host(self.bare_mp),
+            Side::NetfsHost => host(self.netfs_mp),
+            Side::BareContainer => container(&self.bare_mp.to_string_lossy()),
+        }
+    }
+}
+
 async fn measure_rounds(
     marks: &Marks,
-    fifo: &Path,
-    volume: &str,
-    bare_mp: &Path,
+    places: &Places<'_>,
+    sides: &[Side],
     mib: u64,
     rounds: usize,
 ) -> Result<DataResult> {
-    wait_readable(bare_mp).await?;
-    let container = |mib: u64| {
-        let mut cmd = Command::new(docker());
-        cmd.args(["run", "--rm", "--network", "none"])
-            .args(["-e", "M=/marks/fifo", "-e", "D=/data"])
-            .args(["-e", &format!("N={mib}")])
-            .args(["-v", &format!("{volume}:/data")])
-            .args(["-v", &format!("{}:/marks", fifo_dir(fifo).display())])
-            .arg(image())
-            .args(["sh", "-c", SCRIPT]);
-        cmd
-    };
-    let host = |mib: u64| {
-        let mut cmd = Command::new("/bin/busybox");
-        cmd.args(["sh", "-c", SCRIPT])
-            .env("M", fifo)
-            .env("D", bare_mp)
-            .env("N", mib.to_string());
-        cmd
-    };
-    // Warm-up: pulls both sides through a first connection and a small file.
-    marks.measure(container(8), 8)?;
-    marks.measure(host(8), 8)?;
-    let (mut nw, mut nr, mut bw, mut br) = (vec![], vec![], vec![], vec![]);
+    wait_readable(places.bare_mp).await?;
+    // Warm-up: a first connection and a small file on every side.
+    for side in sides {
+        marks.measure(places.command(*side, 8), 8)?;
+    }
+    let mut samples: Vec<(Vec<f64>, Vec<f64>)> = vec![(vec![], vec![]); sides.len()];
     for round in 0..rounds {
-        // Alternate who goes first, so drifting load hits both alike.
-        let order = if round % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for netfs_side in order {
-            if netfs_side {
-                let (w, r) = marks.measure(container(mib), mib)?;
-                nw.push(w);
-                nr.push(r);
-            } else {
-                let (w, r) = marks.measure(host(mib), mib)?;
-                bw.push(w);
-                br.push(r);
-            }
+        // Rotate who goes first, so drifting load hits every side alike.
+        for k in 0..sides.len() {
+            let i = (round + k) % sides.len();
+            let (w, r) = marks.measure(places.command(sides[i], mib), mib)?;
+            samples[i].0.push(w);
+            samples[i].1.push(r);
         }
     }
     Ok(DataResult {
-        netfs_write: median(&nw),
-        netfs_read: median(&nr),
-        bare_write: median(&bw),
-        bare_read: median(&br),
+        rates: sides
+            .iter()
+            .zip(&samples)
+            .map(|(side, (w, r))| (*side, median(w), median(r)))
+            .collect(),
     })
 }
 

@@ -23,13 +23,15 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use crate::control::Contender;
+use crate::data::Side;
 use crate::plugin::Daemon;
 use crate::report::{Figure, Goal, Report, Unit};
 use crate::restore::Restored;
 use crate::sshd::Sshd;
 
 const USAGE: &str = "usage: netfs-bench [--netfs PATH] [--runs N] [--peer-runs N] \
-[--volumes N] [--rclone-volumes N] [--restore-volumes N] [--data-mib N] \
+[--volumes N] [--rclone-volumes N] [--restore-volumes N] [--data-mib N] [--data-detail] \
 [--parts 1,2,3,4,5,6] [--work DIR] [--out FILE]";
 
 const BEGIN: &str =
@@ -44,6 +46,7 @@ struct Args {
     rclone_volumes: usize,
     restore_volumes: usize,
     data_mib: u64,
+    data_detail: bool,
     parts: BTreeSet<u8>,
     work: PathBuf,
     out: Option<PathBuf>,
@@ -58,6 +61,7 @@ fn parse_args() -> Result<Args> {
         rclone_volumes: 0,
         restore_volumes: 100,
         data_mib: 256,
+        data_detail: false,
         parts: (1..=6).collect(),
         work: std::env::temp_dir().join(format!("netfs-bench.{}", std::process::id())),
         out: None,
@@ -76,6 +80,7 @@ fn parse_args() -> Result<Args> {
             "--rclone-volumes" => a.rclone_volumes = value()?.parse()?,
             "--restore-volumes" => a.restore_volumes = value()?.parse()?,
             "--data-mib" => a.data_mib = value()?.parse()?,
+            "--data-detail" => a.data_detail = true,
             "--parts" => {
                 a.parts = value()?
                     .split(',')
@@ -102,7 +107,9 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
-#[tokio::main]
+// One thread: a request and its reply never hop between threads in the
+// client, whose own latency is part of every figure of part 1.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = parse_args()?;
     std::fs::create_dir_all(&args.work)?;
@@ -195,17 +202,31 @@ async fn run_all(args: &Args) -> Result<(Report, Notes)> {
             println!("part 4 skipped: {why}");
         }
     }
+    // rclone keeps its thousand volumes from run to run: creating them takes
+    // minutes. Its Create, Remove and memory come from the first and last
+    // runs, its Get, Path and List from every run.
+    let mut control_rclone =
+        if args.peer_runs > 0 && (args.parts.contains(&1) || args.parts.contains(&2)) {
+            let d = args.work.join("control-rclone");
+            Some(Daemon::rclone(&d, &d.join("rclone.sock"))?)
+        } else {
+            None
+        };
     for run in 0..args.runs {
         let peer = run < args.peer_runs;
         let dir = args.work.join(format!("run{run}"));
         println!("== run {} of {}", run + 1, args.runs);
         let mut this = Report::default();
+        let round = Round {
+            dir,
+            index: run,
+            peer,
+        };
         one_run(
             args,
             &sshd,
-            &dir,
-            run,
-            peer,
+            &round,
+            control_rclone.as_mut(),
             &mut [&mut report, &mut this],
             &mut notes,
         )
@@ -222,15 +243,23 @@ fn add(reports: &mut [&mut Report], f: impl Fn() -> Figure<'static>) {
     }
 }
 
+/// Which run this is.
+struct Round {
+    dir: PathBuf,
+    index: usize,
+    /// Measures rclone's slow parts too.
+    peer: bool,
+}
+
 async fn one_run(
     args: &Args,
     sshd: &Sshd,
-    dir: &Path,
-    run: usize,
-    peer: bool,
+    round: &Round,
+    control_rclone: Option<&mut Daemon>,
     reports: &mut [&mut Report],
     notes: &mut Notes,
 ) -> Result<()> {
+    let (dir, run, peer) = (round.dir.as_path(), round.index, round.peer);
     let netfs = |part: &str, lifecycle: &str| {
         let d = dir.join(part);
         Daemon::netfs(&args.netfs, &d, &d.join("netfs.sock"), lifecycle)
@@ -242,36 +271,37 @@ async fn one_run(
 
     if args.parts.contains(&1) || args.parts.contains(&2) {
         let t = Instant::now();
-        let n = control::run(
-            &mut netfs("control-netfs", "mount")?,
-            args.volumes,
-            200,
-            &sshd.netfs_options("cp", "")?,
-        )
-        .await?;
+        let mut n_daemon = netfs("control-netfs", "mount")?;
+        let mut contenders = vec![Contender {
+            daemon: &mut n_daemon,
+            opts: sshd.netfs_options("cp", "")?,
+            volumes: args.volumes,
+            create: true,
+            remove: true,
+        }];
+        let with_rclone = control_rclone.is_some();
+        if let Some(daemon) = control_rclone {
+            contenders.push(Contender {
+                daemon,
+                opts: sshd.rclone_options("cp")?,
+                volumes: args.rclone_volumes,
+                create: run == 0,
+                remove: run + 1 == args.runs,
+            });
+        }
+        let mut results = control::run(&mut contenders, 200).await?.into_iter();
+        let (Some(n), r) = (results.next(), results.next()) else {
+            bail!("control plane: no result for netfs");
+        };
         println!(
-            "control plane, netfs, {} volumes: {:.1} s",
-            n.volumes,
+            "control plane, {}: {:.1} s",
+            if with_rclone {
+                "netfs and rclone taking turns"
+            } else {
+                "netfs"
+            },
             t.elapsed().as_secs_f64()
         );
-        let r = if peer {
-            let t = Instant::now();
-            let r = control::run(
-                &mut rclone("control-rclone")?,
-                args.rclone_volumes,
-                200,
-                &sshd.rclone_options("cp")?,
-            )
-            .await?;
-            println!(
-                "control plane, rclone, {} volumes: {:.1} s",
-                r.volumes,
-                t.elapsed().as_secs_f64()
-            );
-            Some(r)
-        } else {
-            None
-        };
         let on = if args.rclone_volumes == args.volumes {
             format!("{} volumes", args.volumes)
         } else {
@@ -280,8 +310,9 @@ async fn one_run(
                 args.volumes, args.rclone_volumes
             )
         };
-        for (i, (op, s)) in n.ops.iter().enumerate() {
-            let peer_op = r.as_ref().map(|r| r.ops[i].1.clone());
+        for (i, op) in control::OPS.iter().enumerate() {
+            let Some(s) = &n.ops[i] else { continue };
+            let peer_op = r.as_ref().and_then(|r| r.ops[i].clone());
             let p50_goal = (*op == "Create").then_some((Goal::RatioAtMost(0.01), "≥ 100× faster"));
             let rows = [
                 (
@@ -381,25 +412,87 @@ async fn one_run(
         let socket = PathBuf::from("/run/docker/plugins").join(format!("{driver}.sock"));
         let d = dir.join("data-netfs");
         let mut n = Daemon::netfs(&args.netfs, &d, &socket, "volume")?;
-        let res = data::run(sshd, &dir.join("data"), &mut n, &driver, args.data_mib, 5).await?;
-        println!(
-            "data path: netfs write {:.0} read {:.0} MiB/s, sshfs write {:.0} read {:.0} MiB/s",
-            res.netfs_write, res.netfs_read, res.bare_write, res.bare_read
-        );
-        for (op, v, pv) in [
-            ("write", res.netfs_write, res.bare_write),
-            ("read", res.netfs_read, res.bare_read),
-        ] {
-            let what = format!("{op} {} MiB (netfs: in a container)", args.data_mib);
+        let res = data::run(
+            sshd,
+            &dir.join("data"),
+            &mut n,
+            &driver,
+            args.data_mib,
+            5,
+            args.data_detail,
+        )
+        .await?;
+        for (side, w, r) in &res.rates {
+            println!(
+                "data path, {}: write {w:.0} read {r:.0} MiB/s",
+                side.describe()
+            );
+        }
+        let (Some(netfs), Some(bare)) = (res.of(Side::NetfsContainer), res.of(Side::BareHost))
+        else {
+            bail!("data path: a side is missing");
+        };
+        let mut rows = vec![
+            (
+                "write",
+                "netfs: in a container",
+                netfs.0,
+                "bare sshfs on the host",
+                bare.0,
+            ),
+            (
+                "read",
+                "netfs: in a container",
+                netfs.1,
+                "bare sshfs on the host",
+                bare.1,
+            ),
+        ];
+        if let (Some(nh), Some(bc)) = (res.of(Side::NetfsHost), res.of(Side::BareContainer)) {
+            rows.extend([
+                (
+                    "write",
+                    "netfs: on the host",
+                    nh.0,
+                    "bare sshfs on the host",
+                    bare.0,
+                ),
+                (
+                    "read",
+                    "netfs: on the host",
+                    nh.1,
+                    "bare sshfs on the host",
+                    bare.1,
+                ),
+                (
+                    "write",
+                    "netfs: in a container",
+                    netfs.0,
+                    "bare sshfs in a container",
+                    bc.0,
+                ),
+                (
+                    "read",
+                    "netfs: in a container",
+                    netfs.1,
+                    "bare sshfs in a container",
+                    bc.1,
+                ),
+            ]);
+        }
+        for (op, how, v, peer, pv) in rows {
+            let what = format!("{op} {} MiB ({how})", args.data_mib);
+            let goal = (how == "netfs: in a container" && peer == "bare sshfs on the host")
+                .then_some((Goal::RatioAtLeast(0.95), "≥ 0.95×"));
             add(reports, || Figure {
                 part: 4,
                 what: what.clone(),
                 unit: Unit::MibPerSec,
                 netfs: Some(v),
-                peer: "bare sshfs on the host",
+                peer,
                 peer_value: Some(pv),
                 peer_note: None,
-                goal: Some((Goal::RatioAtLeast(0.95), "≥ 0.95×")),
+                goal,
             });
         }
     }
@@ -552,7 +645,8 @@ fn results_section(
         }
     };
     s.push_str(&format!(
-        "Each figure is the median of {}, except rclone's in parts 1, 2 and 6: {}.\n\n",
+        "Each figure is the median of {}, except rclone's Create, Remove and memory (parts 1 \
+         and 2; its volumes are created once and kept) and its restore (part 6): {}.\n\n",
         runs(args.runs),
         if args.peer_runs >= args.runs {
             "the same".to_owned()

@@ -172,6 +172,10 @@ impl Daemon {
         Ok(())
     }
 
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
