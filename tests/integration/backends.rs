@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::supervision::{create, pid_of, plugin, script, status, wait_state};
+use crate::supervision::{pid_of, script};
+use crate::support::calls::{create, start, status, wait_state};
 use crate::support::client::err_of;
 use crate::support::docker::{
     docker, docker_ok, require_docker, run_in_container, volume_inspect, Cleanup,
@@ -61,7 +62,7 @@ fn rclone_sftp_on_the_fly_remote_serves_a_container() {
     require_docker();
     let sshd = Sshd::new();
     fs::write(sshd.remote_path("r").join("hello.txt"), "from the remote").unwrap();
-    let plugin = plugin(&[]);
+    let plugin = start(&[]);
     let mut cleanup = Cleanup::new();
     let volume = cleanup.volume(unique_name("rclone"));
     let out = docker_create(
@@ -98,7 +99,7 @@ fn rclone_sftp_on_the_fly_remote_serves_a_container() {
 #[test]
 fn nfs_builds_the_mount_nfs_argv_and_reports_the_kernels_refusal() {
     require_docker();
-    let plugin = plugin(&["--mount-timeout=10s"]);
+    let plugin = start(&["--mount-timeout=10s"]);
     let volume = unique_name("nfs");
     let out = docker_create(
         plugin.driver_name(),
@@ -137,7 +138,7 @@ fn command_script_running_sshfs_serves_a_container_and_stops_with_its_group() {
     // A wrapper as an operator might write: it says what it does, then
     // runs sshfs in the foreground as its child (not exec).
     let (_dir, tool) = script("echo \"mounting $1 on $2\" >&2\nsshfs \"$@\" -f");
-    let plugin = plugin(&[
+    let plugin = start(&[
         &format!("--volume-process-binary={}", tool.display()),
         "--mount-options-volume-process-option=-o",
     ]);
@@ -188,7 +189,7 @@ fn a_tool_that_hangs_without_mounting_fails_at_the_mount_timeout_with_its_stderr
         pid_file.display()
     );
     let (_dir, tool) = script(&body);
-    let plugin = plugin(&[
+    let plugin = start(&[
         "--mount-timeout=2s",
         "--default-type=command",
         &format!("--volume-process-binary={}", tool.display()),
@@ -220,7 +221,7 @@ fn a_tool_that_hangs_without_mounting_fails_at_the_mount_timeout_with_its_stderr
 fn sshfs_password_never_shows_in_argv_logs_status_or_errors() {
     require_docker();
     let sshd = Sshd::with_password();
-    let plugin = plugin(&["--mount-timeout=10s"]);
+    let plugin = start(&["--mount-timeout=10s"]);
     let mut cleanup = Cleanup::new();
     let volume = cleanup.volume(unique_name("pw"));
     let opts = |password: &str| {

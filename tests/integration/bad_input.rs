@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::faults::{create, report, start, status, T};
+use crate::faults::{create, report, start, try_status, T};
 use crate::support::client::{self, err_of};
 use crate::support::mounts::{processes_with_arg, wait_until};
 use crate::support::plugin::Plugin;
@@ -894,7 +894,7 @@ fn every_bad_request_gets_a_clear_error_and_nothing_is_created() {
     // A good volume still works after all that.
     let opts = json!({"source": sshd.source(""), "o": sshd.sshfs_options()});
     assert_eq!(create(&plugin, "good", opts).0, 200, "{}", plugin.log());
-    assert_eq!(status(&plugin, "good").unwrap()["state"], "mounted");
+    assert_eq!(try_status(&plugin, "good").unwrap()["state"], "mounted");
     assert_eq!(
         plugin
             .post("/VolumeDriver.Remove", json!({"Name": "good"}))
@@ -960,7 +960,7 @@ fn deny_options_refuses_volumes_that_would_run_commands() {
     // Mount until it is removed.
     plugin.set_env("DENY_OPTIONS", RECOMMENDED_DENY);
     plugin.restart();
-    let st = status(&plugin, "was-allowed").expect("still listed");
+    let st = try_status(&plugin, "was-allowed").expect("still listed");
     assert_eq!(st["state"], "failed", "{st}");
     assert!(
         st["lastError"].as_str().unwrap().contains("--deny-options"),
@@ -1055,7 +1055,7 @@ fn deny_options_refuses_volumes_that_would_run_commands() {
         "a command ran: {:?}",
         tree(marks.path())
     );
-    assert!(status(&plugin, "evil").is_none());
+    assert!(try_status(&plugin, "evil").is_none());
     // Options that are not denied still work.
     let fine = opts("reconnect,ServerAliveInterval=15".to_owned());
     assert_eq!(create(&plugin, "fine", fine).0, 200, "{}", plugin.log());

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::faults::{create_ok, listed, report, sshfs_opts, start, state_of, status, wait_mounted};
+use crate::faults::{
+    create_ok, listed, report, sshfs_opts, start, state_of, try_status, wait_mounted,
+};
 use crate::support::client::{err_of, post_async};
 use crate::support::mounts::{is_mounted, processes_with_arg};
 use crate::support::plugin::Plugin;
@@ -67,7 +69,7 @@ fn pairs(socket: &Path, name: &str, ids: impl Iterator<Item = String>) -> usize 
 }
 
 fn mount_ids(plugin: &Plugin, name: &str) -> (Value, Value) {
-    let live = status(plugin, name).expect("volume known")["mountIds"].clone();
+    let live = try_status(plugin, name).expect("volume known")["mountIds"].clone();
     let stored = state_of(&plugin.state_file())["volumes"][name]
         .get("mountIds")
         .cloned()
@@ -122,7 +124,7 @@ fn five_hundred_concurrent_mount_unmount_pairs_leave_the_refcount_exact() {
         assert_eq!(code, 200, "{reply}");
     }
     assert_eq!(mount_ids(&plugin, name), (json!([]), json!([])));
-    let st = status(&plugin, name).unwrap();
+    let st = try_status(&plugin, name).unwrap();
     assert_eq!(st["pid"], pid, "one sshfs served it all: {st}");
     assert_eq!(st["restarts"], 0);
     let calls_made = 2 * N + N + 100 + N + 100;
@@ -151,7 +153,7 @@ fn concurrent_pairs_with_lifecycle_mount_end_with_no_process_and_no_id() {
     assert_eq!(mount_ids(&plugin, name), (json!([]), json!([])));
     assert!(!is_mounted(&mp), "the last Unmount stopped the tool");
     assert!(processes_with_arg(mp.to_str().unwrap()).is_empty());
-    assert_eq!(status(&plugin, name).unwrap()["state"], "stopped");
+    assert_eq!(try_status(&plugin, name).unwrap()["state"], "stopped");
     let took = started.elapsed();
     plugin.post("/VolumeDriver.Remove", json!({"Name": name}));
     report(
@@ -185,7 +187,7 @@ fn whole_or_none(plugin: &Plugin, name: &str) -> bool {
     );
     if listed {
         assert_eq!(
-            status(plugin, name).unwrap()["mountIds"],
+            try_status(plugin, name).unwrap()["mountIds"],
             json!([]),
             "{facts}"
         );
@@ -228,7 +230,7 @@ fn racing_creates_and_removes_of_one_name_end_with_one_volume_or_none() {
             assert!(fine, "{endpoint}: {code} {reply}");
         }
         // A Mount whose Unmount came first holds its ID: release them all.
-        if let Some(st) = status(&plugin, name) {
+        if let Some(st) = try_status(&plugin, name) {
             for id in st["mountIds"].as_array().unwrap() {
                 plugin.post("/VolumeDriver.Unmount", json!({"Name": name, "ID": id}));
             }
@@ -239,7 +241,7 @@ fn racing_creates_and_removes_of_one_name_end_with_one_volume_or_none() {
             without += 1;
         }
     }
-    if status(&plugin, name).is_some() {
+    if try_status(&plugin, name).is_some() {
         plugin.post("/VolumeDriver.Remove", json!({"Name": name}));
     }
     assert!(!whole_or_none(&plugin, name));

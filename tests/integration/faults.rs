@@ -18,6 +18,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
+pub use crate::support::calls::{create, create_ok, sshfs_opts, start, try_status};
 use crate::support::client::{self, err_of};
 use crate::support::mounts::{is_mounted, process_alive, processes_with_arg, wait_until};
 use crate::support::plugin::Plugin;
@@ -33,33 +34,10 @@ pub fn report(suite: &str, line: &str) {
     let _ = writeln!(std::io::stderr(), "netfs-suite {suite}: {line}");
 }
 
-pub fn start(args: &[&str]) -> Plugin {
-    Plugin::new(env!("CARGO_BIN_EXE_netfs")).args(args).start()
-}
-
-pub fn sshfs_opts(sshd: &Sshd, subdir: &str) -> Value {
-    json!({"source": sshd.source(subdir), "o": sshd.sshfs_options()})
-}
-
-pub fn create(plugin: &Plugin, name: &str, opts: Value) -> (u16, Value) {
-    plugin.post("/VolumeDriver.Create", json!({"Name": name, "Opts": opts}))
-}
-
-pub fn create_ok(plugin: &Plugin, name: &str, opts: Value) {
-    let (code, reply) = create(plugin, name, opts);
-    assert_eq!(code, 200, "create {name}: {reply}\n{}", plugin.log());
-}
-
 pub fn call_ok(plugin: &Plugin, endpoint: &str, body: Value) -> Value {
     let (code, reply) = plugin.post(endpoint, body.clone());
     assert_eq!(code, 200, "{endpoint} {body}: {reply}\n{}", plugin.log());
     reply
-}
-
-/// The volume's Status, or None if the plugin does not know it.
-pub fn status(plugin: &Plugin, name: &str) -> Option<Value> {
-    let (code, reply) = plugin.post("/VolumeDriver.Get", json!({"Name": name}));
-    (code == 200).then(|| reply["Volume"]["Status"].clone())
 }
 
 pub fn listed(plugin: &Plugin) -> Vec<String> {
@@ -79,7 +57,7 @@ pub fn listed(plugin: &Plugin) -> Vec<String> {
 pub fn wait_mounted(plugin: &Plugin, name: &str, not_pid: Option<i64>) -> i64 {
     let mut pid = None;
     wait_until(T, &format!("{name} is mounted by a new process"), || {
-        let Some(st) = status(plugin, name) else {
+        let Some(st) = try_status(plugin, name) else {
             return false;
         };
         pid = st["pid"].as_i64();
@@ -179,7 +157,7 @@ pub fn assert_nothing_left(plugin: &Plugin, name: &str) {
     });
     assert!(!is_mounted(&mp), "{} still mounted", mp.display());
     assert!(!mp.exists(), "{} still exists", mp.display());
-    assert!(status(plugin, name).is_none(), "{name} still known");
+    assert!(try_status(plugin, name).is_none(), "{name} still known");
     assert!(!listed(plugin).contains(&name.to_owned()));
     assert!(
         state_of(&plugin.state_file())["volumes"]
@@ -323,7 +301,7 @@ fn the_volume_process_killed_again_and_again_loses_nothing() {
     }
     ledger.check_mount(&mp);
     ledger.check_remote(&remote);
-    let st = status(&plugin, name).expect("still known");
+    let st = try_status(&plugin, name).expect("still known");
     assert_eq!(st["restarts"], ROUNDS, "{st}");
     assert_eq!(st["mountIds"], json!(["holder"]), "the refcount survived");
     assert_eq!(stored_mount_ids(&plugin, name), Some(json!(["holder"])));
@@ -373,7 +351,7 @@ fn plugin_sigkill_mid_create_leaves_no_volume_no_process_no_mount() {
         wait_until(T, "sshfs started and waits at the gate", || {
             gate.held() > 0 && !processes_with_arg(mp.to_str().unwrap()).is_empty()
         });
-        let keep_pid = status(&plugin, "keep").unwrap()["pid"].as_i64();
+        let keep_pid = try_status(&plugin, "keep").unwrap()["pid"].as_i64();
         plugin.kill9();
         assert!(pending.join().unwrap().is_err(), "the Create got no answer");
         plugin.restart();
@@ -384,7 +362,10 @@ fn plugin_sigkill_mid_create_leaves_no_volume_no_process_no_mount() {
         assert_ne!(Some(new_keep), keep_pid);
         ledger.write(&keep_mp, &keep_remote, 32 * 1024);
         ledger.check_mount(&keep_mp);
-        assert_eq!(status(&plugin, "keep").unwrap()["mountIds"], json!(["c1"]));
+        assert_eq!(
+            try_status(&plugin, "keep").unwrap()["mountIds"],
+            json!(["c1"])
+        );
         // The name is free: a Create now works.
         create_ok(&plugin, &name, sshfs_opts(&sshd, "half"));
         fs::write(mp.join(format!("round-{round}")), "x").unwrap();
@@ -427,7 +408,7 @@ fn plugin_sigkill_mid_mount_keeps_the_volume_and_an_exact_refcount() {
         assert!(pending.join().unwrap().is_err(), "the Mount got no answer");
         plugin.restart();
         gate.set_open(true);
-        let st = status(&plugin, name).expect("the volume survived");
+        let st = try_status(&plugin, name).expect("the volume survived");
         assert_eq!(
             st["mountIds"],
             json!([]),
@@ -672,7 +653,7 @@ fn a_full_disk_under_the_state_file_fails_calls_cleanly_and_loses_nothing() {
     assert_eq!(code, 500, "{reply}");
     full_err(&reply);
     refused += 1;
-    assert_eq!(status(&plugin, "v1").unwrap()["mountIds"], json!(["a"]));
+    assert_eq!(try_status(&plugin, "v1").unwrap()["mountIds"], json!(["a"]));
     // Remove: refused, and the volume is whole: listed, mounted, serving.
     // Unmount: the container is gone whatever the disk says, so the ID is
     // forgotten; the error says that the state file lags behind.
@@ -680,13 +661,13 @@ fn a_full_disk_under_the_state_file_fails_calls_cleanly_and_loses_nothing() {
     assert_eq!(code, 500, "{reply}");
     full_err(&reply);
     refused += 1;
-    assert_eq!(status(&plugin, "v1").unwrap()["mountIds"], json!([]));
+    assert_eq!(try_status(&plugin, "v1").unwrap()["mountIds"], json!([]));
     let (code, reply) = plugin.post("/VolumeDriver.Remove", json!({"Name": "v1"}));
     assert_eq!(code, 500, "{reply}");
     full_err(&reply);
     refused += 1;
     assert!(listed(&plugin).contains(&"v1".to_owned()));
-    assert_eq!(status(&plugin, "v1").unwrap()["state"], "mounted");
+    assert_eq!(try_status(&plugin, "v1").unwrap()["state"], "mounted");
     ledger.check_mount(&mp1);
     // The state on disk is the last good one, whole.
     assert_eq!(
@@ -714,7 +695,7 @@ fn a_full_disk_under_the_state_file_fails_calls_cleanly_and_loses_nothing() {
     plugin.restart();
     wait_mounted(&plugin, "v1", None);
     wait_mounted(&plugin, "v2", None);
-    assert_eq!(status(&plugin, "v1").unwrap()["mountIds"], json!(["b"]));
+    assert_eq!(try_status(&plugin, "v1").unwrap()["mountIds"], json!(["b"]));
     ledger.write(&mp1, &remote1, 64 * 1024);
     ledger.check_mount(&mp1);
     call_ok(
@@ -848,7 +829,10 @@ fn a_damaged_state_file_stops_the_plugin_untouched_and_the_bak_recovers() {
     assert_eq!(names, ["v1", "v2"]);
     wait_mounted(&plugin, "v1", None);
     wait_mounted(&plugin, "v2", None);
-    assert_eq!(status(&plugin, "v1").unwrap()["mountIds"], json!(["c1"]));
+    assert_eq!(
+        try_status(&plugin, "v1").unwrap()["mountIds"],
+        json!(["c1"])
+    );
     ledger.check_mount(&mp1);
     ledger.check_remote(&remote1);
     call_ok(
@@ -1038,7 +1022,7 @@ fn dockerd_restarted_with_a_container_running_keeps_the_volume() {
     wait_until(T, "the container writes to the volume", || {
         starts() == 1 && beat().is_some()
     });
-    let ids = status(&plugin, &volume).unwrap()["mountIds"].clone();
+    let ids = try_status(&plugin, &volume).unwrap()["mountIds"].clone();
     assert_eq!(ids.as_array().map(Vec::len), Some(1), "{ids}");
     let mp = plugin.mount_root().join(&volume);
     let mut ledger = Ledger::default();
@@ -1047,8 +1031,8 @@ fn dockerd_restarted_with_a_container_running_keeps_the_volume() {
     DockerdBack::stop();
     // dockerd stopped the container and released its mount; the volume and
     // its process are the plugin's and stay.
-    assert_eq!(status(&plugin, &volume).unwrap()["mountIds"], json!([]));
-    assert_eq!(status(&plugin, &volume).unwrap()["state"], "mounted");
+    assert_eq!(try_status(&plugin, &volume).unwrap()["mountIds"], json!([]));
+    assert_eq!(try_status(&plugin, &volume).unwrap()["state"], "mounted");
     ledger.check_mount(&mp);
     let last_beat = beat().unwrap();
     DockerdBack::start();
@@ -1074,9 +1058,9 @@ fn dockerd_restarted_with_a_container_running_keeps_the_volume() {
     assert_eq!(read_back.trim(), (256 * 1024).to_string());
     let out = docker(&["rm", "-f", &container]);
     assert!(out.status.success());
-    assert_eq!(status(&plugin, &volume).unwrap()["mountIds"], json!([]));
+    assert_eq!(try_status(&plugin, &volume).unwrap()["mountIds"], json!([]));
     docker_ok(&["volume", "rm", &volume]);
-    assert!(status(&plugin, &volume).is_none());
+    assert!(try_status(&plugin, &volume).is_none());
     report(
         "faults",
         &format!(
@@ -1101,7 +1085,7 @@ fn a_volume_the_new_settings_cannot_run_is_kept_not_dropped() {
     create_ok(&plugin, "by-command", opts);
     plugin.set_env("VOLUME_PROCESS_BINARY", "");
     plugin.restart();
-    let st = status(&plugin, "by-command").expect("still listed");
+    let st = try_status(&plugin, "by-command").expect("still listed");
     assert_eq!(st["state"], "failed", "{st}");
     assert!(
         st["lastError"]

@@ -13,56 +13,18 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
+use crate::support::calls::{
+    create, create_ok, mount, sshfs_opts, start, status, unmount, wait_state,
+};
 use crate::support::client::err_of;
 use crate::support::docker::{
     docker_ok, require_docker, run_in_container, volume_inspect, Cleanup, TEST_IMAGE,
 };
 use crate::support::mounts::{is_mounted, mounts_under, process_alive, processes_with_arg};
-use crate::support::plugin::Plugin;
 use crate::support::sshd::Sshd;
 use crate::support::{unique_name, wait_until};
 
 const T: Duration = Duration::from_secs(20);
-
-pub fn plugin(args: &[&str]) -> Plugin {
-    Plugin::new(env!("CARGO_BIN_EXE_netfs")).args(args).start()
-}
-
-/// Volume options for an sshfs volume on `sshd`'s `subdir`.
-pub fn sshfs_opts(sshd: &Sshd, subdir: &str) -> Value {
-    json!({"source": sshd.source(subdir), "o": sshd.sshfs_options()})
-}
-
-pub fn create(plugin: &Plugin, name: &str, opts: Value) -> (u16, Value) {
-    plugin.post("/VolumeDriver.Create", json!({"Name": name, "Opts": opts}))
-}
-
-pub fn create_ok(plugin: &Plugin, name: &str, opts: Value) {
-    let (code, reply) = create(plugin, name, opts);
-    assert_eq!(code, 200, "create {name}: {reply}\n{}", plugin.log());
-}
-
-pub fn mount(plugin: &Plugin, name: &str, id: &str) -> (u16, Value) {
-    plugin.post("/VolumeDriver.Mount", json!({"Name": name, "ID": id}))
-}
-
-pub fn unmount(plugin: &Plugin, name: &str, id: &str) -> (u16, Value) {
-    plugin.post("/VolumeDriver.Unmount", json!({"Name": name, "ID": id}))
-}
-
-/// The volume's Status as `docker volume inspect` would show it.
-pub fn status(plugin: &Plugin, name: &str) -> Value {
-    let (code, reply) = plugin.post("/VolumeDriver.Get", json!({"Name": name}));
-    assert_eq!(code, 200, "get {name}: {reply}");
-    reply["Volume"]["Status"].clone()
-}
-
-pub fn wait_state(plugin: &Plugin, name: &str, state: &str, within: Duration) -> Value {
-    wait_until(within, &format!("{name} is {state}"), || {
-        status(plugin, name)["state"] == state
-    });
-    status(plugin, name)
-}
 
 /// Plugin CPU time (user + system, all threads) in seconds, from /proc.
 pub fn cpu_seconds(pid: u32) -> f64 {
@@ -105,7 +67,7 @@ pub fn script(body: &str) -> (tempfile::TempDir, PathBuf) {
 fn sshfs_killed_with_sigkill_is_mounted_again_and_serves_new_containers() {
     require_docker();
     let sshd = Sshd::new();
-    let plugin = plugin(&[]);
+    let plugin = start(&[]);
     let mut cleanup = Cleanup::new();
     let volume = cleanup.volume(unique_name("sup"));
     let (source, o) = (
@@ -166,7 +128,7 @@ fn sshfs_killed_with_sigkill_is_mounted_again_and_serves_new_containers() {
 #[test]
 fn more_crashes_than_allowed_fail_the_volume_until_the_minute_is_over() {
     let sshd = Sshd::new();
-    let plugin = plugin(&["--volume-process-recovery-max-per-min=2"]);
+    let plugin = start(&["--volume-process-recovery-max-per-min=2"]);
     let name = unique_name("loop");
     create_ok(&plugin, &name, sshfs_opts(&sshd, ""));
     let mountpoint = plugin.mount_root().join(&name);
@@ -219,7 +181,7 @@ fn more_crashes_than_allowed_fail_the_volume_until_the_minute_is_over() {
 #[test]
 fn a_down_sshd_fails_calls_within_the_mount_timeout_costs_no_cpu_and_heals() {
     let mut sshd = Sshd::new();
-    let plugin = plugin(&["--mount-timeout=5s"]);
+    let plugin = start(&["--mount-timeout=5s"]);
     let timeout = Duration::from_secs(5);
     let name = unique_name("down");
     create_ok(&plugin, &name, sshfs_opts(&sshd, ""));
@@ -291,7 +253,7 @@ fn a_down_sshd_fails_calls_within_the_mount_timeout_costs_no_cpu_and_heals() {
 #[test]
 fn sigterm_stops_every_process_and_a_new_start_mounts_every_volume_again() {
     let sshd = Sshd::new();
-    let mut plugin = plugin(&[]);
+    let mut plugin = start(&[]);
     let names: Vec<String> = (0..3).map(|_| unique_name("term")).collect();
     for (i, name) in names.iter().enumerate() {
         create_ok(&plugin, name, sshfs_opts(&sshd, &format!("d{i}")));
@@ -335,7 +297,7 @@ fn sigterm_stops_every_process_and_a_new_start_mounts_every_volume_again() {
 #[test]
 fn lifecycle_mount_runs_a_process_only_between_first_mount_and_last_unmount() {
     let sshd = Sshd::new();
-    let plugin = plugin(&["--volume-process-lifecycle=mount"]);
+    let plugin = start(&["--volume-process-lifecycle=mount"]);
     let name = unique_name("lazy");
     create_ok(&plugin, &name, sshfs_opts(&sshd, ""));
     let mountpoint = plugin.mount_root().join(&name);
@@ -368,7 +330,7 @@ fn lifecycle_mount_runs_a_process_only_between_first_mount_and_last_unmount() {
 #[test]
 fn recovery_mode_ignore_leaves_a_dead_volume_failed_until_the_next_mount() {
     let sshd = Sshd::new();
-    let plugin = plugin(&["--volume-process-recovery-mode=ignore"]);
+    let plugin = start(&["--volume-process-recovery-mode=ignore"]);
     let name = unique_name("ign");
     create_ok(&plugin, &name, sshfs_opts(&sshd, ""));
     kill9(pid_of(&status(&plugin, &name)));
@@ -391,7 +353,7 @@ fn a_mount_that_stops_answering_is_noticed_and_mounted_again() {
     // the daemon dies the mount stays listed but answers ENOTCONN.
     let sshd = Sshd::new();
     let (_dir, tool) = script("exec sshfs \"$@\"");
-    let plugin = plugin(&[
+    let plugin = start(&[
         "--default-type=command",
         &format!("--volume-process-binary={}", tool.display()),
         "--mount-options-volume-process-option=-o",
@@ -435,7 +397,7 @@ fn a_tool_that_ignores_sigterm_is_killed_after_the_grace_and_unmounted() {
     let sshd = Sshd::new();
     // An ignored signal stays ignored across exec, and libfuse then leaves it so.
     let (_dir, tool) = script("trap '' TERM\nexec sshfs \"$@\" -f");
-    let plugin = plugin(&[
+    let plugin = start(&[
         "--stop-timeout=1s",
         "--default-type=command",
         &format!("--volume-process-binary={}", tool.display()),
@@ -473,7 +435,7 @@ fn sigterm_cancels_a_restore_that_is_still_mounting() {
         hang.display()
     );
     let (_dir, tool) = script(&body);
-    let mut plugin = plugin(&[
+    let mut plugin = start(&[
         "--mount-timeout=60s",
         "--default-type=command",
         &format!("--volume-process-binary={}", tool.display()),

@@ -5,6 +5,7 @@
 //! Tests wait with [`mounts::wait_until`], never with fixed sleeps.
 #![allow(dead_code)]
 
+pub mod calls;
 pub mod client;
 pub mod cmd;
 pub mod docker;
