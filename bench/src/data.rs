@@ -28,6 +28,7 @@ const SCRIPT: &str = "set -e; echo w >\"$M\"; \
     echo r >\"$M\"; dd if=\"$D/blob\" of=/dev/null bs=1M 2>/dev/null; \
     echo e >\"$M\"; rm -f \"$D/blob\"";
 const PHASE_WITHIN: Duration = Duration::from_secs(300);
+const START_RETRIES: usize = 6;
 
 /// Where the script runs and on what.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +103,14 @@ impl Marks {
                 Ok((m, _)) => bail!("expected mark {mark:?}, got {m:?}"),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(status) = child.try_wait()? {
-                        bail!("the data script ended ({status}) before mark {mark:?}");
+                        let mut err = String::new();
+                        if let Some(mut pipe) = child.stderr.take() {
+                            let _ = std::io::Read::read_to_string(&mut pipe, &mut err);
+                        }
+                        bail!(
+                            "the data script ended ({status}) before mark {mark:?}: {}",
+                            err.trim()
+                        );
                     }
                     if Instant::now() > deadline {
                         bail!("no mark {mark:?} within {PHASE_WITHIN:?}");
@@ -115,12 +123,26 @@ impl Marks {
 
     /// Runs the script in `cmd`; returns (write, read) MiB/s.
     fn measure(&self, mut cmd: Command, mib: u64) -> Result<(f64, f64)> {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let w = self.expect("w", &mut child)?;
+        // A script that never got to start (docker refusing a run while
+        // something else restarts dockerd) is tried again; one that started
+        // and failed is an error.
+        let mut tries = 0;
+        let (mut child, w) = loop {
+            let mut child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            match self.expect("w", &mut child) {
+                Ok(w) => break (child, w),
+                Err(e) if tries < START_RETRIES => {
+                    tries += 1;
+                    println!("data path: {e:#}; trying again");
+                    std::thread::sleep(Duration::from_secs(10));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let r = self.expect("r", &mut child)?;
         let e = self.expect("e", &mut child)?;
         let out = child.wait_with_output()?;
