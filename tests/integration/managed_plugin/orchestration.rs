@@ -247,16 +247,14 @@ fn swarm_services_write_through_netfs() {
         "-c",
         "echo replica-$SLOT > /data/replica-$SLOT.txt && exec sleep 3600",
     ]);
-    plugin.wait("both replicas wrote to the remote", || {
-        files(&remote).len() == 2
+    let want = [
+        ("replica-1.txt".to_owned(), "replica-1\n".to_owned()),
+        ("replica-2.txt".to_owned(), "replica-2\n".to_owned()),
+    ];
+    // A file shows on the remote when it is created, its line a moment later.
+    plugin.wait("both replicas wrote their line to the remote", || {
+        files(&remote) == want
     });
-    assert_eq!(
-        files(&remote),
-        [
-            ("replica-1.txt".to_owned(), "replica-1\n".to_owned()),
-            ("replica-2.txt".to_owned(), "replica-2\n".to_owned()),
-        ]
-    );
     let inspect = volume_inspect(&volume);
     assert_eq!(inspect["Driver"], plugin.driver(), "{inspect}");
     let ids = inspect["Status"]["mountIds"]
