@@ -314,7 +314,7 @@ async fn one_run(
             let Some(s) = &n.ops[i] else { continue };
             let peer_op = r.as_ref().and_then(|r| r.ops[i].clone());
             let p50_goal = (*op == "Create").then_some((Goal::RatioAtMost(0.01), "≥ 100× faster"));
-            let rows = [
+            let mut rows = vec![
                 (
                     "p50",
                     s.p50,
@@ -327,19 +327,24 @@ async fn one_run(
                     s.p99,
                     peer_op.as_ref().map(|p| p.p99),
                     Unit::Ms,
-                    Some((Goal::RatioAtMost(0.5), "≤ 0.5×")),
+                    (*op != "Activate").then_some((Goal::RatioAtMost(0.5), "≤ 0.5×")),
                 ),
-                (
+            ];
+            if *op != "Activate" {
+                rows.push((
                     "requests",
                     s.per_sec,
                     peer_op.as_ref().map(|p| p.per_sec),
                     Unit::PerSec,
                     None,
-                ),
-            ];
+                ));
+            }
             if args.parts.contains(&1) {
                 for (stat, v, pv, unit, goal) in rows {
-                    let what = format!("{op} {stat}, {on}");
+                    let what = match *op {
+                        "Activate" => format!("Activate {stat} (the round trip alone)"),
+                        _ => format!("{op} {stat}, {on}"),
+                    };
                     add(reports, || Figure {
                         part: 1,
                         what: what.clone(),
