@@ -18,7 +18,7 @@ use crate::name::{NameError, VolumeName};
 use crate::options::{OptionError, Placeholders, VolumeOptions};
 use crate::protocol::Volume;
 use crate::state::{self, StateError, StateStore, VolumeRecord, Volumes};
-use crate::supervisor::{Policy, ProcState, ProcessError, ProcessSpec, SupervisorHandle};
+use crate::supervisor::{Policy, ProcessError, ProcessSpec, SupervisorHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -501,15 +501,6 @@ impl Driver {
         if let Err(e) = self.persist().await {
             tracing::error!(error = %e, "cannot save state at shutdown");
         }
-    }
-
-    /// The state a volume's process is in, for tests and benchmarks.
-    pub fn process_state(&self, name: &str) -> Option<ProcState> {
-        let name = VolumeName::parse(name).ok()?;
-        self.table()
-            .entries
-            .get(&name)
-            .map(|e| e.handle.status().state)
     }
 }
 

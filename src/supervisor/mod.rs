@@ -177,11 +177,4 @@ impl SupervisorHandle {
             None => self.lazy.initial.clone(),
         }
     }
-
-    /// Waits until the status satisfies `pred` (used by tests and restore).
-    pub async fn wait_for(&self, pred: impl FnMut(&ProcessStatus) -> bool) -> ProcessStatus {
-        let mut rx = self.task().status.clone();
-        let found = rx.wait_for(pred).await.map(|s| s.clone());
-        found.unwrap_or_else(|_| self.status())
-    }
 }
