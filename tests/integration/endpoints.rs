@@ -1,7 +1,7 @@
 //! Every endpoint of the protocol, served in-process (`netfs::run`) on a
 //! temporary socket, with volumes mounted by real sshfs from a real sshd.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -326,52 +326,4 @@ fn bad_input_gets_a_clear_error_and_the_plugin_keeps_serving() {
         plugin.post("/VolumeDriver.Remove", json!({"Name": "ok"})),
         (200, json!({}))
     );
-}
-
-#[test]
-fn a_live_socket_is_never_taken_over_and_a_stale_one_is_replaced() {
-    let plugin = InProcess::start(&[]);
-    let config = netfs::Cli::try_parse_from([
-        "netfs".to_string(),
-        format!("--socket={}", plugin.socket().display()),
-        format!(
-            "--propagated-mount={}",
-            plugin.dir.path().join("other").display()
-        ),
-        format!(
-            "--state-file={}",
-            plugin.dir.path().join("other.json").display()
-        ),
-    ])
-    .unwrap()
-    .into_config()
-    .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let err = rt
-        .block_on(netfs::run(config.clone(), async {}))
-        .unwrap_err();
-    assert!(err.to_string().contains("already serving"), "{err}");
-    assert_eq!(
-        plugin.post("/Plugin.Activate", json!({})).0,
-        200,
-        "first instance still serves"
-    );
-
-    drop(plugin);
-
-    // A socket file nobody answers on is stale: a new instance replaces it.
-    let dir = tempfile::tempdir().unwrap();
-    let socket_path = dir.path().join("stale.sock");
-    drop(std::os::unix::net::UnixListener::bind(&socket_path).unwrap());
-    assert!(Path::new(&socket_path).exists());
-    let meta = rt.block_on(async {
-        let listener = netfs::server::bind(&socket_path)
-            .await
-            .expect("stale socket replaced");
-        let meta = std::fs::metadata(&socket_path).unwrap();
-        drop(listener);
-        meta
-    });
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
 }
