@@ -9,6 +9,7 @@ pub mod mounts;
 pub mod name;
 pub mod options;
 pub mod protocol;
+pub mod reaper;
 pub mod secret;
 pub mod server;
 pub mod state;

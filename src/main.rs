@@ -23,6 +23,8 @@ async fn main() -> anyhow::Result<()> {
         .log_internal_errors(false)
         .init();
     let config = cli.into_config()?;
+    // Before any tool starts, so that none of their orphans escapes.
+    netfs::reaper::start()?;
     let mut term = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {

@@ -9,22 +9,28 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::mounts;
 use crate::name::VolumeName;
+use crate::supervisor::{MARK_ROOT, MARK_VOLUME};
 
 /// How long killed leftovers get to disappear before start-up goes on.
 const REAP: Duration = Duration::from_secs(5);
 
-/// A tool an earlier run started: netfs starts each in a process group of
-/// its own, and its argv names the volume's mountpoint.
+/// A process an earlier run started: netfs marks every tool it starts
+/// with its volume and mount root in the environment (see
+/// `supervisor::MARK_VOLUME`), and the tool's own children inherit it.
+/// The argv is never trusted: an administrator's `du <root>/<volume>` is
+/// not a tool of netfs's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Orphan {
     pub pid: i32,
     pub volume: VolumeName,
-    pub mount_point: PathBuf,
+    /// It leads its process group (a tool netfs started does): the group
+    /// goes with it.
+    pub leader: bool,
 }
 
 /// Clears what an earlier run left, keeping the data of live containers:
@@ -39,7 +45,7 @@ pub struct Orphan {
 ///   theirs), and empty directories of volumes that are not stored are
 ///   removed.
 pub async fn clean_up(root: &Path, stored: &BTreeSet<VolumeName>) {
-    // The tools' argv has the root as configured; mountinfo has it resolved.
+    // The tools' mark has the root as configured; mountinfo has it resolved.
     let given = root;
     let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let mounted: BTreeSet<PathBuf> = mounted_under(&root).into_iter().collect();
@@ -59,7 +65,13 @@ pub async fn clean_up(root: &Path, stored: &BTreeSet<VolumeName>) {
             continue;
         }
         tracing::info!(volume = %orphan.volume, pid = orphan.pid, "killing a volume process left by an earlier run");
-        if killpg(Pid::from_raw(orphan.pid), Signal::SIGKILL).is_ok() {
+        let pid = Pid::from_raw(orphan.pid);
+        let sent = if orphan.leader {
+            killpg(pid, Signal::SIGKILL)
+        } else {
+            kill(pid, Signal::SIGKILL)
+        };
+        if sent.is_ok() {
             killed.push(orphan.pid);
         }
     }
@@ -106,14 +118,15 @@ fn remove_empty_dirs(root: &Path, stored: &BTreeSet<VolumeName>) {
     }
 }
 
-/// Tools started by an earlier netfs for volumes under `root`: group
-/// leaders, not children of this process, with an argument that is exactly
-/// `<root>/<volume name>`.
+/// Processes started by an earlier netfs for volumes under `root`: marked
+/// with it, in this pid namespace, and neither this process nor a child
+/// of it.
 pub fn find(root: &Path) -> Vec<Orphan> {
     let me = std::process::id() as i32;
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let my_ns = fs::read_link("/proc/self/ns/pid").ok();
     let mut found = Vec::new();
     for pid in dir
         .flatten()
@@ -122,34 +135,43 @@ pub fn find(root: &Path) -> Vec<Orphan> {
         let Some((ppid, pgrp)) = stat(pid) else {
             continue;
         };
-        if pid == me || ppid == me || pgrp != pid {
+        if pid == me || ppid == me {
             continue;
         }
-        let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        let Some(volume) = fs::read(format!("/proc/{pid}/environ"))
+            .ok()
+            .and_then(|env| marked_volume(&env, root))
+        else {
             continue;
         };
-        let volume = raw
-            .split(|b| *b == 0)
-            .filter_map(|arg| std::str::from_utf8(arg).ok())
-            .map(Path::new)
-            .find_map(|arg| volume_of(root, arg));
-        if let Some((volume, mount_point)) = volume {
-            found.push(Orphan {
-                pid,
-                volume,
-                mount_point,
-            });
+        // A pid namespace of its own is another netfs's (a managed plugin
+        // seen from the host), whatever its paths say.
+        if fs::read_link(format!("/proc/{pid}/ns/pid")).ok() != my_ns {
+            continue;
         }
+        found.push(Orphan {
+            pid,
+            volume,
+            leader: pgrp == pid,
+        });
     }
     found
 }
 
-fn volume_of(root: &Path, arg: &Path) -> Option<(VolumeName, PathBuf)> {
-    if arg.parent()? != root {
+/// The volume an environment (`/proc/<pid>/environ`) marks, if it marks
+/// one under `root`.
+fn marked_volume(environ: &[u8], root: &Path) -> Option<VolumeName> {
+    let value = |key: &str| {
+        environ.split(|b| *b == 0).find_map(|var| {
+            var.strip_prefix(key.as_bytes())?
+                .strip_prefix(b"=")
+                .and_then(|v| std::str::from_utf8(v).ok())
+        })
+    };
+    if Path::new(value(MARK_ROOT)?) != root {
         return None;
     }
-    let name = VolumeName::parse(arg.file_name()?.to_str()?).ok()?;
-    Some((name, arg.to_owned()))
+    VolumeName::parse(value(MARK_VOLUME)?).ok()
 }
 
 /// Parent pid and process group from /proc/<pid>/stat, for a live process.
@@ -176,19 +198,57 @@ mod tests {
     use std::process::{Command, Stdio};
 
     #[test]
-    fn an_argument_names_a_volume_only_as_a_direct_child_of_the_root() {
+    fn only_the_mark_under_this_root_names_a_volume() {
         let root = Path::new("/m/volumes");
-        let v = |s: &str| volume_of(root, Path::new(s)).map(|(n, _)| n.to_string());
-        assert_eq!(v("/m/volumes/data").as_deref(), Some("data"));
-        assert_eq!(v("/m/volumes/a/b"), None);
-        assert_eq!(v("/m/volumes"), None);
-        assert_eq!(v("/m/volumes/.hidden"), None);
-        assert_eq!(v("/m/other/data"), None);
-        assert_eq!(v("port=22"), None);
+        let v = |env: &str| {
+            marked_volume(env.replace(' ', "\0").as_bytes(), root).map(|n| n.to_string())
+        };
+        assert_eq!(
+            v("PATH=/bin NETFS_VOLUME=data NETFS_MOUNT_ROOT=/m/volumes").as_deref(),
+            Some("data")
+        );
+        assert_eq!(
+            v("NETFS_MOUNT_ROOT=/m/volumes NETFS_VOLUME=data").as_deref(),
+            Some("data")
+        );
+        assert_eq!(v("NETFS_VOLUME=data NETFS_MOUNT_ROOT=/m/other"), None);
+        assert_eq!(v("NETFS_VOLUME=data"), None);
+        assert_eq!(v("NETFS_VOLUME=../x NETFS_MOUNT_ROOT=/m/volumes"), None);
+        assert_eq!(v("XNETFS_VOLUME=data NETFS_MOUNT_ROOT=/m/volumes"), None);
+        assert_eq!(v("PATH=/m/volumes/data"), None);
+    }
+
+    /// A stand-in for a process of an earlier run: its own group, and not
+    /// our child once `setsid -f` has forked it away.
+    fn detached(env: &[(&str, &Path)], argv: &[&str], arg: &Path) {
+        let status = Command::new("setsid")
+            .arg("-f")
+            .args(argv)
+            .arg(arg)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The pid of the process whose argv ends with `last`.
+    fn pid_with_last_arg(last: &Path) -> Option<i32> {
+        let dir = fs::read_dir("/proc").ok()?;
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .find(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                    raw.split(|b| *b == 0).rfind(|a| !a.is_empty())
+                        == Some(last.as_os_str().as_encoded_bytes())
+                })
+            })
     }
 
     #[tokio::test]
-    async fn a_leftover_tool_is_found_and_killed_and_its_empty_dir_removed() {
+    async fn a_marked_leftover_is_killed_and_an_admins_command_on_the_same_path_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().canonicalize().unwrap().join("real");
         fs::create_dir(&real).unwrap();
@@ -198,31 +258,44 @@ mod tests {
         let mount_point = root.join("gone");
         fs::create_dir(&mount_point).unwrap();
         fs::create_dir(root.join("kept")).unwrap();
-        // A stand-in for a tool of an earlier run: its own group, and not
-        // our child once the intermediate shell has exited.
-        let status = Command::new("setsid")
-            .args(["-f", "sh", "-c", "sleep 300; :", "tool"])
-            .arg(&mount_point)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut orphans = Vec::new();
+        let mark = [
+            (MARK_VOLUME, Path::new("gone")),
+            (MARK_ROOT, root.as_path()),
+        ];
+        // The tool: marked, its argv says nothing of the volume.
+        let tool_tag = dir.path().join("tool-tag");
+        detached(&mark, &["sh", "-c", "sleep 300; :", "tool"], &tool_tag);
+        // An administrator's command naming the mountpoint, unmarked.
+        let admin_tag = mount_point.clone();
+        detached(&[], &["sh", "-c", "sleep 300; :", "du"], &admin_tag);
+        let mut pids = (None, None);
         for _ in 0..250 {
-            orphans = find(&root);
-            if !orphans.is_empty() {
+            pids = (pid_with_last_arg(&tool_tag), pid_with_last_arg(&admin_tag));
+            if pids.0.is_some() && pids.1.is_some() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(orphans.len(), 1, "{orphans:?}");
-        assert_eq!(orphans[0].volume.as_str(), "gone");
-        let pid = orphans[0].pid;
+        let (Some(tool), Some(admin)) = pids else {
+            panic!("both stand-ins started: {pids:?}");
+        };
+        // The tool and its own child (the sleep), which inherits the mark.
+        let orphans = find(&root);
+        let gone = VolumeName::parse("gone").unwrap();
+        assert!(
+            orphans.iter().any(|o| o.pid == tool && o.leader),
+            "{orphans:?}"
+        );
+        assert!(
+            orphans.iter().all(|o| o.volume == gone && o.pid != admin),
+            "{orphans:?}"
+        );
         let stored = [VolumeName::parse("kept").unwrap()].into();
         clean_up(&root, &stored).await;
-        assert!(!alive(pid), "the leftover was killed");
+        let admin_alive = alive(admin);
+        let _ = kill(Pid::from_raw(admin), Signal::SIGKILL);
+        assert!(!alive(tool), "the leftover was killed");
+        assert!(admin_alive, "the administrator's command was left alone");
         assert!(find(&root).is_empty());
         assert!(!mount_point.exists(), "its empty mountpoint is removed");
         assert!(root.join("kept").exists(), "a stored volume's dir stays");

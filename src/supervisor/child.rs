@@ -13,15 +13,20 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
 use super::error::{ProcessError, Tail};
 use super::{Policy, ProcessSpec};
 use crate::mounts::{self, Probe, Prober};
+use crate::reaper::{self, Tracked};
 use crate::secret::Secret;
 
+/// The variables that mark a tool netfs started: its volume, and the mount
+/// root of the netfs that started it.
+pub const MARK_VOLUME: &str = "NETFS_VOLUME";
+pub const MARK_ROOT: &str = "NETFS_MOUNT_ROOT";
 /// Lines of stderr kept for errors and Status, and the longest kept line.
 const TAIL_LINES: usize = 10;
 const LINE_MAX: usize = 400;
@@ -42,7 +47,7 @@ type Lines = Arc<Mutex<VecDeque<String>>>;
 /// A spawned tool. `child` is None once a one-shot tool exited with
 /// success: then its kernel mount is what "running" means.
 pub struct Running {
-    child: Option<Child>,
+    child: Option<Tracked>,
     /// The tool's process group, while signalling it is ours to do.
     group: Option<Pid>,
     pub pid: Option<u32>,
@@ -221,8 +226,10 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
         reason: e.to_string(),
     })?;
     let inv = &spec.invocation;
-    let mut child = Command::new(&inv.program)
+    let mut command = Command::new(&inv.program);
+    command
         .args(&inv.args)
+        .envs(mark(spec))
         .process_group(0)
         .stdin(if inv.stdin.is_some() {
             Stdio::piped()
@@ -230,16 +237,15 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| ProcessError::Spawn {
-            program: inv.program.clone(),
-            reason: if e.kind() == io::ErrorKind::NotFound {
-                format!("{e} (is {} installed and on PATH?)", inv.program)
-            } else {
-                e.to_string()
-            },
-        })?;
+        .stderr(Stdio::piped());
+    let mut child = reaper::spawn(&mut command).map_err(|e| ProcessError::Spawn {
+        program: inv.program.clone(),
+        reason: if e.kind() == io::ErrorKind::NotFound {
+            format!("{e} (is {} installed and on PATH?)", inv.program)
+        } else {
+            e.to_string()
+        },
+    })?;
     if let (Some(secret), Some(mut stdin)) = (inv.stdin.clone(), child.stdin.take()) {
         // Written once, then stdin closes: the tool reads one line.
         tokio::spawn(async move {
@@ -267,6 +273,17 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
         pumps,
         prober: Prober::new(path),
     })
+}
+
+/// The environment that marks a tool (and whatever it starts) as this
+/// volume's, under this mount root: how a later netfs recognises it (see
+/// `driver::leftovers`), never by its argv.
+fn mark(spec: &ProcessSpec) -> [(&'static str, &std::ffi::OsStr); 2] {
+    let root = spec.mount_point.parent().unwrap_or(Path::new("/"));
+    [
+        (MARK_VOLUME, spec.name.as_str().as_ref()),
+        (MARK_ROOT, root.as_os_str()),
+    ]
 }
 
 /// Waits until the mountpoint is mounted and answers a `stat`, up to the

@@ -21,6 +21,7 @@ use crate::backend::Invocation;
 use crate::config::RecoveryMode;
 use crate::name::VolumeName;
 
+pub use child::{MARK_ROOT, MARK_VOLUME};
 pub use error::{ProcessError, Tail};
 
 /// Where a volume's process is in its life.

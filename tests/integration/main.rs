@@ -14,5 +14,6 @@ mod endpoints;
 mod faults;
 mod managed_plugin;
 mod options;
+mod processes;
 mod secrets;
 mod supervision;

@@ -1,0 +1,194 @@
+//! netfs reaps every child it inherits. In a managed plugin it is PID 1 of
+//! the plugin's pid namespace, so every orphan there (the ssh a dying sshfs
+//! leaves, whatever a tool daemonises) becomes its child; as a host service
+//! it makes itself a child subreaper, so its tools' orphans stay its own.
+//! The tools netfs spawns itself belong to tokio, which waits for them: they
+//! are registered here from spawn until tokio is done with them, and the
+//! reaper only ever waits for the exact pids of other children that are
+//! zombies, never `waitpid(-1)`.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Children tokio waits for: spawned by netfs and not yet let go.
+static TOKIO_CHILDREN: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Looked at even without a SIGCHLD, in case one was missed.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+fn tokio_children() -> MutexGuard<'static, BTreeSet<i32>> {
+    // A panic while holding the lock leaves a plain set behind.
+    TOKIO_CHILDREN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A child spawned through [`spawn`]: tokio's to wait for, so the reaper
+/// leaves it alone until it is dropped.
+pub struct Tracked {
+    child: Child,
+    pid: Option<i32>,
+}
+
+impl Deref for Tracked {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl DerefMut for Tracked {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // Waited for already, or left to tokio's own orphan reaping, which
+        // takes it in good part if the reaper here gets there first.
+        if let Some(pid) = self.pid {
+            tokio_children().remove(&pid);
+        }
+    }
+}
+
+/// Spawns `command` as a child tokio waits for. The registry is held across
+/// the spawn, so the reaper never sees the new child before it is known.
+pub fn spawn(command: &mut Command) -> io::Result<Tracked> {
+    let mut known = tokio_children();
+    let child = command.spawn()?;
+    let pid = child.id().map(|p| p as i32);
+    if let Some(pid) = pid {
+        known.insert(pid);
+    }
+    Ok(Tracked { child, pid })
+}
+
+/// How netfs came to be the parent of orphans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// PID 1 of its pid namespace (the managed plugin).
+    Init,
+    /// A child subreaper (host service).
+    Subreaper,
+}
+
+/// Makes netfs the reaper of its tools' orphans and starts reaping them, for
+/// the life of the runtime. Called once by the binary, never by a library
+/// user embedding [`crate::run`]: it changes how the whole process is
+/// parented.
+pub fn start() -> io::Result<Role> {
+    let role = if std::process::id() == 1 {
+        Role::Init
+    } else {
+        nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)?;
+        Role::Subreaper
+    };
+    let mut sigchld = signal(SignalKind::child())?;
+    tokio::spawn(async move {
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = sigchld.recv() => {}
+                _ = sweep.tick() => {}
+            }
+            reap_orphans();
+        }
+    });
+    tracing::info!(role = ?role, "reaping orphaned children");
+    Ok(role)
+}
+
+/// Waits for every child of netfs that is a zombie and not tokio's; returns
+/// how many. Cheap enough to run on every SIGCHLD: one read of /proc/*/stat.
+pub fn reap_orphans() -> usize {
+    reap(zombie_children(std::process::id() as i32))
+}
+
+/// Waits for each of `zombies` (children of netfs) that is not tokio's.
+fn reap(zombies: impl IntoIterator<Item = i32>) -> usize {
+    let known = tokio_children();
+    let mut reaped = 0;
+    for pid in zombies {
+        if known.contains(&pid) {
+            continue;
+        }
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => {}
+            Ok(status) => {
+                tracing::debug!(pid, ?status, "reaped an orphaned child");
+                reaped += 1;
+            }
+        }
+    }
+    reaped
+}
+
+/// Pids of the zombies whose parent is `parent`.
+fn zombie_children(parent: i32) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| stat(*pid).is_some_and(|(state, ppid)| state == 'Z' && ppid == parent))
+        .collect()
+}
+
+/// State letter and parent pid from /proc/<pid>/stat.
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: skip past the last ')'.
+    let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zombie that is not tokio's is reaped; tokio's own child, exited
+    /// but not yet waited for, is left to tokio, which still gets its status.
+    #[tokio::test]
+    async fn reaps_other_zombies_and_leaves_tokios_children_to_tokio() {
+        let me = std::process::id() as i32;
+        // A child std spawned and never waits for: a stand-in for an orphan.
+        let orphan = std::process::Command::new("true").spawn().unwrap();
+        let orphan_pid = orphan.id() as i32;
+        let mut ours = spawn(Command::new("sh").args(["-c", "exit 7"])).unwrap();
+        let ours_pid = ours.id().unwrap() as i32;
+        let both_zombies = || {
+            let z = zombie_children(me);
+            z.contains(&orphan_pid) && z.contains(&ours_pid)
+        };
+        for _ in 0..500 {
+            if both_zombies() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(both_zombies(), "both children exited");
+        // Only these two: other tests in this binary have children too.
+        assert_eq!(reap([orphan_pid, ours_pid]), 1);
+        let left = zombie_children(me);
+        assert!(!left.contains(&orphan_pid), "the orphan was reaped");
+        assert!(left.contains(&ours_pid), "tokio's child was left alone");
+        let status = ours.wait().await.unwrap();
+        assert_eq!(status.code(), Some(7));
+        drop(ours);
+        assert!(!tokio_children().contains(&ours_pid));
+        drop(orphan);
+    }
+}

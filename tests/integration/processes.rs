@@ -1,0 +1,197 @@
+//! netfs as the parent of its tools, as a host service: it keeps the
+//! orphans its tools leave (a child subreaper) and reaps every one of them,
+//! so no zombie is left after any number of restarts; it recognises an
+//! earlier run's tools by their mark, not their argv; and a tool that
+//! writes without newlines costs it bounded memory.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+use crate::support::calls::{create_ok, mount, status, try_status};
+use crate::support::mounts::{cmdline, poll_until, processes_with_arg, wait_until};
+use crate::support::plugin::Plugin;
+use crate::support::sshd::Sshd;
+use crate::support::unique_name;
+
+const T: Duration = Duration::from_secs(30);
+
+/// State letter and parent of `pid`, from /proc/<pid>/stat.
+pub fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+fn pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Zombies whose parent is `parent`, with their command names.
+pub fn zombie_children(parent: i32) -> Vec<(i32, String)> {
+    pids()
+        .into_iter()
+        .filter(|p| stat(*p).is_some_and(|(s, ppid)| s == 'Z' && ppid == parent))
+        .map(|p| {
+            let comm = fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            (p, comm.trim().to_owned())
+        })
+        .collect()
+}
+
+/// The live ssh processes in the process group of `sshfs`.
+pub fn ssh_of(sshfs: i32) -> Vec<i32> {
+    pids()
+        .into_iter()
+        .filter(|p| stat(*p).is_some_and(|(s, _)| s != 'Z'))
+        .filter(|p| pgrp(*p) == Some(sshfs))
+        .filter(|p| fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "ssh"))
+        .collect()
+}
+
+fn pgrp(pid: i32) -> Option<i32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// The daemons the tool left, found by their tag; killed (with their
+/// sessions) when dropped, however the test ends.
+struct Daemons(String);
+
+impl Daemons {
+    fn live(&self) -> Vec<i32> {
+        processes_with_arg(&self.0)
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| stat(*p).is_some_and(|(s, _)| s != 'Z'))
+            .collect()
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for pid in self.live() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+fn kill9(pid: i32) {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// A tool for type `command` that leaves a daemon behind (as tools that
+/// daemonise helpers do), tagged `tag`, then becomes sshfs.
+fn daemonising_sshfs(dir: &Path, tag: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("daemonising-sshfs");
+    let body = format!(
+        "#!/bin/sh\n\
+         (setsid sh -c 'sleep 600; :' {tag} </dev/null >/dev/null 2>&1 &)\n\
+         exec sshfs \"$@\"\n"
+    );
+    fs::write(&path, body).expect("write the tool");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod the tool");
+    path
+}
+
+/// Kills the volume's sshfs (even rounds) or its ssh (odd rounds), then
+/// mounts again at once (a Mount starts a crashed volume without waiting
+/// out its backoff) until another sshfs serves it; returns the new pid.
+fn crash_and_remount(plugin: &Plugin, volume: &str, round: usize, sshfs: i32) -> i32 {
+    // sshfs double-forks its ssh: it is in sshfs's process group, and an
+    // orphan from the start.
+    let ssh = ssh_of(sshfs);
+    assert_eq!(ssh.len(), 1, "sshfs {sshfs} has one ssh: {ssh:?}");
+    kill9(if round % 2 == 0 { sshfs } else { ssh[0] });
+    let mut new = None;
+    let back = poll_until(T, || {
+        let _ = mount(plugin, volume, "c1");
+        let st = try_status(plugin, volume).unwrap_or(Value::Null);
+        new = st["pid"].as_i64().map(|p| p as i32);
+        st["state"] == "mounted" && new.is_some_and(|p| p != sshfs)
+    });
+    assert!(
+        back,
+        "round {round}: {volume} was not mounted again\n{}",
+        plugin.log()
+    );
+    new.expect("a pid")
+}
+
+#[test]
+fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_and_orphans_stay_netfs_children() {
+    let sshd = Sshd::new();
+    let dir = tempfile::tempdir().expect("tool dir");
+    let tag = unique_name("netfs-daemon");
+    let tool = daemonising_sshfs(dir.path(), &tag);
+    let plugin = Plugin::new(env!("CARGO_BIN_EXE_netfs"))
+        .args([
+            "--mount-timeout=20s",
+            "--volume-process-recovery-max-per-min=100",
+        ])
+        .env("VOLUME_PROCESS_BINARY", &tool)
+        .start();
+    let netfs = plugin.pid() as i32;
+    let volume = "reaped";
+    let opts = json!({
+        "type": "command",
+        "source": sshd.source("reaped"),
+        "c": format!("{{source}}&{{mountPoint}}&-f&-o&{}", sshd.sshfs_options()),
+    });
+    create_ok(&plugin, volume, opts);
+    let mut sshfs = status(&plugin, volume)["pid"].as_i64().expect("a pid") as i32;
+    // The daemon's parent exited at once: netfs, a subreaper, took it.
+    let guard = Daemons(tag.clone());
+    let daemons = || guard.live();
+    wait_until(T, "the tool's daemon runs", || !daemons().is_empty());
+    let first = daemons()[0];
+    assert_eq!(
+        stat(first).map(|(_, ppid)| ppid),
+        Some(netfs),
+        "the orphaned daemon {:?} is netfs's child",
+        cmdline(first)
+    );
+    let rounds = 20;
+    for round in 0..rounds {
+        sshfs = crash_and_remount(&plugin, volume, round, sshfs);
+    }
+    // One daemon per start, every one of them netfs's; then they die too.
+    let left = daemons();
+    assert_eq!(left.len(), rounds + 1, "{left:?}");
+    for pid in &left {
+        assert_eq!(stat(*pid).map(|(_, ppid)| ppid), Some(netfs), "{pid}");
+        // With its own child (the sleep), which is then an orphan too.
+        let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let mut zombies = Vec::new();
+    let clean = poll_until(Duration::from_secs(10), || {
+        zombies = zombie_children(netfs);
+        zombies.is_empty() && daemons().is_empty()
+    });
+    assert!(clean, "zombies of netfs: {zombies:?}\n{}", plugin.log());
+    crate::faults::report(
+        "processes",
+        &format!(
+            "host service: sshfs and ssh killed {rounds} times, {} orphans adopted and killed, 0 zombies",
+            rounds + 1
+        ),
+    );
+}
