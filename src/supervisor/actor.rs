@@ -1,9 +1,10 @@
 //! The supervisor task: a loop over requests (start, restore, stop) and
 //! events of the running process (it died, a retry is due). A crash is
 //! followed by a restart after a backoff; too many crashes in a sliding
-//! minute and the volume is `failed`: starts are refused until the minute
-//! has passed, and the next one after that starts afresh. While a start is
-//! mounting, a stop cancels it and other starts wait for its outcome.
+//! minute and the volume is `failed` until the next start, which tries
+//! afresh at once with the budget counting again from there (Status keeps
+//! the restart count and the last error). While a start is mounting, a
+//! stop cancels it and other starts wait for its outcome.
 
 use std::time::SystemTime;
 
@@ -23,11 +24,8 @@ enum Phase {
     Backoff {
         until: Instant,
     },
-    /// Crashed too often: starts are refused until `until`.
-    GaveUp {
-        until: Instant,
-        reason: String,
-    },
+    /// Crashed too often: nothing runs until the next start.
+    GaveUp,
 }
 
 enum Event {
@@ -114,7 +112,7 @@ impl Supervisor {
     /// Waits for something to happen; never completes while idle or given up.
     async fn next_event(&mut self) -> Event {
         match &mut self.phase {
-            Phase::Idle | Phase::GaveUp { .. } => std::future::pending().await,
+            Phase::Idle | Phase::GaveUp => std::future::pending().await,
             Phase::Backoff { until } => {
                 sleep_until(*until).await;
                 Event::RetryDue
@@ -142,10 +140,7 @@ impl Supervisor {
             }
         }
         let restarting = match &self.phase {
-            Phase::GaveUp { until, reason } if Instant::now() < *until => {
-                return Err(ProcessError::Failed(reason.clone()));
-            }
-            Phase::GaveUp { .. } => {
+            Phase::GaveUp => {
                 tracing::info!(volume = %self.spec.name, "starting afresh after giving up");
                 self.budget.reset();
                 false
@@ -276,19 +271,16 @@ impl Supervisor {
                 self.phase = Phase::Backoff { until };
                 self.publish(ProcState::Restarting, None, Some(reason));
             }
-            Verdict::GiveUp { crashes, until } => {
-                let at = SystemTime::now() + until.saturating_duration_since(now);
+            Verdict::GiveUp { crashes } => {
                 let why = format!(
                     "{} died {crashes} times within a minute, more than \
                      --volume-process-recovery-max-per-min={} allows; last: {reason}; \
-                     the next Mount after {} starts it again",
-                    self.spec.invocation.program,
-                    self.policy.max_restarts_per_min,
-                    humantime::format_rfc3339_seconds(at),
+                     the next Mount starts it again",
+                    self.spec.invocation.program, self.policy.max_restarts_per_min,
                 );
                 tracing::error!(volume = %self.spec.name, reason = %why, "volume failed");
-                self.publish(ProcState::Failed, None, Some(why.clone()));
-                self.phase = Phase::GaveUp { until, reason: why };
+                self.publish(ProcState::Failed, None, Some(why));
+                self.phase = Phase::GaveUp;
             }
         }
     }

@@ -19,8 +19,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub enum Verdict {
     /// Start again at this time.
     RetryAt(Instant),
-    /// Too many crashes within the window: refuse starts until `until`.
-    GiveUp { crashes: usize, until: Instant },
+    /// Too many crashes within the window: stop until the next start,
+    /// which begins with a [`Budget::reset`].
+    GiveUp { crashes: usize },
 }
 
 #[derive(Debug)]
@@ -66,10 +67,8 @@ impl Budget {
         self.crashes.push_back(now);
         self.failures = 0;
         if self.crashes.len() > self.max_per_window {
-            let oldest = self.crashes.front().copied().unwrap_or(now);
             Verdict::GiveUp {
                 crashes: self.crashes.len(),
-                until: oldest + WINDOW,
             }
         } else {
             Verdict::RetryAt(now + self.delay())
@@ -102,7 +101,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
-    fn gives_up_on_the_crash_past_the_limit_until_the_oldest_leaves_the_window() {
+    fn gives_up_on_the_crash_past_the_limit() {
         let t0 = Instant::now();
         let mut b = Budget::new(2);
         assert_eq!(b.crash(t0), Verdict::RetryAt(t0 + FIRST_BACKOFF));
@@ -110,13 +109,7 @@ mod tests {
             b.crash(t0 + 1000 * MS),
             Verdict::RetryAt(t0 + 1000 * MS + 2 * FIRST_BACKOFF)
         );
-        assert_eq!(
-            b.crash(t0 + 2000 * MS),
-            Verdict::GiveUp {
-                crashes: 3,
-                until: t0 + WINDOW
-            }
-        );
+        assert_eq!(b.crash(t0 + 2000 * MS), Verdict::GiveUp { crashes: 3 });
     }
 
     #[test]

@@ -41,8 +41,6 @@ pub enum ProcessError {
         /// What the mountpoint said last, what the tool wrote, a hint.
         detail: String,
     },
-    #[error("failed: {0}")]
-    Failed(String),
     #[error("the volume was stopped while it was being mounted")]
     Stopped,
     #[error("the volume's supervisor is gone (netfs is shutting down)")]
