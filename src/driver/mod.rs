@@ -397,15 +397,36 @@ impl Driver {
 
     pub async fn unmount(&self, name: &str, id: &str) -> Result<(), DriverError> {
         let (name, _guard) = self.lock(name).await?;
-        let (handle, left) = self.with_entry(&name, |e| {
-            e.record.mount_ids.remove(id);
-            e.mounted_at.remove(id);
-            (e.handle.clone(), e.record.mount_ids.len())
+        let (handle, taken, left) = self.with_entry(&name, |e| {
+            let generation = e.mounted_at.remove(id);
+            let known = e.record.mount_ids.remove(id);
+            (
+                e.handle.clone(),
+                known.then_some(generation),
+                e.record.mount_ids.len(),
+            )
         })?;
+        // An unknown ID changes nothing to write (Docker may retry).
+        if let Some(generation) = taken {
+            if let Err(e) = self.persist().await {
+                // Undone like a failed Mount, so memory agrees with the disk:
+                // Docker keeps the ID of an Unmount that failed and sends it
+                // again at the container's next stop (or Mount, then Unmount).
+                self.with_entry(&name, |e| {
+                    e.record.mount_ids.insert(id.to_owned());
+                    if let Some(g) = generation {
+                        e.mounted_at.insert(id.to_owned(), g);
+                    }
+                })?;
+                self.persist_after_rollback().await;
+                return Err(e.into());
+            }
+        }
+        // Stopped only once the release is recorded: a refused Unmount
+        // leaves the volume as it was, mounted.
         if left == 0 && self.config.lifecycle == Lifecycle::Mount {
             handle.stop().await;
         }
-        self.persist().await?;
         Ok(())
     }
 

@@ -618,6 +618,7 @@ fn a_full_disk_under_the_state_file_fails_calls_cleanly_and_loses_nothing() {
     plugin.spawn();
     plugin.wait_ready();
     let state = plugin.state_file();
+    create_ok(&plugin, "v0", sshfs_opts(&sshd, "v0"));
     create_ok(&plugin, "v1", sshfs_opts(&sshd, "v1"));
     call_ok(
         &plugin,
@@ -654,19 +655,27 @@ fn a_full_disk_under_the_state_file_fails_calls_cleanly_and_loses_nothing() {
     full_err(&reply);
     refused += 1;
     assert_eq!(try_status(&plugin, "v1").unwrap()["mountIds"], json!(["a"]));
-    // Remove: refused, and the volume is whole: listed, mounted, serving.
-    // Unmount: the container is gone whatever the disk says, so the ID is
-    // forgotten; the error says that the state file lags behind.
+    // Unmount: refused and undone like Mount, so memory and disk agree: the
+    // ID is still held (Docker sends it again at the container's next stop).
     let (code, reply) = plugin.post("/VolumeDriver.Unmount", json!({"Name": "v1", "ID": "a"}));
     assert_eq!(code, 500, "{reply}");
     full_err(&reply);
     refused += 1;
-    assert_eq!(try_status(&plugin, "v1").unwrap()["mountIds"], json!([]));
-    let (code, reply) = plugin.post("/VolumeDriver.Remove", json!({"Name": "v1"}));
+    assert_eq!(try_status(&plugin, "v1").unwrap()["mountIds"], json!(["a"]));
+    // An Unmount of an ID that is not held has nothing to write: it succeeds.
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Unmount",
+        json!({"Name": "v1", "ID": "never-mounted"}),
+    );
+    // Remove (of a volume no container holds): refused, and the volume is
+    // whole: listed, mounted, serving.
+    let (code, reply) = plugin.post("/VolumeDriver.Remove", json!({"Name": "v0"}));
     assert_eq!(code, 500, "{reply}");
     full_err(&reply);
     refused += 1;
-    assert!(listed(&plugin).contains(&"v1".to_owned()));
+    assert!(listed(&plugin).contains(&"v0".to_owned()));
+    assert_eq!(try_status(&plugin, "v0").unwrap()["state"], "mounted");
     assert_eq!(try_status(&plugin, "v1").unwrap()["state"], "mounted");
     ledger.check_mount(&mp1);
     // The state on disk is the last good one, whole.
@@ -677,6 +686,12 @@ fn a_full_disk_under_the_state_file_fails_calls_cleanly_and_loses_nothing() {
     );
 
     fs::remove_file(&filler).unwrap();
+    // The Unmount sent again once there is room goes through.
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Unmount",
+        json!({"Name": "v1", "ID": "a"}),
+    );
     create_ok(&plugin, "v2", sshfs_opts(&sshd, "v2"));
     call_ok(
         &plugin,
@@ -693,8 +708,9 @@ fn a_full_disk_under_the_state_file_fails_calls_cleanly_and_loses_nothing() {
     // Everything comes back after a crash.
     plugin.kill9();
     plugin.restart();
-    wait_mounted(&plugin, "v1", None);
-    wait_mounted(&plugin, "v2", None);
+    for name in ["v0", "v1", "v2"] {
+        wait_mounted(&plugin, name, None);
+    }
     assert_eq!(try_status(&plugin, "v1").unwrap()["mountIds"], json!(["b"]));
     ledger.write(&mp1, &remote1, 64 * 1024);
     ledger.check_mount(&mp1);
@@ -703,7 +719,7 @@ fn a_full_disk_under_the_state_file_fails_calls_cleanly_and_loses_nothing() {
         "/VolumeDriver.Unmount",
         json!({"Name": "v1", "ID": "b"}),
     );
-    for name in ["v1", "v2"] {
+    for name in ["v0", "v1", "v2"] {
         call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
     }
     plugin.terminate();
