@@ -4,7 +4,9 @@
 //! Before each replace the current file is kept as `<file>.bak`, so the
 //! last good state before it is always there to go back to. A missing file
 //! is empty state; a file that cannot be read or parsed is never replaced:
-//! start-up fails naming it and saying what `.bak` holds.
+//! start-up fails naming it and saying what `.bak` holds. A volume whose
+//! options this netfs no longer accepts is not a damaged file: it is kept
+//! as stored and refused on its own ([`Setup::Unaccepted`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -24,18 +26,105 @@ use crate::options::VolumeOptions;
 pub const STATE_VERSION: u32 = 1;
 
 /// What is kept of one volume across restarts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeRecord {
-    /// The backend chosen at Create (the volume's `type`, or the default then).
-    pub backend: BackendKind,
-    /// The options exactly as given at Create.
-    pub options: VolumeOptions,
+    /// Its backend and options.
+    #[serde(flatten)]
+    pub setup: Setup,
     /// RFC 3339.
     pub created_at: String,
     /// Containers currently using the volume.
-    #[serde(default)]
     pub mount_ids: BTreeSet<String>,
+}
+
+/// A volume's backend and options as stored: what this netfs accepts, or
+/// what an older netfs with a looser grammar accepted and this one does
+/// not. The second is kept and written back exactly as it was, so nothing
+/// is lost; the volume is listed, refused at Mount, and can be removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Setup {
+    Valid {
+        /// The backend chosen at Create (the volume's `type`, or the default then).
+        backend: BackendKind,
+        /// The options exactly as given at Create.
+        options: VolumeOptions,
+    },
+    Unaccepted {
+        backend: String,
+        options: StoredOptions,
+        /// Why this netfs does not accept them.
+        #[serde(skip)]
+        reason: String,
+    },
+}
+
+impl Setup {
+    pub fn backend_name(&self) -> &str {
+        match self {
+            Self::Valid { backend, .. } => backend.as_str(),
+            Self::Unaccepted { backend, .. } => backend,
+        }
+    }
+
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Self::Valid { options, .. } => options.source.as_deref(),
+            Self::Unaccepted { options, .. } => options.0.get("source").map(String::as_str),
+        }
+    }
+}
+
+/// Volume options as they were stored, not parsed. They may hold a
+/// password: Debug shows the keys only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoredOptions(pub BTreeMap<String, String>);
+
+impl fmt::Debug for StoredOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// A record as the file has it: a shape error here makes the whole file
+/// corrupt; what the options say is judged per volume ([`RawRecord::judge`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRecord {
+    backend: String,
+    options: StoredOptions,
+    created_at: String,
+    #[serde(default)]
+    mount_ids: BTreeSet<String>,
+}
+
+impl RawRecord {
+    fn judge(self) -> VolumeRecord {
+        let parsed = self
+            .backend
+            .parse::<BackendKind>()
+            .map_err(|e| format!("stored backend: {e}"))
+            .and_then(|backend| {
+                VolumeOptions::parse(&self.options.0)
+                    .map(|options| (backend, options))
+                    .map_err(|e| e.to_string())
+            });
+        let setup = match parsed {
+            Ok((backend, options)) => Setup::Valid { backend, options },
+            Err(e) => Setup::Unaccepted {
+                reason: format!("this netfs does not accept what an older one stored: {e}"),
+                backend: self.backend,
+                options: self.options,
+            },
+        };
+        VolumeRecord {
+            setup,
+            created_at: self.created_at,
+            mount_ids: self.mount_ids,
+        }
+    }
 }
 
 pub type Volumes = BTreeMap<VolumeName, VolumeRecord>;
@@ -43,7 +132,7 @@ pub type Volumes = BTreeMap<VolumeName, VolumeRecord>;
 #[derive(Deserialize)]
 struct Document {
     version: u32,
-    volumes: Volumes,
+    volumes: BTreeMap<VolumeName, RawRecord>,
 }
 
 /// The state document, encoded by [`StateStore::encode`], ready to save.
@@ -142,7 +231,11 @@ fn read(path: &Path) -> Result<Volumes, ReadError> {
     if doc.version != STATE_VERSION {
         return Err(ReadError::Version(doc.version));
     }
-    Ok(doc.volumes)
+    Ok(doc
+        .volumes
+        .into_iter()
+        .map(|(name, raw)| (name, raw.judge()))
+        .collect())
 }
 
 /// Reads the state; a missing file is empty state, anything else that is
@@ -282,8 +375,10 @@ mod tests {
             ("password".into(), "pw".into()),
         ];
         VolumeRecord {
-            backend: BackendKind::Sshfs,
-            options: VolumeOptions::parse(&opts.into_iter().collect()).unwrap(),
+            setup: Setup::Valid {
+                backend: BackendKind::Sshfs,
+                options: VolumeOptions::parse(&opts.into_iter().collect()).unwrap(),
+            },
             created_at: "2026-01-01T00:00:00Z".into(),
             mount_ids: ["abc".to_string()].into(),
         }
@@ -336,6 +431,55 @@ mod tests {
             err.contains("no ") && err.contains("state.json.bak"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn options_this_netfs_does_not_accept_are_kept_as_stored_and_refused_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let text = r#"{"version": 1, "volumes": {
+            "good": {"backend": "sshfs", "options": {"source": "u@h:/x"}, "createdAt": "2026-01-01T00:00:00Z", "mountIds": ["c1"]},
+            "old-key": {"backend": "sshfs", "options": {"source": "u@h:/y", "cache": "yes", "password": "pw"}, "createdAt": "2026-01-02T00:00:00Z", "mountIds": ["c2"]},
+            "old-type": {"backend": "smb", "options": {"source": "//h/share"}, "createdAt": "2026-01-03T00:00:00Z"}
+        }}"#;
+        fs::write(&path, text).unwrap();
+        let volumes = load(&path).unwrap();
+        let get = |n: &str| &volumes[&VolumeName::parse(n).unwrap()];
+        assert!(matches!(get("good").setup, Setup::Valid { .. }));
+        let Setup::Unaccepted { reason, .. } = &get("old-key").setup else {
+            panic!("{:?}", get("old-key"));
+        };
+        assert!(
+            reason.contains("unknown volume option \"cache\""),
+            "{reason}"
+        );
+        assert_eq!(get("old-key").mount_ids, ["c2".to_owned()].into());
+        let Setup::Unaccepted { reason, .. } = &get("old-type").setup else {
+            panic!("{:?}", get("old-type"));
+        };
+        assert!(reason.contains("unknown type \"smb\""), "{reason}");
+        assert_eq!(get("old-type").setup.backend_name(), "smb");
+        assert_eq!(get("old-type").setup.source(), Some("//h/share"));
+        // The password is in none of the Debug output.
+        assert!(!format!("{volumes:?}").contains("pw"));
+        // Written back exactly as stored.
+        let store = StateStore::new(path.clone());
+        store
+            .save(1, store.encode(&volumes).unwrap())
+            .await
+            .unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let given: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(written["volumes"]["old-key"], given["volumes"]["old-key"]);
+        assert_eq!(
+            written["volumes"]["old-type"]["options"],
+            given["volumes"]["old-type"]["options"]
+        );
+        assert_eq!(written["volumes"]["old-type"]["backend"], "smb");
+        assert_eq!(load(&path).unwrap(), volumes);
+        // A record of the wrong shape is still a damaged file.
+        fs::write(&path, r#"{"version":1,"volumes":{"v":{"backend":"sshfs","options":{"o":1},"createdAt":"x"}}}"#).unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("is corrupt"));
     }
 
     #[tokio::test]

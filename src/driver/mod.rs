@@ -17,7 +17,7 @@ use crate::mounts;
 use crate::name::{NameError, VolumeName};
 use crate::options::{OptionError, Placeholders, VolumeOptions};
 use crate::protocol::Volume;
-use crate::state::{self, StateError, StateStore, VolumeRecord, Volumes};
+use crate::state::{self, Setup, StateError, StateStore, VolumeRecord, Volumes};
 use crate::supervisor::{Policy, ProcessError, ProcessSpec, SupervisorHandle};
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +103,15 @@ impl Driver {
     /// Builds the in-memory entry (and its idle supervisor) for a record.
     fn entry(&self, name: &VolumeName, record: VolumeRecord) -> Result<Entry, DriverError> {
         let mount_point = self.config.mount_root.join(name.as_str());
-        let opts = &record.options;
+        let (kind, opts) = match &record.setup {
+            Setup::Valid { backend, options } => (*backend, options),
+            Setup::Unaccepted { reason, .. } => {
+                return Err(DriverError::Refused {
+                    name: name.to_string(),
+                    reason: reason.clone(),
+                })
+            }
+        };
         let settings = BackendSettings {
             command_binary: self.config.command_binary.clone(),
             command_mount_option_flag: self.config.command_mount_option_flag.clone(),
@@ -117,11 +125,10 @@ impl Driver {
             password: opts.password.as_ref(),
             settings: &settings,
         };
-        let invocation =
-            backend::build(record.backend, &request).map_err(|source| DriverError::Backend {
-                name: name.to_string(),
-                source,
-            })?;
+        let invocation = backend::build(kind, &request).map_err(|source| DriverError::Backend {
+            name: name.to_string(),
+            source,
+        })?;
         let command = invocation.display();
         let spec = ProcessSpec {
             name: name.clone(),
@@ -249,8 +256,10 @@ impl Driver {
         let options = VolumeOptions::parse(&opts).map_err(bad)?;
         self.check_denied(&name, &options).map_err(bad)?;
         let record = VolumeRecord {
-            backend: options.kind.unwrap_or(self.config.default_type),
-            options,
+            setup: Setup::Valid {
+                backend: options.kind.unwrap_or(self.config.default_type),
+                options,
+            },
             created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             mount_ids: Default::default(),
         };
@@ -472,9 +481,12 @@ impl Driver {
             // A volume created before its options were denied does not run
             // them again; one that cannot be built stays listed. Neither is
             // dropped: the state file keeps every stored volume.
-            let built = match self.check_denied(&name, &record.options) {
-                Ok(()) => self.entry(&name, record.clone()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            let built = match &record.setup {
+                Setup::Unaccepted { reason, .. } => Err(reason.clone()),
+                Setup::Valid { options, .. } => match self.check_denied(&name, options) {
+                    Ok(()) => self.entry(&name, record.clone()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
             };
             let entry = match built {
                 Ok(entry) => entry,

@@ -40,10 +40,10 @@ fn status(entry: &Entry) -> Map<String, Value> {
     map.insert("since".into(), json!(rfc3339(process.since)));
     map.insert("pid".into(), json!(process.pid));
     map.insert("restarts".into(), json!(process.restarts));
-    map.insert("backend".into(), json!(entry.record.backend));
+    map.insert("backend".into(), json!(entry.record.setup.backend_name()));
     map.insert(
         "source".into(),
-        json!(entry.record.options.source.as_deref().map(redact_arg)),
+        json!(entry.record.setup.source().map(redact_arg)),
     );
     map.insert("command".into(), json!(entry.command));
     map.insert("mountIds".into(), json!(ids));

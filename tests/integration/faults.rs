@@ -1147,3 +1147,96 @@ fn a_volume_the_new_settings_cannot_run_is_kept_not_dropped() {
     }
     report("faults", "a volume the new settings cannot run: kept listed and stored through 2 restarts and a write, served again once the setting was back");
 }
+
+/// A state file written by a netfs whose option grammar was looser (an
+/// option key or a backend this one does not know) is not a damaged file:
+/// the plugin starts, lists those volumes as `failed` with the reason,
+/// refuses to Mount them, keeps them as stored through later writes, and
+/// removes them on request.
+#[test]
+fn a_stored_volume_this_netfs_no_longer_accepts_is_kept_listed_refused_and_removable() {
+    let sshd = Sshd::new();
+    let mut plugin = start(&["--mount-timeout=15s"]);
+    create_ok(&plugin, "good", sshfs_opts(&sshd, "good"));
+    plugin.terminate();
+    let state = plugin.state_file();
+    let mut doc = state_of(&state);
+    let older = json!({
+        "old-key": {"backend": "sshfs", "createdAt": "2026-01-02T00:00:00Z", "mountIds": [],
+                    "options": {"source": sshd.source("old"), "cache": "yes", "password": "hunter2-old"}},
+        "old-type": {"backend": "smb", "createdAt": "2026-01-03T00:00:00Z", "mountIds": ["c9"],
+                     "options": {"source": "//files/share"}},
+    });
+    for (name, record) in older.as_object().unwrap() {
+        doc["volumes"][name] = record.clone();
+    }
+    fs::write(&state, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+
+    plugin.spawn();
+    plugin.wait_ready();
+    let mut names = listed(&plugin);
+    names.sort();
+    assert_eq!(names, ["good", "old-key", "old-type"]);
+    wait_mounted(&plugin, "good", None);
+    let st = try_status(&plugin, "old-key").expect("listed");
+    assert_eq!(st["state"], "failed", "{st}");
+    let why = st["lastError"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("does not accept what an older one stored")
+            && why.contains("unknown volume option \"cache\""),
+        "{st}"
+    );
+    assert!(!st.to_string().contains("hunter2-old"), "{st}");
+    let st = try_status(&plugin, "old-type").expect("listed");
+    assert_eq!(
+        (&st["state"], &st["backend"]),
+        (&json!("failed"), &json!("smb")),
+        "{st}"
+    );
+    assert_eq!(st["mountIds"], json!(["c9"]), "{st}");
+
+    let (code, reply) = plugin.post(
+        "/VolumeDriver.Mount",
+        json!({"Name": "old-key", "ID": "c1"}),
+    );
+    assert_eq!(code, 500, "{reply}");
+    let err = err_of(&reply);
+    assert!(
+        err.contains("volume old-key cannot be used") && err.contains("\"cache\""),
+        "{err}"
+    );
+    assert!(!is_mounted(plugin.mount_root().join("old-key")));
+    // Another change writes the state: both are still in it, as stored.
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Mount",
+        json!({"Name": "good", "ID": "c1"}),
+    );
+    let stored = state_of(&state);
+    for name in ["old-key", "old-type"] {
+        assert_eq!(
+            stored["volumes"][name]["options"], older[name]["options"],
+            "{stored}"
+        );
+    }
+    // The container that held old-type lets go; then both are removed.
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Unmount",
+        json!({"Name": "old-type", "ID": "c9"}),
+    );
+    for name in ["old-key", "old-type"] {
+        call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
+    }
+    assert_eq!(listed(&plugin), ["good"]);
+    let stored = state_of(&state);
+    assert!(stored["volumes"].get("old-key").is_none(), "{stored}");
+    assert!(stored["volumes"].get("old-type").is_none(), "{stored}");
+    call_ok(
+        &plugin,
+        "/VolumeDriver.Unmount",
+        json!({"Name": "good", "ID": "c1"}),
+    );
+    call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": "good"}));
+    report("faults", "2 stored volumes this netfs no longer accepts: plugin started, both listed failed with the reason, Mount refused, kept as stored through a write, removed");
+}

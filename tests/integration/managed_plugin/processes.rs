@@ -73,6 +73,12 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_in_the_plugin() {
     for round in 0..rounds {
         let ssh = ssh_of(sshfs);
         assert_eq!(ssh.len(), 1, "round {round}: sshfs {sshfs} has one ssh");
+        // An orphan from the start: nothing but netfs can reap it.
+        assert_eq!(
+            stat(ssh[0]).map(|(_, ppid)| ppid),
+            Some(netfs),
+            "round {round}"
+        );
         let victim = if round % 2 == 0 { sshfs } else { ssh[0] };
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(victim),
