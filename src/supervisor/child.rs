@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
 use super::error::{ProcessError, Tail};
+use super::output::{pump, Lines, TAIL_LINES};
 use super::{Policy, ProcessSpec};
 use crate::mounts::{self, Probe, Prober};
 use crate::reaper::{self, Tracked};
@@ -27,9 +28,6 @@ use crate::secret::Secret;
 /// root of the netfs that started it.
 pub const MARK_VOLUME: &str = "NETFS_VOLUME";
 pub const MARK_ROOT: &str = "NETFS_MOUNT_ROOT";
-/// Lines of stderr kept for errors and Status, and the longest kept line.
-const TAIL_LINES: usize = 10;
-const LINE_MAX: usize = 400;
 const READY_POLL_MIN: Duration = Duration::from_millis(10);
 const READY_POLL_MAX: Duration = Duration::from_millis(200);
 /// How long a tool that exited 0 (one-shot or daemonising) has for its
@@ -41,8 +39,6 @@ const DRAIN: Duration = Duration::from_millis(300);
 const QUICK_PROBE: Duration = Duration::from_millis(500);
 /// Bound on waiting for a SIGKILLed process (one stuck in the kernel).
 const REAP: Duration = Duration::from_secs(5);
-
-type Lines = Arc<Mutex<VecDeque<String>>>;
 
 /// A spawned tool. `child` is None once a one-shot tool exited with
 /// success: then its kernel mount is what "running" means.
@@ -174,46 +170,6 @@ fn describe(status: io::Result<ExitStatus>) -> String {
         },
         Err(e) => format!("cannot wait for it: {e}"),
     }
-}
-
-/// Logs each line a tool writes, tagged with the volume, with every secret
-/// of its command hidden; stderr lines also go to the tail. Reads bytes, not UTF-8, so
-/// odd output never stops the pump (a full pipe would block the tool).
-fn pump(
-    volume: String,
-    stream: &'static str,
-    reader: impl AsyncRead + Unpin + Send + 'static,
-    secrets: Arc<[Secret]>,
-    tail: Option<Lines>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(reader);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let mut line = String::from_utf8_lossy(&buf).trim_end().to_owned();
-            for secret in secrets.iter() {
-                line = line.replace(secret.expose(), "***");
-            }
-            tracing::info!(volume = %volume, stream, "{line}");
-            if let (Some(tail), false) = (&tail, line.is_empty()) {
-                if let Ok(mut t) = tail.lock() {
-                    if t.len() == TAIL_LINES {
-                        t.pop_front();
-                    }
-                    let mut end = line.len().min(LINE_MAX);
-                    while !line.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    t.push_back(line[..end].to_owned());
-                }
-            }
-        }
-    })
 }
 
 /// Detaches a stale mount, makes the mountpoint, and spawns the tool in a

@@ -9,6 +9,7 @@ mod actor;
 mod budget;
 mod child;
 mod error;
+mod output;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

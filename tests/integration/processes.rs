@@ -195,3 +195,71 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_and_orphans_stay_netfs_chil
         ),
     );
 }
+
+/// Peak resident memory of `pid` in KiB (VmHWM).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in status")
+}
+
+#[test]
+fn a_tool_writing_64_mib_without_a_newline_costs_bounded_memory_and_is_logged_cut() {
+    use std::os::unix::fs::PermissionsExt;
+    const MIB: u64 = 64;
+    let dir = tempfile::tempdir().expect("tool dir");
+    let tool = dir.path().join("chatty-tool");
+    fs::write(
+        &tool,
+        format!(
+            "#!/bin/sh\n\
+             head -c {} /dev/zero | tr '\\0' x >&2\n\
+             printf '\\nafter the long line\\n' >&2\n\
+             exit 3\n",
+            MIB << 20
+        ),
+    )
+    .expect("write the tool");
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).expect("chmod the tool");
+    let plugin = Plugin::new(env!("CARGO_BIN_EXE_netfs"))
+        .arg("--mount-timeout=60s")
+        .env("VOLUME_PROCESS_BINARY", &tool)
+        .start();
+    let before = peak_rss_kib(plugin.pid());
+    let (code, reply) =
+        crate::support::calls::create(&plugin, "chatty", json!({"type": "command"}));
+    assert_eq!(code, 500, "{reply}");
+    let err = crate::support::client::err_of(&reply);
+    assert!(
+        err.contains("exited (exit status 3)") && err.contains("after the long line"),
+        "{err}"
+    );
+    let peak = peak_rss_kib(plugin.pid());
+    // 64 MiB went through; netfs grew by far less than that.
+    assert!(
+        peak < before + 16 * 1024,
+        "peak RSS {peak} KiB, {before} KiB before"
+    );
+    let log = plugin.log();
+    let cut: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("[cut: line longer than"))
+        .collect();
+    assert_eq!(cut.len(), 1, "one line logged cut");
+    assert!(
+        cut[0].len() < 10_000,
+        "the cut line is short: {} bytes",
+        cut[0].len()
+    );
+    assert!(log.contains("after the long line"), "the pump went on");
+    crate::faults::report(
+        "processes",
+        &format!(
+            "a tool wrote {MIB} MiB without a newline: logged as one cut line of {} bytes; peak RSS {before} -> {peak} KiB",
+            cut[0].len()
+        ),
+    );
+}
