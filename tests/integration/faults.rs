@@ -262,7 +262,7 @@ fn relay(a: TcpStream, b: TcpStream) {
 }
 
 /// A request sent from a thread of its own: the plugin may die under it.
-fn send_in_background(
+pub fn send_in_background(
     socket: PathBuf,
     endpoint: &'static str,
     body: Value,

@@ -263,3 +263,99 @@ fn a_tool_writing_64_mib_without_a_newline_costs_bounded_memory_and_is_logged_cu
         ),
     );
 }
+
+/// The value of `key` in the environment of `pid`.
+fn environ_var(pid: i32, key: &str) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    raw.split(|b| *b == 0).find_map(|var| {
+        let value = var.strip_prefix(key.as_bytes())?.strip_prefix(b"=")?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    })
+}
+
+/// netfs is killed while a Create waits for its tool; the next start
+/// kills that tool, which it knows by the mark netfs gave it (its argv
+/// does not name the volume), and leaves alone an administrator's command
+/// whose argv names the volume's directory.
+#[test]
+fn leftovers_are_known_by_their_mark_and_an_admins_du_on_a_volume_dir_survives() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tool dir");
+    let tool = dir.path().join("slow-tool");
+    fs::write(&tool, "#!/bin/sh\nexec sleep 300\n").expect("write the tool");
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).expect("chmod the tool");
+    let mut plugin = Plugin::new(env!("CARGO_BIN_EXE_netfs"))
+        .arg("--mount-timeout=120s")
+        .env("VOLUME_PROCESS_BINARY", &tool)
+        .start();
+    let netfs = plugin.pid() as i32;
+    let root = plugin.mount_root();
+    let pending = crate::faults::send_in_background(
+        plugin.socket(),
+        "/VolumeDriver.Create",
+        json!({"Name": "half", "Opts": {"type": "command"}}),
+    );
+    let mut tool_pid = None;
+    wait_until(T, "the tool runs", || {
+        tool_pid = pids().into_iter().find(|p| {
+            stat(*p).is_some_and(|(_, ppid)| ppid == netfs)
+                && cmdline(*p).first().is_some_and(|a| a == "sleep")
+        });
+        tool_pid.is_some()
+    });
+    let tool_pid = tool_pid.expect("the tool");
+    assert_eq!(
+        environ_var(tool_pid, "NETFS_VOLUME").as_deref(),
+        Some("half")
+    );
+    assert_eq!(
+        environ_var(tool_pid, "NETFS_MOUNT_ROOT").as_deref(),
+        root.to_str()
+    );
+    plugin.kill9();
+    assert!(
+        pending.join().expect("join").is_err(),
+        "the Create got no answer"
+    );
+    // An administrator looks at the volume's directory meanwhile.
+    let admin_dir = root.join("half");
+    let out = std::process::Command::new("setsid")
+        .args(["-f", "sh", "-c", "sleep 300; :", "du"])
+        .arg(&admin_dir)
+        .status()
+        .expect("start the admin's command");
+    assert!(out.success());
+    let mut admin = None;
+    wait_until(T, "the admin's command runs", || {
+        admin = processes_with_arg(admin_dir.to_str().expect("utf-8"))
+            .into_iter()
+            .find(|(_, argv)| argv.first().is_some_and(|a| a == "sh"))
+            .map(|(p, _)| p);
+        admin.is_some()
+    });
+    let admin = admin.expect("the admin's command");
+    let _admin_gone = KillOnDrop(admin);
+    plugin.restart();
+    wait_until(T, "the leftover tool is gone", || {
+        stat(tool_pid).is_none_or(|(s, _)| s == 'Z')
+    });
+    assert!(
+        stat(admin).is_some_and(|(s, _)| s != 'Z'),
+        "the admin's command was killed\n{}",
+        plugin.log()
+    );
+    assert!(try_status(&plugin, "half").is_none(), "no half-made volume");
+    crate::faults::report(
+        "processes",
+        "leftovers: the marked tool of a killed run was killed, an admin's command naming the volume dir was left alone",
+    );
+}
+
+/// Kills a process group when dropped, however the test ends.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
+    }
+}
