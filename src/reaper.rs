@@ -141,18 +141,35 @@ fn zombie_children(parent: i32) -> Vec<i32> {
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| stat(*pid).is_some_and(|(state, ppid)| state == 'Z' && ppid == parent))
+        .filter(|pid| stat(*pid).is_some_and(|s| s.state == 'Z' && s.ppid == parent))
         .collect()
 }
 
-/// State letter and parent pid from /proc/<pid>/stat.
-fn stat(pid: i32) -> Option<(char, i32)> {
+/// What /proc/<pid>/stat says of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// `R`, `S`, ..., `Z` for a zombie.
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+impl ProcStat {
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// /proc/<pid>/stat, if the process exists.
+pub fn stat(pid: i32) -> Option<ProcStat> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: skip past the last ')'.
     let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
+    Some(ProcStat {
+        state: fields.next()?.chars().next()?,
+        ppid: fields.next()?.parse().ok()?,
+        pgrp: fields.next()?.parse().ok()?,
+    })
 }
 
 #[cfg(test)]

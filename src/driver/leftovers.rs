@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 
 use crate::mounts;
 use crate::name::VolumeName;
+use crate::reaper::{stat, ProcStat};
 use crate::supervisor::{MARK_ROOT, MARK_VOLUME};
 
 /// How long killed leftovers get to disappear before start-up goes on.
@@ -132,7 +133,7 @@ pub fn find(root: &Path) -> Vec<Orphan> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
     {
-        let Some((ppid, pgrp)) = stat(pid) else {
+        let Some(ProcStat { ppid, pgrp, .. }) = stat(pid).filter(|s| !s.is_zombie()) else {
             continue;
         };
         if pid == me || ppid == me {
@@ -174,22 +175,8 @@ fn marked_volume(environ: &[u8], root: &Path) -> Option<VolumeName> {
     VolumeName::parse(value(MARK_VOLUME)?).ok()
 }
 
-/// Parent pid and process group from /proc/<pid>/stat, for a live process.
-fn stat(pid: i32) -> Option<(i32, i32)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: skip past the last ')'.
-    let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    let ppid = fields.next()?.parse().ok()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((ppid, pgrp))
-}
-
 fn alive(pid: i32) -> bool {
-    stat(pid).is_some()
+    stat(pid).is_some_and(|s| !s.is_zombie())
 }
 
 #[cfg(test)]

@@ -13,36 +13,17 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use crate::support::calls::{create_ok, mount, status, try_status};
-use crate::support::mounts::{cmdline, poll_until, processes_with_arg, wait_until};
+pub use crate::support::mounts::stat;
+use crate::support::mounts::{all_pids, cmdline, poll_until, processes_with_arg, wait_until};
 use crate::support::plugin::Plugin;
 use crate::support::sshd::Sshd;
 use crate::support::unique_name;
 
 const T: Duration = Duration::from_secs(30);
 
-/// State letter and parent of `pid`, from /proc/<pid>/stat.
-pub fn stat(pid: i32) -> Option<(char, i32)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
-}
-
-fn pids() -> Vec<i32> {
-    fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Zombies whose parent is `parent`, with their command names.
 pub fn zombie_children(parent: i32) -> Vec<(i32, String)> {
-    pids()
+    all_pids()
         .into_iter()
         .filter(|p| stat(*p).is_some_and(|(s, ppid)| s == 'Z' && ppid == parent))
         .map(|p| {
@@ -54,7 +35,7 @@ pub fn zombie_children(parent: i32) -> Vec<(i32, String)> {
 
 /// The live ssh processes in the process group of `sshfs`.
 pub fn ssh_of(sshfs: i32) -> Vec<i32> {
-    pids()
+    all_pids()
         .into_iter()
         .filter(|p| stat(*p).is_some_and(|(s, _)| s != 'Z'))
         .filter(|p| pgrp(*p) == Some(sshfs))
@@ -297,7 +278,7 @@ fn leftovers_are_known_by_their_mark_and_an_admins_du_on_a_volume_dir_survives()
     );
     let mut tool_pid = None;
     wait_until(T, "the tool runs", || {
-        tool_pid = pids().into_iter().find(|p| {
+        tool_pid = all_pids().into_iter().find(|p| {
             stat(*p).is_some_and(|(_, ppid)| ppid == netfs)
                 && cmdline(*p).first().is_some_and(|a| a == "sleep")
         });

@@ -174,14 +174,14 @@ pub fn cmdline(pid: i32) -> Vec<String> {
         .collect()
 }
 
-fn all_pids() -> Vec<i32> {
+pub fn all_pids() -> Vec<i32> {
     let dir = fs::read_dir("/proc").expect("read /proc");
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect()
 }
 
 /// State letter and parent pid from /proc/<pid>/stat.
-fn stat(pid: i32) -> Option<(char, i32)> {
+pub fn stat(pid: i32) -> Option<(char, i32)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: skip past the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
