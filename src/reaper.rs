@@ -81,6 +81,9 @@ pub enum Role {
     Init,
     /// A child subreaper (host service).
     Subreaper,
+    /// Neither, because the kernel refused the subreaper flag: orphans go
+    /// to the host's init, which reaps them.
+    Parent,
 }
 
 /// Makes netfs the reaper of its tools' orphans and starts reaping them, for
@@ -91,8 +94,13 @@ pub fn start() -> io::Result<Role> {
     let role = if std::process::id() == 1 {
         Role::Init
     } else {
-        nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)?;
-        Role::Subreaper
+        match nix::sys::prctl::set_child_subreaper(true) {
+            Ok(()) => Role::Subreaper,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot become a child subreaper; orphans of tools go to the host's init");
+                Role::Parent
+            }
+        }
     };
     let mut sigchld = signal(SignalKind::child())?;
     tokio::spawn(async move {
