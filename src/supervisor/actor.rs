@@ -12,14 +12,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::budget::{Budget, Verdict};
-use super::child::{self, Running, Watch};
+use super::child::Watch;
+use super::tool::Tool;
 use super::{Policy, ProcState, ProcessError, ProcessSpec, ProcessStatus, Request};
 use crate::config::RecoveryMode;
 
-enum Phase {
+enum Phase<R> {
     /// Nothing runs: never started, stopped, or a start failed.
     Idle,
-    Up(Box<Running>),
+    Up(Box<R>),
     /// Waiting to start again after a crash or a failed restart.
     Backoff {
         until: Instant,
@@ -44,23 +45,26 @@ enum Outcome {
 
 type Reply = oneshot::Sender<Result<(), ProcessError>>;
 
-struct Supervisor {
+struct Supervisor<T: Tool> {
+    tool: T,
     spec: ProcessSpec,
     policy: Policy,
     status: watch::Sender<ProcessStatus>,
-    phase: Phase,
+    phase: Phase<T::Run>,
     budget: Budget,
     /// Every handle is gone: stop and end the task.
     closed: bool,
 }
 
-pub async fn run(
+pub async fn run<T: Tool>(
+    tool: T,
     spec: ProcessSpec,
     policy: Policy,
     mut rx: mpsc::Receiver<Request>,
     status: watch::Sender<ProcessStatus>,
 ) {
     let mut sup = Supervisor {
+        tool,
         budget: Budget::new(policy.max_restarts_per_min),
         spec,
         policy,
@@ -95,7 +99,7 @@ pub async fn run(
     sup.stop().await;
 }
 
-impl Supervisor {
+impl<T: Tool> Supervisor<T> {
     fn publish(&self, state: ProcState, pid: Option<u32>, error: Option<String>) {
         self.status.send_modify(|s| {
             if s.state != state {
@@ -118,7 +122,8 @@ impl Supervisor {
                 Event::RetryDue
             }
             Phase::Up(running) => {
-                match running.watch(&self.spec, self.policy.health_interval).await {
+                let every = self.policy.health_interval;
+                match self.tool.watch(running, &self.spec, every).await {
                     Watch::Died(reason) => Event::Died(reason),
                     Watch::Detached => Event::Detached,
                 }
@@ -134,7 +139,7 @@ impl Supervisor {
         keep_trying: bool,
     ) -> Result<(), ProcessError> {
         if let Phase::Up(running) = &mut self.phase {
-            match running.check_now(&self.spec).await {
+            match self.tool.check_now(running, &self.spec).await {
                 None => return Ok(()),
                 Some(reason) => self.died(reason).await,
             }
@@ -175,15 +180,15 @@ impl Supervisor {
             ProcState::Mounting
         };
         self.publish(state, None, None);
-        let mut running = match child::spawn(&self.spec) {
+        let mut running = match self.tool.spawn(&self.spec) {
             Ok(running) => running,
             Err(e) => return Outcome::Failed(e),
         };
-        self.publish(state, running.pid, None);
+        self.publish(state, T::pid(&running), None);
         let mut waiting: Vec<Reply> = Vec::new();
         let mut stop_reply = None;
         let ready = {
-            let ready = child::wait_ready(&mut running, &self.spec, &self.policy);
+            let ready = self.tool.wait_ready(&mut running, &self.spec, &self.policy);
             tokio::pin!(ready);
             loop {
                 tokio::select! {
@@ -204,8 +209,8 @@ impl Supervisor {
         };
         let outcome = match ready {
             Some(Ok(())) => {
-                tracing::info!(volume = %self.spec.name, pid = running.pid, "mounted");
-                let pid = running.pid;
+                let pid = T::pid(&running);
+                tracing::info!(volume = %self.spec.name, pid, "mounted");
                 self.phase = Phase::Up(Box::new(running));
                 self.budget.mounted();
                 self.status.send_modify(|s| s.generation += 1);
@@ -218,7 +223,7 @@ impl Supervisor {
             }
             None => {
                 tracing::info!(volume = %self.spec.name, "stopped while mounting");
-                child::stop(&mut running, &self.spec, &self.policy).await;
+                self.tool.stop(&mut running, &self.spec, &self.policy).await;
                 self.phase = Phase::Idle;
                 self.budget.reset();
                 self.publish(ProcState::Stopped, None, None);
@@ -242,7 +247,7 @@ impl Supervisor {
         // Only what this supervisor started is stopped: an idle one must not
         // touch a mountpoint it never mounted.
         if let Phase::Up(mut running) = std::mem::replace(&mut self.phase, Phase::Idle) {
-            child::stop(&mut running, &self.spec, &self.policy).await;
+            self.tool.stop(&mut running, &self.spec, &self.policy).await;
             tracing::info!(volume = %self.spec.name, "volume process stopped");
         }
         self.budget.reset();
@@ -255,8 +260,8 @@ impl Supervisor {
         let Phase::Up(mut running) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
         };
-        child::stop(&mut running, &self.spec, &self.policy).await;
-        let reason = format!("{reason}{}", running.tail());
+        self.tool.stop(&mut running, &self.spec, &self.policy).await;
+        let reason = format!("{reason}{}", T::tail(&running));
         tracing::warn!(volume = %self.spec.name, %reason, "volume process died");
         if self.policy.recovery == RecoveryMode::Ignore {
             let why = format!(
@@ -305,3 +310,6 @@ impl Supervisor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

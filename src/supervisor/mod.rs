@@ -10,6 +10,7 @@ mod budget;
 mod child;
 mod error;
 mod output;
+mod tool;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -129,6 +130,7 @@ impl SupervisorHandle {
             let (tx, rx) = mpsc::channel(8);
             let (status_tx, status) = watch::channel(lazy.initial.clone());
             tokio::spawn(actor::run(
+                tool::Processes,
                 lazy.spec.clone(),
                 lazy.policy.clone(),
                 rx,

@@ -1,0 +1,254 @@
+//! The supervisor's restart logic against a scripted tool, on tokio's
+//! paused clock: backoff, the crash budget, giving up and starting afresh,
+//! and the sliding minute, without a minute of waiting.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::time::Instant;
+
+use super::super::budget::{FIRST_BACKOFF, MAX_BACKOFF};
+use super::super::child::Watch;
+use super::super::tool::Tool;
+use super::super::{Policy, ProcState, ProcessError, ProcessSpec, ProcessStatus, Request, Tail};
+use super::run;
+use crate::backend::Invocation;
+use crate::config::RecoveryMode;
+use crate::name::VolumeName;
+
+/// How long the scripted tool takes to mount.
+const MOUNTING: Duration = Duration::from_millis(10);
+/// Far longer than anything the supervisor waits for.
+const NEVER: Duration = Duration::from_secs(3600);
+
+#[derive(Default)]
+struct Script {
+    spawns: u32,
+    /// Starts fail before mounting (the remote is down).
+    refuse: bool,
+}
+
+/// A tool that mounts after [`MOUNTING`] (or fails to, when told), and
+/// dies when killed.
+#[derive(Clone, Default)]
+struct Scripted {
+    script: Arc<Mutex<Script>>,
+    kill: Arc<Notify>,
+}
+
+struct Run {
+    pid: u32,
+    kill: Arc<Notify>,
+}
+
+impl Scripted {
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.script.lock().expect("script lock")
+    }
+}
+
+impl Tool for Scripted {
+    type Run = Run;
+
+    fn spawn(&self, _: &ProcessSpec) -> Result<Run, ProcessError> {
+        let mut script = self.script();
+        script.spawns += 1;
+        Ok(Run {
+            pid: script.spawns,
+            kill: self.kill.clone(),
+        })
+    }
+
+    fn pid(run: &Run) -> Option<u32> {
+        Some(run.pid)
+    }
+
+    fn tail(_: &Run) -> Tail {
+        Tail::default()
+    }
+
+    async fn wait_ready(
+        &self,
+        _: &mut Run,
+        _: &ProcessSpec,
+        _: &Policy,
+    ) -> Result<(), ProcessError> {
+        tokio::time::sleep(MOUNTING).await;
+        if self.script().refuse {
+            return Err(ProcessError::Exited {
+                program: "tool".into(),
+                status: "exit status 1".into(),
+                detail: ": Connection refused".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn watch(&self, run: &mut Run, _: &ProcessSpec, _: Duration) -> Watch {
+        run.kill.notified().await;
+        Watch::Died("tool exited unexpectedly (killed by signal 9, SIGKILL)".into())
+    }
+
+    async fn check_now(&self, _: &mut Run, _: &ProcessSpec) -> Option<String> {
+        None
+    }
+
+    async fn stop(&self, _: &mut Run, _: &ProcessSpec, _: &Policy) {}
+}
+
+struct Harness {
+    tool: Scripted,
+    tx: mpsc::Sender<Request>,
+    status: watch::Receiver<ProcessStatus>,
+}
+
+impl Harness {
+    fn new(max_restarts_per_min: u32) -> Harness {
+        let tool = Scripted::default();
+        let spec = ProcessSpec {
+            name: VolumeName::parse("v").expect("a name"),
+            mount_point: "/nonexistent/v".into(),
+            invocation: Invocation {
+                program: "tool".into(),
+                args: Vec::new(),
+                stdin: None,
+                one_shot: false,
+                hints: &[],
+            },
+        };
+        let policy = Policy {
+            mount_timeout: Duration::from_secs(20),
+            stop_timeout: Duration::from_secs(5),
+            recovery: RecoveryMode::Restart,
+            max_restarts_per_min,
+            health_interval: Duration::from_secs(2),
+        };
+        let (tx, rx) = mpsc::channel(8);
+        let (status_tx, status) = watch::channel(ProcessStatus::new());
+        tokio::spawn(run(tool.clone(), spec, policy, rx, status_tx));
+        Harness { tool, tx, status }
+    }
+
+    async fn send(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<(), ProcessError>>) -> Request,
+    ) -> Result<(), ProcessError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(request(reply)).await.expect("supervisor runs");
+        rx.await.expect("a reply")
+    }
+
+    async fn start(&self) -> Result<(), ProcessError> {
+        self.send(Request::Start).await
+    }
+
+    fn spawns(&self) -> u32 {
+        self.tool.script().spawns
+    }
+
+    fn now(&self) -> ProcessStatus {
+        self.status.borrow().clone()
+    }
+
+    async fn wait(
+        &mut self,
+        what: &str,
+        cond: impl FnMut(&ProcessStatus) -> bool,
+    ) -> ProcessStatus {
+        let seen = tokio::time::timeout(NEVER, self.status.wait_for(cond))
+            .await
+            .map(|r| r.map(|s| s.clone()));
+        match seen {
+            Ok(Ok(status)) => status,
+            _ => panic!("never {what}: {:?}", self.now().state),
+        }
+    }
+
+    /// Kills the mounted tool; returns how long until the next one mounted.
+    async fn crash_and_remount(&mut self) -> Duration {
+        let pid = self.now().pid;
+        let at = Instant::now();
+        self.tool.kill.notify_one();
+        self.wait("mounted again", |s| {
+            s.state == ProcState::Mounted && s.pid != pid
+        })
+        .await;
+        at.elapsed()
+    }
+
+    async fn crash_and_fail(&mut self) -> ProcessStatus {
+        self.tool.kill.notify_one();
+        self.wait("failed", |s| s.state == ProcState::Failed).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn crashes_past_the_budget_fail_the_volume_and_the_next_start_tries_afresh_at_once() {
+    let mut h = Harness::new(2);
+    h.start().await.expect("mounted");
+    // Restarted after a backoff that doubles with each crash in the minute.
+    assert_eq!(h.crash_and_remount().await, FIRST_BACKOFF + MOUNTING);
+    assert_eq!(h.crash_and_remount().await, 2 * FIRST_BACKOFF + MOUNTING);
+    let failed = h.crash_and_fail().await;
+    let error = failed.last_error.clone().unwrap_or_default();
+    assert!(error.contains("died 3 times within a minute"), "{error}");
+    assert!(error.contains("the next Mount starts it again"), "{error}");
+    assert_eq!((failed.restarts, h.spawns()), (2, 3));
+
+    // Given up: nothing runs, however long.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!((h.now().state, h.spawns()), (ProcState::Failed, 3));
+
+    // The next start tries at once, and Status keeps the history.
+    let at = Instant::now();
+    h.start().await.expect("mounted afresh");
+    assert_eq!(at.elapsed(), MOUNTING);
+    let now = h.now();
+    assert_eq!(
+        (now.state, now.restarts, h.spawns()),
+        (ProcState::Mounted, 2, 4)
+    );
+    assert!(now.last_error.is_some_and(|e| e.contains("died 3 times")));
+
+    // The budget counts again from that start: two restarts, then failed.
+    assert_eq!(h.crash_and_remount().await, FIRST_BACKOFF + MOUNTING);
+    assert_eq!(h.crash_and_remount().await, 2 * FIRST_BACKOFF + MOUNTING);
+    assert_eq!(h.crash_and_fail().await.restarts, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn crashes_a_minute_apart_never_spend_the_budget() {
+    let mut h = Harness::new(1);
+    h.start().await.expect("mounted");
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(h.crash_and_remount().await, FIRST_BACKOFF + MOUNTING);
+    }
+    // Two within the minute are one too many.
+    assert_eq!(h.crash_and_fail().await.restarts, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_remote_that_is_down_is_retried_with_a_capped_backoff_and_never_given_up() {
+    let mut h = Harness::new(1);
+    h.tool.script().refuse = true;
+    let err = h
+        .send(Request::Restore)
+        .await
+        .expect_err("the remote is down");
+    assert!(err.to_string().contains("Connection refused"), "{err}");
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let status = h.now();
+    assert_eq!(status.state, ProcState::Restarting);
+    // 0.2 s doubling to the 10 s cap: a handful at first, then one each 10 s.
+    let spawns = h.spawns();
+    assert!((30..=40).contains(&spawns), "{spawns} starts in 5 minutes");
+    h.tool.script().refuse = false;
+    let at = Instant::now();
+    h.wait("mounted once the remote is back", |s| {
+        s.state == ProcState::Mounted
+    })
+    .await;
+    assert!(at.elapsed() <= MAX_BACKOFF + MOUNTING, "{:?}", at.elapsed());
+}

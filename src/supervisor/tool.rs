@@ -1,0 +1,87 @@
+//! The seam between the supervisor's restart logic and real processes: what
+//! the actor does with one run of a volume's tool. [`Processes`] is the real
+//! thing (`child`); the actor's unit tests put a scripted tool behind it, so
+//! backoff, the crash budget and giving up run under tokio's paused clock
+//! instead of a minute of wall-clock time.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::child::{self, Running, Watch};
+use super::{Policy, ProcessError, ProcessSpec, Tail};
+
+pub trait Tool: Send + Sync + 'static {
+    /// One started run of the tool.
+    type Run: Send + 'static;
+
+    fn spawn(&self, spec: &ProcessSpec) -> Result<Self::Run, ProcessError>;
+    fn pid(run: &Self::Run) -> Option<u32>;
+    /// The last lines it wrote on stderr.
+    fn tail(run: &Self::Run) -> Tail;
+    /// Until it is mounted; on failure it is stopped.
+    fn wait_ready(
+        &self,
+        run: &mut Self::Run,
+        spec: &ProcessSpec,
+        policy: &Policy,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send;
+    /// Until it exits or its mount fails.
+    fn watch(
+        &self,
+        run: &mut Self::Run,
+        spec: &ProcessSpec,
+        every: Duration,
+    ) -> impl Future<Output = Watch> + Send;
+    /// Why a running tool is not usable now, if it is not.
+    fn check_now(
+        &self,
+        run: &mut Self::Run,
+        spec: &ProcessSpec,
+    ) -> impl Future<Output = Option<String>> + Send;
+    fn stop(
+        &self,
+        run: &mut Self::Run,
+        spec: &ProcessSpec,
+        policy: &Policy,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// Real processes.
+pub struct Processes;
+
+impl Tool for Processes {
+    type Run = Running;
+
+    fn spawn(&self, spec: &ProcessSpec) -> Result<Running, ProcessError> {
+        child::spawn(spec)
+    }
+
+    fn pid(run: &Running) -> Option<u32> {
+        run.pid
+    }
+
+    fn tail(run: &Running) -> Tail {
+        run.tail()
+    }
+
+    async fn wait_ready(
+        &self,
+        run: &mut Running,
+        spec: &ProcessSpec,
+        policy: &Policy,
+    ) -> Result<(), ProcessError> {
+        child::wait_ready(run, spec, policy).await
+    }
+
+    async fn watch(&self, run: &mut Running, spec: &ProcessSpec, every: Duration) -> Watch {
+        run.watch(spec, every).await
+    }
+
+    async fn check_now(&self, run: &mut Running, spec: &ProcessSpec) -> Option<String> {
+        run.check_now(spec).await
+    }
+
+    async fn stop(&self, run: &mut Running, spec: &ProcessSpec, policy: &Policy) {
+        child::stop(run, spec, policy).await
+    }
+}
