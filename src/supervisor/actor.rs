@@ -3,17 +3,22 @@
 //! followed by a restart after a backoff; too many crashes in a sliding
 //! minute and the volume is `failed`: starts are refused until the minute
 //! has passed, and the next one after that starts afresh. While a start is
-//! mounting, a stop cancels it and other starts wait for its outcome.
+//! mounting, a stop cancels it and other starts wait for its outcome. A
+//! tool that connects to a server is spawned only in its turn there (see
+//! `crate::pacing`), held until it has mounted or failed.
 
-use std::time::SystemTime;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 
 use super::budget::{Budget, Verdict};
 use super::child::{self, Running, Watch};
 use super::{Policy, ProcState, ProcessError, ProcessSpec, ProcessStatus, Request};
+use crate::backend::Server;
 use crate::config::RecoveryMode;
+use crate::pacing::Permit;
 
 enum Phase {
     /// Nothing runs: never started, stopped, or a start failed.
@@ -156,7 +161,8 @@ impl Supervisor {
         if restarting {
             self.status.send_modify(|s| s.restarts += 1);
         }
-        match self.launch(rx, restarting).await {
+        let turn_within = (!keep_trying).then_some(self.policy.mount_timeout);
+        match self.launch(rx, restarting, turn_within).await {
             Outcome::Mounted => Ok(()),
             Outcome::Cancelled => Err(ProcessError::Stopped),
             Outcome::Failed(e) => {
@@ -172,42 +178,75 @@ impl Supervisor {
     }
 
     /// Spawns the tool and waits until it is mounted, while still taking
-    /// requests: a start waits for the same outcome, a stop cancels.
-    async fn launch(&mut self, rx: &mut mpsc::Receiver<Request>, restarting: bool) -> Outcome {
+    /// requests: a start waits for the same outcome, a stop cancels. With
+    /// `turn_within`, a start that cannot get its turn at the server in
+    /// that time fails (a caller waits for it); without, it waits its turn.
+    async fn launch(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        restarting: bool,
+        turn_within: Option<Duration>,
+    ) -> Outcome {
+        let mut waiting: Vec<Reply> = Vec::new();
+        let mut stop_reply = None;
+        let outcome = self
+            .mount(rx, restarting, turn_within, &mut waiting, &mut stop_reply)
+            .await;
+        for reply in waiting {
+            let _ = reply.send(match &outcome {
+                Outcome::Mounted => Ok(()),
+                Outcome::Failed(e) => Err(e.clone()),
+                Outcome::Cancelled => Err(ProcessError::Stopped),
+            });
+        }
+        if let Some(reply) = stop_reply {
+            let _ = reply.send(());
+        }
+        outcome
+    }
+
+    async fn mount(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        restarting: bool,
+        turn_within: Option<Duration>,
+        waiting: &mut Vec<Reply>,
+        stop_reply: &mut Option<oneshot::Sender<()>>,
+    ) -> Outcome {
         let state = if restarting {
             ProcState::Restarting
         } else {
             ProcState::Mounting
         };
         self.publish(state, None, None);
+        // Held from the spawn until mounted or failed (see crate::pacing).
+        let _turn = match self.spec.endpoint.as_ref() {
+            None => None,
+            Some(endpoint) => {
+                let turn = self.turn(&endpoint.server, turn_within);
+                match take_requests(rx, &mut self.closed, waiting, stop_reply, turn).await {
+                    Some(Ok(permit)) => Some(permit),
+                    Some(Err(e)) => {
+                        self.phase = Phase::Idle;
+                        return Outcome::Failed(e);
+                    }
+                    None => {
+                        tracing::info!(volume = %self.spec.name, "stopped while waiting for its turn");
+                        self.phase = Phase::Idle;
+                        self.budget.reset();
+                        self.publish(ProcState::Stopped, None, None);
+                        return Outcome::Cancelled;
+                    }
+                }
+            }
+        };
         let mut running = match child::spawn(&self.spec) {
             Ok(running) => running,
             Err(e) => return Outcome::Failed(e),
         };
         self.publish(state, running.pid, None);
-        let mut waiting: Vec<Reply> = Vec::new();
-        let mut stop_reply = None;
-        let ready = {
-            let ready = child::wait_ready(&mut running, &self.spec, &self.policy);
-            tokio::pin!(ready);
-            loop {
-                tokio::select! {
-                    result = &mut ready => break Some(result),
-                    request = rx.recv() => match request {
-                        Some(Request::Start(reply) | Request::Restore(reply)) => waiting.push(reply),
-                        Some(Request::Stop(reply)) => {
-                            stop_reply = Some(reply);
-                            break None;
-                        }
-                        None => {
-                            self.closed = true;
-                            break None;
-                        }
-                    },
-                }
-            }
-        };
-        let outcome = match ready {
+        let ready = child::wait_ready(&mut running, &self.spec, &self.policy);
+        match take_requests(rx, &mut self.closed, waiting, stop_reply, ready).await {
             Some(Ok(())) => {
                 tracing::info!(volume = %self.spec.name, pid = running.pid, "mounted");
                 let pid = running.pid;
@@ -229,18 +268,34 @@ impl Supervisor {
                 self.publish(ProcState::Stopped, None, None);
                 Outcome::Cancelled
             }
-        };
-        for reply in waiting {
-            let _ = reply.send(match &outcome {
-                Outcome::Mounted => Ok(()),
-                Outcome::Failed(e) => Err(e.clone()),
-                Outcome::Cancelled => Err(ProcessError::Stopped),
-            });
         }
-        if let Some(reply) = stop_reply {
-            let _ = reply.send(());
+    }
+
+    /// Waits for a turn to start a tool that connects to `server`.
+    fn turn(
+        &self,
+        server: &Server,
+        within: Option<Duration>,
+    ) -> impl Future<Output = Result<Permit, ProcessError>> + 'static {
+        let gate = self.policy.pacing.clone();
+        let server = server.clone();
+        let name = self.spec.name.clone();
+        async move {
+            if gate.in_flight(&server) >= gate.limit() {
+                tracing::debug!(volume = %name, %server, "waiting for a turn to start");
+            }
+            let enter = gate.enter(&server);
+            match within {
+                None => Ok(enter.await),
+                Some(limit) => timeout(limit, enter)
+                    .await
+                    .map_err(|_| ProcessError::NoTurn {
+                        server: server.to_string(),
+                        limit: gate.limit(),
+                        timeout: humantime::format_duration(limit).to_string(),
+                    }),
+            }
         }
-        outcome
     }
 
     async fn stop(&mut self) {
@@ -306,10 +361,39 @@ impl Supervisor {
 
     async fn retry(&mut self, rx: &mut mpsc::Receiver<Request>) {
         self.status.send_modify(|s| s.restarts += 1);
-        match self.launch(rx, true).await {
+        match self.launch(rx, true, None).await {
             Outcome::Mounted => tracing::info!(volume = %self.spec.name, "volume restarted"),
             Outcome::Cancelled => {}
             Outcome::Failed(e) => self.back_off(format!("restart failed: {e}")),
+        }
+    }
+}
+
+/// Runs `work` while taking requests: a start waits for the same outcome
+/// (queued in `waiting`), a stop or the end of every handle cancels it
+/// (`None`; the stop's reply is kept in `stop_reply`).
+async fn take_requests<T>(
+    rx: &mut mpsc::Receiver<Request>,
+    closed: &mut bool,
+    waiting: &mut Vec<Reply>,
+    stop_reply: &mut Option<oneshot::Sender<()>>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            result = &mut work => return Some(result),
+            request = rx.recv() => match request {
+                Some(Request::Start(reply) | Request::Restore(reply)) => waiting.push(reply),
+                Some(Request::Stop(reply)) => {
+                    *stop_reply = Some(reply);
+                    return None;
+                }
+                None => {
+                    *closed = true;
+                    return None;
+                }
+            },
         }
     }
 }

@@ -17,9 +17,10 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::backend::Invocation;
+use crate::backend::{Endpoint, Invocation, Server};
 use crate::config::RecoveryMode;
 use crate::name::VolumeName;
+use crate::pacing::Gate;
 
 pub use error::{ProcessError, Tail};
 
@@ -69,6 +70,8 @@ pub struct Policy {
     pub max_restarts_per_min: u32,
     /// How often a running mount is probed for "transport endpoint is not connected".
     pub health_interval: Duration,
+    /// Start-ups to one server take turns (shared by every volume).
+    pub pacing: Arc<Gate<Server>>,
 }
 
 /// One volume's process as the supervisor needs it.
@@ -77,6 +80,8 @@ pub struct ProcessSpec {
     pub name: VolumeName,
     pub mount_point: PathBuf,
     pub invocation: Invocation,
+    /// Where the tool connects: its start-up waits for a turn there.
+    pub endpoint: Option<Endpoint>,
 }
 
 enum Request {
