@@ -196,6 +196,15 @@ impl Cli {
         Self::from_arg_matches(&matches)
     }
 
+    /// Every environment variable netfs takes a setting from.
+    pub fn variables() -> Vec<String> {
+        Self::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// Turns raw flags into checked settings.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let mount_options =

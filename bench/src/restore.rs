@@ -86,8 +86,10 @@ pub async fn run(daemon: &mut Daemon, volumes: usize, opts: &Value) -> Result<Re
     Ok(Restored::All(took))
 }
 
-/// The floor: `volumes` bare sshfs processes started at once by hand, with
-/// the same options, timed until every mount reads. Seconds.
+/// The floor: `volumes` bare sshfs processes started by hand with the same
+/// options, at most [`BARE_AT_ONCE`] of them not yet mounted at any time
+/// (as netfs paces them: all at once, a stock sshd refuses some), timed
+/// until every mount reads. Seconds.
 pub async fn bare(sshd: &Sshd, dir: &Path, volumes: usize, extra: &str) -> Result<f64> {
     let points: Vec<PathBuf> = (0..volumes)
         .map(|i| dir.join(format!("bare{i:03}")))
@@ -97,18 +99,40 @@ pub async fn bare(sshd: &Sshd, dir: &Path, volumes: usize, extra: &str) -> Resul
     }
     let start = Instant::now();
     let mut children = Vec::new();
-    for p in &points {
-        children.push(spawn_sshfs(sshd, "restore", p, extra)?);
+    let mut starting: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut next = points.iter();
+    let mut result = Ok(());
+    loop {
+        while starting.len() < BARE_AT_ONCE {
+            let Some(p) = next.next() else { break };
+            children.push((spawn_sshfs(sshd, "restore", p, extra)?, p.clone()));
+            starting.insert(p.clone());
+        }
+        if starting.is_empty() {
+            break;
+        }
+        let mounted: BTreeSet<PathBuf> = mounts::mounted_under(dir).into_iter().collect();
+        starting.retain(|p| !mounted.contains(p));
+        if start.elapsed() > WITHIN {
+            result = Err(starting.len() + next.len());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let waited = wait_all(points.iter().cloned().collect(), dir, start).await;
-    for (child, p) in children.into_iter().zip(&points) {
-        stop_sshfs(child, p);
+    if result.is_ok() {
+        result = wait_all(points.iter().cloned().collect(), dir, start).await;
     }
-    match waited {
+    for (child, p) in children {
+        stop_sshfs(child, &p);
+    }
+    match result {
         Ok(()) => Ok(start.elapsed().as_secs_f64()),
         Err(pending) => bail!("bare sshfs: {pending} of {volumes} not mounted after {WITHIN:?}"),
     }
 }
+
+/// Bare sshfs start-ups in flight at once: netfs's default pacing.
+pub const BARE_AT_ONCE: usize = netfs::pacing::DEFAULT_LIMIT;
 
 /// Waits until every path in `pending` (below `root`) is mounted and its
 /// `hello` reads, polling every 10 ms; on timeout, how many are left.

@@ -161,7 +161,7 @@ impl Supervisor {
         if restarting {
             self.status.send_modify(|s| s.restarts += 1);
         }
-        let turn_within = (!keep_trying).then_some(self.policy.mount_timeout);
+        let turn_within = (!keep_trying).then(|| turn_timeout(self.policy.mount_timeout));
         match self.launch(rx, restarting, turn_within).await {
             Outcome::Mounted => Ok(()),
             Outcome::Cancelled => Err(ProcessError::Stopped),
@@ -369,6 +369,19 @@ impl Supervisor {
     }
 }
 
+/// dockerd gives up on a Create or Mount after 2 minutes; 10 s of them are
+/// kept for the rest of the call (state write, reply).
+const CALL_BUDGET: Duration = Duration::from_secs(110);
+
+/// How long a start that a caller waits for may wait for its turn: what is
+/// left of dockerd's deadline after `--mount-timeout` for the mount itself,
+/// and never less than the mount timeout.
+fn turn_timeout(mount_timeout: Duration) -> Duration {
+    CALL_BUDGET
+        .saturating_sub(mount_timeout)
+        .max(mount_timeout.min(CALL_BUDGET))
+}
+
 /// Runs `work` while taking requests: a start waits for the same outcome
 /// (queued in `waiting`), a stop or the end of every handle cancels it
 /// (`None`; the stop's reply is kept in `stop_reply`).
@@ -395,5 +408,18 @@ async fn take_requests<T>(
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_waits_for_its_turn_within_dockers_deadline() {
+        let s = Duration::from_secs;
+        assert_eq!(turn_timeout(s(20)), s(90));
+        assert_eq!(turn_timeout(s(60)), s(60));
+        assert_eq!(turn_timeout(s(300)), s(110));
     }
 }

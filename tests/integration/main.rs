@@ -14,5 +14,6 @@ mod endpoints;
 mod faults;
 mod managed_plugin;
 mod options;
+mod pacing;
 mod secrets;
 mod supervision;

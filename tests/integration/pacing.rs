@@ -1,0 +1,158 @@
+//! Start-ups paced per server, against a stock OpenSSH (`MaxStartups
+//! 10:30:100`): a hundred sshfs volumes created at once and restored at
+//! plugin start all mount with no restart, no failure and no connection
+//! refused; the same restore without pacing is refused by the server.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::faults::report;
+use crate::support::calls::{sshfs_opts, start, try_status};
+use crate::support::mounts::{is_mounted, poll_until};
+use crate::support::plugin::Plugin;
+use crate::support::sshd::Sshd;
+
+const VOLUMES: usize = 100;
+/// Far more than a paced restore of a hundred volumes needs here (≈ 10 s).
+const RESTORE_WITHIN: Duration = Duration::from_secs(120);
+
+fn names() -> Vec<String> {
+    (0..VOLUMES).map(|i| format!("paced-{i:03}")).collect()
+}
+
+/// Creates the hundred volumes, all at once, each on its own subdir.
+fn create_all(plugin: &Plugin, sshd: &Sshd) {
+    let socket = plugin.socket();
+    let replies: Vec<(String, u16, Value)> = std::thread::scope(|s| {
+        let calls: Vec<_> = names()
+            .into_iter()
+            .map(|name| {
+                let body = json!({"Name": name, "Opts": sshfs_opts(sshd, &name)});
+                let socket = &socket;
+                s.spawn(move || {
+                    let (code, reply) =
+                        crate::support::client::post(socket, "/VolumeDriver.Create", body);
+                    (name, code, reply)
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for (name, code, reply) in replies {
+        assert_eq!(code, 200, "create {name}: {reply}\n{}", plugin.log());
+    }
+}
+
+/// Every volume's Status once all are mounted, or when the time is up.
+fn settled(plugin: &Plugin) -> Vec<(String, Value)> {
+    let mut statuses = Vec::new();
+    poll_until(RESTORE_WITHIN, || {
+        statuses = names()
+            .into_iter()
+            .map(|n| {
+                let s = try_status(plugin, &n).unwrap_or(Value::Null);
+                (n, s)
+            })
+            .collect();
+        statuses.iter().all(|(_, s)| s["state"] == "mounted")
+    });
+    statuses
+}
+
+#[test]
+fn a_hundred_volumes_restore_against_a_stock_sshd_with_no_restart_and_no_refusal() {
+    let sshd = Sshd::new();
+    let mut plugin = start(&[]);
+    let t = Instant::now();
+    create_all(&plugin, &sshd);
+    let created = t.elapsed();
+    assert_eq!(
+        sshd.throttled(),
+        Vec::<String>::new(),
+        "Creates were refused"
+    );
+
+    assert!(plugin.terminate().success(), "{}", plugin.log());
+    let t = Instant::now();
+    plugin.restart();
+    let statuses = settled(&plugin);
+    let restored = t.elapsed();
+
+    let mut trouble = Vec::new();
+    for (name, s) in &statuses {
+        let mountpoint = plugin.mount_root().join(name);
+        if s["state"] != "mounted"
+            || s["restarts"] != 0
+            || s.get("lastError").is_some()
+            || !is_mounted(&mountpoint)
+        {
+            trouble.push(format!("{name}: {s}"));
+        }
+    }
+    assert!(
+        trouble.is_empty(),
+        "not cleanly restored:\n{}",
+        trouble.join("\n")
+    );
+    let refused = sshd.throttled();
+    assert!(
+        refused.is_empty(),
+        "sshd refused connections:\n{}",
+        refused.join("\n")
+    );
+    assert!(
+        !plugin.log().contains("will retry"),
+        "a start was retried:\n{}",
+        plugin.log()
+    );
+    report(
+        "pacing",
+        &format!(
+            "{VOLUMES} sshfs volumes against a stock sshd, 5 start-ups at a time: created at \
+             once in {:.1} s, restored in {:.1} s; 0 restarts, 0 failures, 0 connections refused",
+            created.as_secs_f64(),
+            restored.as_secs_f64()
+        ),
+    );
+}
+
+#[test]
+fn without_pacing_a_stock_sshd_refuses_part_of_the_same_restore() {
+    let sshd = Sshd::new();
+    let mut plugin = start(&[]);
+    create_all(&plugin, &sshd);
+    assert!(plugin.terminate().success(), "{}", plugin.log());
+    // As good as no pacing: every tool starts at once.
+    plugin.set_env("MAX_STARTUPS_PER_ENDPOINT", "1000");
+    let t = Instant::now();
+    plugin.restart();
+    // The volumes come back in the end (netfs retries); what matters is
+    // what the server did meanwhile.
+    let statuses = settled(&plugin);
+    let took = t.elapsed();
+    let restarts: u64 = statuses
+        .iter()
+        .map(|(_, s)| s["restarts"].as_u64().unwrap_or(0))
+        .sum();
+    let retried = statuses.iter().filter(|(_, s)| s["restarts"] != 0).count();
+    let refused = sshd.throttled();
+    assert!(
+        !refused.is_empty(),
+        "a stock sshd took {VOLUMES} handshakes at once without refusing any; \
+         is its configuration still stock?"
+    );
+    assert!(
+        restarts > 0,
+        "no start failed although sshd refused connections"
+    );
+    report(
+        "pacing",
+        &format!(
+            "the same restore unpaced: {} refusals in the sshd log, {retried} volumes needed \
+             {restarts} restarts, all mounted after {:.1} s",
+            refused.len(),
+            took.as_secs_f64()
+        ),
+    );
+}
