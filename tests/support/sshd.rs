@@ -122,6 +122,11 @@ impl Sshd {
         self.port
     }
 
+    /// The `sshd_config` it runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sshd_config")
+    }
+
     /// Private key that logs in as root (0600, no passphrase).
     pub fn key_path(&self) -> PathBuf {
         self.dir.path().join("client_key")
