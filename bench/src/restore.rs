@@ -4,16 +4,19 @@
 //! from the spawn until every volume's mount reads.
 
 use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::mounts;
 use crate::plugin::{Daemon, Kind};
-use crate::ready::{spawn_sshfs, stop_sshfs};
+use crate::ready::stop_sshfs;
 use crate::sshd::{Sshd, HELLO};
 
 /// Past this the restore counts as not done.
@@ -87,7 +90,7 @@ pub async fn run(daemon: &mut Daemon, volumes: usize, opts: &Value) -> Result<Re
 }
 
 /// The floor: `volumes` bare sshfs processes started by hand with the same
-/// options, at most [`BARE_AT_ONCE`] of them not yet mounted at any time
+/// options, at most [`BARE_AT_ONCE`] of them not yet serving at any time
 /// (as netfs paces them: all at once, a stock sshd refuses some), timed
 /// until every mount reads. Seconds.
 pub async fn bare(sshd: &Sshd, dir: &Path, volumes: usize, extra: &str) -> Result<f64> {
@@ -97,37 +100,75 @@ pub async fn bare(sshd: &Sshd, dir: &Path, volumes: usize, extra: &str) -> Resul
     for p in &points {
         mounts::ensure_dir(p)?;
     }
+    let turns = Arc::new(Semaphore::new(BARE_AT_ONCE));
     let start = Instant::now();
-    let mut children = Vec::new();
-    let mut starting: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut next = points.iter();
-    let mut result = Ok(());
-    loop {
-        while starting.len() < BARE_AT_ONCE {
-            let Some(p) = next.next() else { break };
-            children.push((spawn_sshfs(sshd, "restore", p, extra)?, p.clone()));
-            starting.insert(p.clone());
-        }
-        if starting.is_empty() {
-            break;
-        }
-        let mounted: BTreeSet<PathBuf> = mounts::mounted_under(dir).into_iter().collect();
-        starting.retain(|p| !mounted.contains(p));
-        if start.elapsed() > WITHIN {
-            result = Err(starting.len() + next.len());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    let mut set = JoinSet::new();
+    for p in points {
+        let child = spawn_later(sshd, p.clone(), extra);
+        let turns = turns.clone();
+        set.spawn(async move {
+            let _turn = turns.acquire().await;
+            let mut sshfs = child()?;
+            // Serving, not only mounted: sshfs mounts before it logs in.
+            while !(mounts::is_mounted(&p) && mounts::reads(&p.join("hello"), HELLO, WITHIN).await)
+            {
+                if let Ok(Some(status)) = sshfs.try_wait() {
+                    stop_sshfs(sshfs, &p);
+                    bail!("bare sshfs for {} exited ({status})", p.display());
+                }
+                if start.elapsed() > WITHIN {
+                    stop_sshfs(sshfs, &p);
+                    bail!(
+                        "bare sshfs for {} not mounted after {WITHIN:?}",
+                        p.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Ok((sshfs, p))
+        });
     }
-    if result.is_ok() {
-        result = wait_all(points.iter().cloned().collect(), dir, start).await;
+    let mut running = Vec::new();
+    let mut failed = Vec::new();
+    while let Some(done) = set.join_next().await {
+        match done? {
+            Ok(child) => running.push(child),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
     }
-    for (child, p) in children {
+    let took = start.elapsed().as_secs_f64();
+    for (child, p) in running {
         stop_sshfs(child, &p);
     }
-    match result {
-        Ok(()) => Ok(start.elapsed().as_secs_f64()),
-        Err(pending) => bail!("bare sshfs: {pending} of {volumes} not mounted after {WITHIN:?}"),
+    if !failed.is_empty() {
+        bail!(
+            "{} of {volumes} bare sshfs failed ({} sshd refusals so far): {}",
+            failed.len(),
+            sshd.throttled(),
+            failed.join("; ")
+        );
+    }
+    Ok(took)
+}
+
+/// A closure that starts sshfs for `point` when called (inside its turn).
+fn spawn_later(
+    sshd: &Sshd,
+    point: PathBuf,
+    extra: &str,
+) -> impl FnOnce() -> Result<std::process::Child> + Send + 'static {
+    let (source, options) = (sshd.sshfs_source("restore"), sshd.sshfs_options(extra));
+    move || {
+        let source = source?;
+        Ok(std::process::Command::new("sshfs")
+            .arg(source)
+            .arg(&point)
+            .args(["-f", "-o", &options])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()?)
     }
 }
 
