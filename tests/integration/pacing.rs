@@ -1,19 +1,25 @@
 //! Start-ups paced per server, against a stock OpenSSH (`MaxStartups
 //! 10:30:100`): a hundred sshfs volumes created at once and restored at
 //! plugin start all mount with no restart, no failure and no connection
-//! refused; the same restore without pacing is refused by the server.
+//! refused; the same restore without pacing is refused by the server. A
+//! start-up waits only for its own server's turns, and gets one as soon as
+//! an earlier start-up there has failed.
 
+use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::faults::report;
-use crate::support::calls::{sshfs_opts, start, try_status};
-use crate::support::mounts::{is_mounted, poll_until};
+use crate::support::calls::{create, sshfs_opts, start, try_status};
+use crate::support::client::err_of;
+use crate::support::mounts::{is_mounted, poll_until, processes_with_arg};
 use crate::support::plugin::Plugin;
 use crate::support::sshd::Sshd;
+use crate::support::wait_until;
 
 const VOLUMES: usize = 100;
+const T: Duration = Duration::from_secs(20);
 /// Far more than a paced restore of a hundred volumes needs here (≈ 10 s).
 const RESTORE_WITHIN: Duration = Duration::from_secs(120);
 
@@ -157,5 +163,67 @@ fn without_pacing_a_stock_sshd_refuses_part_of_the_same_restore() {
              {retried} volumes needed {restarts} restarts, all mounted after {:.1} s",
             took.as_secs_f64()
         ),
+    );
+}
+
+/// A server that takes TCP connections (the kernel's backlog does) and
+/// never says a word: an ssh client waits for its banner until netfs's
+/// mount timeout.
+fn silent_server() -> (TcpListener, u16) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local address").port();
+    (listener, port)
+}
+
+#[test]
+fn start_ups_wait_for_their_turn_at_their_own_server_only() {
+    let sshd = Sshd::new();
+    let (_silent, port) = silent_server();
+    let plugin = start(&["--max-startups-per-endpoint=1", "--mount-timeout=4s"]);
+    let hanging = json!({
+        "source": format!("root@127.0.0.1:{}", sshd.remote_path("x").display()),
+        "o": format!("port={port},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null"),
+    });
+    let timed_create = |name: &str, opts: Value| {
+        let t = Instant::now();
+        let (code, reply) = create(&plugin, name, opts);
+        (code, reply, Instant::now(), t.elapsed())
+    };
+    std::thread::scope(|s| {
+        // `first` takes the silent server's only turn and hangs in it.
+        let first = s.spawn(|| timed_create("turn-first", hanging.clone()));
+        // (A volume being created has no Status yet: look for its sshfs.)
+        let first_point = plugin.mount_root().join("turn-first");
+        wait_until(T, "the first start-up holds its turn", || {
+            !processes_with_arg(&first_point.to_string_lossy()).is_empty()
+        });
+        let second = s.spawn(|| timed_create("turn-second", hanging.clone()));
+        // Another server has turns of its own.
+        let (code, reply, other_done, _) = timed_create("turn-other", sshfs_opts(&sshd, "o"));
+        assert_eq!(code, 200, "{reply}\n{}", plugin.log());
+        let (code, reply, first_done, _) = first.join().unwrap();
+        assert_eq!(code, 500, "{reply}");
+        assert!(
+            other_done < first_done,
+            "the volume on the other server waited for the silent one"
+        );
+        let (code, reply, second_done, _) = second.join().unwrap();
+        assert_eq!(code, 500, "{reply}");
+        // Its turn came when the first had failed; then it hung for its
+        // own mount timeout: it never ran alongside the first.
+        assert!(
+            err_of(&reply).contains("did not mount the volume within 4s"),
+            "{reply}"
+        );
+        let after = second_done.duration_since(first_done);
+        assert!(
+            after >= Duration::from_secs(4),
+            "second ended {after:?} after the first"
+        );
+    });
+    assert!(
+        plugin.log().contains("waiting for a turn to start"),
+        "{}",
+        plugin.log()
     );
 }
