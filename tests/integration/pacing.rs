@@ -156,12 +156,18 @@ fn without_pacing_a_stock_sshd_refuses_part_of_the_same_restore() {
         .iter()
         .filter(|l| l.contains("past MaxStartups"))
         .count();
+    let example = statuses
+        .iter()
+        .find(|(_, s)| s["restarts"] != 0)
+        .map(|(_, s)| s["lastError"].clone());
     report(
         "pacing",
         &format!(
             "the same restore unpaced: sshd dropped {dropped} connections past MaxStartups, \
-             {retried} volumes needed {restarts} restarts, all mounted after {:.1} s",
-            took.as_secs_f64()
+             {retried} volumes needed {restarts} restarts, all mounted after {:.1} s; \
+             a retried volume's last error: {}",
+            took.as_secs_f64(),
+            example.unwrap_or_default()
         ),
     );
 }
