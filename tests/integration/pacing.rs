@@ -1,13 +1,15 @@
 //! Start-ups paced per server, against a stock OpenSSH (`MaxStartups
-//! 10:30:100`): a hundred sshfs volumes created at once and restored at
-//! plugin start all mount with no restart, no failure and no connection
-//! refused; the same restore without pacing is refused by the server. A
+//! 10:30:100`): a hundred sshfs volumes created at once, restored at
+//! plugin start and restarted after all their sshfs were killed at once,
+//! all mount with no extra restart, no failure and no connection refused; the same restore without pacing is refused by the server. A
 //! start-up waits only for its own server's turns, and gets one as soon as
 //! an earlier start-up there has failed.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use crate::faults::report;
@@ -52,6 +54,11 @@ fn create_all(plugin: &Plugin, sshd: &Sshd) {
 
 /// Every volume's Status once all are mounted, or when the time is up.
 fn settled(plugin: &Plugin) -> Vec<(String, Value)> {
+    settled_when(plugin, |s| s["state"] == "mounted")
+}
+
+/// Every volume's Status once `done` holds for each, or when the time is up.
+fn settled_when(plugin: &Plugin, done: impl Fn(&Value) -> bool) -> Vec<(String, Value)> {
     let mut statuses = Vec::new();
     poll_until(RESTORE_WITHIN, || {
         statuses = names()
@@ -61,13 +68,13 @@ fn settled(plugin: &Plugin) -> Vec<(String, Value)> {
                 (n, s)
             })
             .collect();
-        statuses.iter().all(|(_, s)| s["state"] == "mounted")
+        statuses.iter().all(|(_, s)| done(s))
     });
     statuses
 }
 
 #[test]
-fn a_hundred_volumes_restore_against_a_stock_sshd_with_no_restart_and_no_refusal() {
+fn a_hundred_volumes_restore_and_restart_against_a_stock_sshd_with_no_refusal() {
     let sshd = Sshd::new();
     let mut plugin = start(&[]);
     let t = Instant::now();
@@ -119,6 +126,41 @@ fn a_hundred_volumes_restore_against_a_stock_sshd_with_no_restart_and_no_refusal
              once in {:.1} s, restored in {:.1} s; 0 restarts, 0 failures, 0 connections refused",
             created.as_secs_f64(),
             restored.as_secs_f64()
+        ),
+    );
+
+    // Every sshfs killed at once: the restarts are paced too.
+    for (name, s) in &statuses {
+        let pid = s["pid"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name} has no pid: {s}"));
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    let t = Instant::now();
+    let statuses = settled_when(&plugin, |s| s["state"] == "mounted" && s["restarts"] != 0);
+    let restarted = t.elapsed();
+    let trouble: Vec<String> = statuses
+        .iter()
+        .filter(|(_, s)| s["state"] != "mounted" || s["restarts"] != 1)
+        .map(|(name, s)| format!("{name}: {s}"))
+        .collect();
+    assert!(
+        trouble.is_empty(),
+        "not restarted exactly once:\n{}",
+        trouble.join("\n")
+    );
+    let refused = sshd.throttled();
+    assert!(
+        refused.is_empty(),
+        "sshd refused restarts:\n{}",
+        refused.join("\n")
+    );
+    report(
+        "pacing",
+        &format!(
+            "then every sshfs killed at once: all {VOLUMES} mounted again in {:.1} s, each \
+             with exactly 1 restart, 0 connections refused",
+            restarted.as_secs_f64()
         ),
     );
 }
