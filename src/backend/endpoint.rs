@@ -144,7 +144,8 @@ fn rclone(
     };
     let kind = kind.as_deref();
     // A setting of the remote: connection string first, then the flag
-    // (`--sftp-host`), then a variable of the named remote.
+    // (`--sftp-host`) or its variable (`RCLONE_SFTP_HOST`), then a variable
+    // of the named remote.
     let setting = |key: &str| -> Option<String> {
         params
             .iter()
@@ -154,26 +155,24 @@ fn rclone(
                 let flag = format!("{}-{key}", kind?);
                 options.get(&flag).and_then(|o| o.value.clone())
             })
+            .or_else(|| env(&format!("RCLONE_{}_{key}", kind?).to_uppercase()))
             .or_else(|| name.as_ref().and_then(|var| var(&key.to_uppercase())))
+    };
+    let by_name = || Endpoint {
+        user: None,
+        server: Server::RcloneRemote(remote.to_owned()),
     };
     let default_port = match kind {
         Some("sftp") => SSH_PORT,
         Some("ftp") => FTP_PORT,
-        // Not a login to a server that throttles them (local disk, object
-        // stores, HTTP), or a type netfs cannot see.
+        // Not a login to a server that throttles them: local disk, object
+        // stores, HTTP.
         Some(_) => return None,
-        None => {
-            return Some(Endpoint {
-                user: None,
-                server: Server::RcloneRemote(remote.to_owned()),
-            })
-        }
+        // A named remote whose type netfs cannot see.
+        None => return Some(by_name()),
     };
     let Some(host) = setting("host") else {
-        return name.is_some().then(|| Endpoint {
-            user: None,
-            server: Server::RcloneRemote(remote.to_owned()),
-        });
+        return name.is_some().then(by_name);
     };
     let port = setting("port")
         .and_then(|p| p.trim().parse().ok())

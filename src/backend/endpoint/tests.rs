@@ -122,6 +122,11 @@ fn rclone_endpoints_from_connection_strings_flags_and_variables() {
         rclone("nas,host=other:media", &opts(""), &env),
         tcp_at(None, "other", 2222)
     );
+    let flag_env = |var: &str| (var == "RCLONE_SFTP_HOST").then(|| "from-env".to_owned());
+    assert_eq!(
+        rclone(":sftp:/srv", &opts(""), &flag_env),
+        tcp_at(None, "from-env", 22)
+    );
     // Through the backend entry point too.
     assert_eq!(
         of(Rclone, ":sftp,host=h,user=u:/x", "", ""),
