@@ -121,6 +121,10 @@ pub struct Cli {
     /// Mount-option keys that volumes may not set (e.g. `ssh_command,ProxyCommand`).
     #[arg(long, env = "DENY_OPTIONS", default_value = "")]
     pub deny_options: String,
+
+    /// Tools starting at once per server (host and port); the rest wait their turn.
+    #[arg(long, env = "MAX_STARTUPS_PER_ENDPOINT", default_value_t = crate::pacing::DEFAULT_LIMIT)]
+    pub max_startups_per_endpoint: usize,
 }
 
 /// Checked settings, built once at start and shared read-only.
@@ -140,6 +144,8 @@ pub struct Config {
     pub command_binary: Option<PathBuf>,
     pub command_mount_option_flag: Option<String>,
     pub deny_options: Vec<String>,
+    /// Start-ups in flight at once to one server (see [`crate::pacing`]).
+    pub max_startups_per_endpoint: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +160,8 @@ pub enum ConfigError {
     RelativeMountRoot(PathBuf),
     #[error("--volume-process-recovery-max-per-min must be at least 1")]
     ZeroRecovery,
+    #[error("--max-startups-per-endpoint (MAX_STARTUPS_PER_ENDPOINT) must be at least 1")]
+    ZeroStartups,
 }
 
 impl Cli {
@@ -188,6 +196,15 @@ impl Cli {
         Self::from_arg_matches(&matches)
     }
 
+    /// Every environment variable netfs takes a setting from.
+    pub fn variables() -> Vec<String> {
+        Self::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// Turns raw flags into checked settings.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let mount_options =
@@ -209,6 +226,9 @@ impl Cli {
         }
         if self.volume_process_recovery_max_per_min == 0 {
             return Err(ConfigError::ZeroRecovery);
+        }
+        if self.max_startups_per_endpoint == 0 {
+            return Err(ConfigError::ZeroStartups);
         }
         let deny_options = self
             .deny_options
@@ -232,6 +252,7 @@ impl Cli {
             command_binary: self.volume_process_binary,
             command_mount_option_flag: self.mount_options_volume_process_option,
             deny_options,
+            max_startups_per_endpoint: self.max_startups_per_endpoint,
         })
     }
 }

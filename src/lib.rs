@@ -8,6 +8,7 @@ pub mod driver;
 pub mod mounts;
 pub mod name;
 pub mod options;
+pub mod pacing;
 pub mod protocol;
 pub mod reaper;
 pub mod secret;

@@ -23,6 +23,38 @@ use support::{client, cmd, docker};
 const T: Duration = Duration::from_secs(10);
 
 #[test]
+fn the_test_sshd_keeps_openssh_limits_at_their_defaults() {
+    let sshd = Sshd::new();
+    let config = fs::read_to_string(sshd.config_path()).expect("read sshd_config");
+    for raised in ["MaxStartups", "MaxSessions", "PerSource", "LoginGraceTime"] {
+        assert!(!config.contains(raised), "{raised} set in:\n{config}");
+    }
+    // What sshd itself makes of the file: OpenSSH's own defaults.
+    let out = Command::new("/usr/sbin/sshd")
+        .arg("-T")
+        .arg("-f")
+        .arg(sshd.config_path())
+        .output()
+        .expect("run sshd -T");
+    let effective = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for stock in [
+        "maxstartups 10:30:100",
+        "maxsessions 10",
+        "logingracetime 120",
+    ] {
+        assert!(
+            effective.lines().any(|l| l == stock),
+            "{stock} not in sshd -T:\n{effective}"
+        );
+    }
+}
+
+#[test]
 fn sshfs_mounts_the_remote_by_key_and_unmounts() {
     let sshd = Sshd::new();
     let mut m = Fuse::sshfs(&sshd.source(""), &sshd.sshfs_options(), None);

@@ -17,26 +17,6 @@ use crate::client::Client;
 use crate::mounts;
 use crate::procs;
 
-/// Variables netfs reads; cleared so the caller's environment changes nothing.
-const NETFS_VARS: &[&str] = &[
-    "SOCKET",
-    "PROPAGATED_MOUNT",
-    "STATE_FILE",
-    "LOG_LEVEL",
-    "DEFAULT_TYPE",
-    "MOUNT_TIMEOUT",
-    "STOP_TIMEOUT",
-    "MOUNT_OPTIONS",
-    "VOLUME_PROCESS_OPTIONS",
-    "VOLUME_PROCESS_LIFECYCLE",
-    "VOLUME_PROCESS_RECOVERY_MODE",
-    "VOLUME_PROCESS_RECOVERY_MAX_PER_MIN",
-    "VOLUME_PROCESS_BINARY",
-    "MOUNT_OPTIONS_VOLUME_PROCESS_OPTION",
-    "DENY_OPTIONS",
-    "RUST_LOG",
-];
-
 const READY: Duration = Duration::from_secs(30);
 /// How long a daemon gets to exit on SIGTERM when the benchmark ends.
 const EXIT: Duration = Duration::from_secs(10);
@@ -149,7 +129,8 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        for var in NETFS_VARS {
+        // Variables netfs reads: the caller's environment changes nothing.
+        for var in netfs::Cli::variables() {
             cmd.env_remove(var);
         }
         let child = cmd

@@ -4,16 +4,19 @@
 //! from the spawn until every volume's mount reads.
 
 use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::mounts;
 use crate::plugin::{Daemon, Kind};
-use crate::ready::{spawn_sshfs, stop_sshfs};
+use crate::ready::stop_sshfs;
 use crate::sshd::{Sshd, HELLO};
 
 /// Past this the restore counts as not done.
@@ -86,8 +89,10 @@ pub async fn run(daemon: &mut Daemon, volumes: usize, opts: &Value) -> Result<Re
     Ok(Restored::All(took))
 }
 
-/// The floor: `volumes` bare sshfs processes started at once by hand, with
-/// the same options, timed until every mount reads. Seconds.
+/// The floor: `volumes` bare sshfs processes started by hand with the same
+/// options, at most [`BARE_AT_ONCE`] of them not yet serving at any time
+/// (as netfs paces them: all at once, a stock sshd refuses some), timed
+/// until every mount reads. Seconds.
 pub async fn bare(sshd: &Sshd, dir: &Path, volumes: usize, extra: &str) -> Result<f64> {
     let points: Vec<PathBuf> = (0..volumes)
         .map(|i| dir.join(format!("bare{i:03}")))
@@ -95,20 +100,80 @@ pub async fn bare(sshd: &Sshd, dir: &Path, volumes: usize, extra: &str) -> Resul
     for p in &points {
         mounts::ensure_dir(p)?;
     }
+    let turns = Arc::new(Semaphore::new(BARE_AT_ONCE));
     let start = Instant::now();
-    let mut children = Vec::new();
-    for p in &points {
-        children.push(spawn_sshfs(sshd, "restore", p, extra)?);
+    let mut set = JoinSet::new();
+    for p in points {
+        let child = spawn_later(sshd, p.clone(), extra);
+        let turns = turns.clone();
+        set.spawn(async move {
+            let _turn = turns.acquire().await;
+            let mut sshfs = child()?;
+            // Serving, not only mounted: sshfs mounts before it logs in.
+            while !(mounts::is_mounted(&p) && mounts::reads(&p.join("hello"), HELLO, WITHIN).await)
+            {
+                if let Ok(Some(status)) = sshfs.try_wait() {
+                    stop_sshfs(sshfs, &p);
+                    bail!("bare sshfs for {} exited ({status})", p.display());
+                }
+                if start.elapsed() > WITHIN {
+                    stop_sshfs(sshfs, &p);
+                    bail!(
+                        "bare sshfs for {} not mounted after {WITHIN:?}",
+                        p.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Ok((sshfs, p))
+        });
     }
-    let waited = wait_all(points.iter().cloned().collect(), dir, start).await;
-    for (child, p) in children.into_iter().zip(&points) {
-        stop_sshfs(child, p);
+    let mut running = Vec::new();
+    let mut failed = Vec::new();
+    while let Some(done) = set.join_next().await {
+        match done? {
+            Ok(child) => running.push(child),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
     }
-    match waited {
-        Ok(()) => Ok(start.elapsed().as_secs_f64()),
-        Err(pending) => bail!("bare sshfs: {pending} of {volumes} not mounted after {WITHIN:?}"),
+    let took = start.elapsed().as_secs_f64();
+    for (child, p) in running {
+        stop_sshfs(child, &p);
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {volumes} bare sshfs failed ({} sshd refusals so far): {}",
+            failed.len(),
+            sshd.throttled(),
+            failed.join("; ")
+        );
+    }
+    Ok(took)
+}
+
+/// A closure that starts sshfs for `point` when called (inside its turn).
+fn spawn_later(
+    sshd: &Sshd,
+    point: PathBuf,
+    extra: &str,
+) -> impl FnOnce() -> Result<std::process::Child> + Send + 'static {
+    let (source, options) = (sshd.sshfs_source("restore"), sshd.sshfs_options(extra));
+    move || {
+        let source = source?;
+        Ok(std::process::Command::new("sshfs")
+            .arg(source)
+            .arg(&point)
+            .args(["-f", "-o", &options])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()?)
     }
 }
+
+/// Bare sshfs start-ups in flight at once: netfs's default pacing.
+pub const BARE_AT_ONCE: usize = netfs::pacing::DEFAULT_LIMIT;
 
 /// Waits until every path in `pending` (below `root`) is mounted and its
 /// `hello` reads, polling every 10 ms; on timeout, how many are left.

@@ -1,19 +1,19 @@
 //! The remote every contender mounts: a dedicated OpenSSH server on
-//! 127.0.0.1 with generated keys and a config of its own, serving a
-//! directory of the benchmark's work area. Stopped when dropped.
+//! 127.0.0.1 with generated keys and the stock configuration the test
+//! suites use (`tests/support/stock_sshd.rs`), serving a directory of the
+//! benchmark's work area. Stopped when dropped.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Result};
 
 use crate::procs;
 
-const SSHD: &str = "/usr/sbin/sshd";
+#[path = "../../tests/support/stock_sshd.rs"]
+mod stock_sshd;
 
 pub struct Sshd {
     dir: PathBuf,
@@ -29,29 +29,20 @@ impl Sshd {
         let remote = dir.join("remote");
         fs::create_dir_all(&remote)?;
         fs::set_permissions(&remote, fs::Permissions::from_mode(0o755))?;
-        for key in ["host_key", "client_key"] {
-            keygen(&dir.join(key))?;
-        }
-        fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))?;
-        fs::create_dir_all("/run/sshd")?;
-        let mut last = String::new();
-        // Someone else may take the free port before sshd binds it: try again.
-        for _ in 0..5 {
-            let port = free_port()?;
-            write_config(dir, port)?;
-            match spawn(dir, port) {
-                Ok(child) => {
-                    return Ok(Sshd {
-                        dir: dir.to_owned(),
-                        remote,
-                        port,
-                        child,
-                    })
-                }
-                Err(e) => last = format!("{e:#}"),
-            }
-        }
-        bail!("sshd did not start in 5 tries: {last}")
+        stock_sshd::make_keys(dir, "netfs-bench").map_err(|e| anyhow!(e))?;
+        let (child, port) = stock_sshd::start(dir, false).map_err(|e| anyhow!(e))?;
+        Ok(Sshd {
+            dir: dir.to_owned(),
+            remote,
+            port,
+            child,
+        })
+    }
+
+    /// Lines of its log saying it refused connections past `MaxStartups`.
+    pub fn throttled(&self) -> usize {
+        let log = fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
+        stock_sshd::throttled(&log).len()
     }
 
     pub fn port(&self) -> u16 {
@@ -126,81 +117,4 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn write_config(dir: &Path, port: u16) -> Result<()> {
-    let d = dir.display();
-    // MaxStartups: a restore opens a hundred connections at once.
-    let cfg = format!(
-        "Port {port}\n\
-         ListenAddress 127.0.0.1\n\
-         HostKey {d}/host_key\n\
-         AuthorizedKeysFile {d}/authorized_keys\n\
-         PermitRootLogin prohibit-password\n\
-         PubkeyAuthentication yes\n\
-         PasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\n\
-         StrictModes no\n\
-         PidFile {d}/sshd.pid\n\
-         Subsystem sftp internal-sftp\n\
-         UsePAM no\n\
-         UseDNS no\n\
-         LogLevel ERROR\n\
-         MaxStartups 400\n\
-         MaxSessions 100\n"
-    );
-    fs::write(dir.join("sshd_config"), cfg)?;
-    Ok(())
-}
-
-fn spawn(dir: &Path, port: u16) -> Result<Child> {
-    let log = fs::File::options()
-        .create(true)
-        .append(true)
-        .open(dir.join("sshd.log"))?;
-    let pid_file = dir.join("sshd.pid");
-    let _ = fs::remove_file(&pid_file);
-    let mut child = Command::new(SSHD)
-        .args(["-D", "-e", "-f"])
-        .arg(dir.join("sshd_config"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot run {SSHD}"))?;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait()? {
-            let log = fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
-            bail!("sshd exited ({status}): {log}");
-        }
-        // Its pid file appears once it listens: tells our sshd from a racer.
-        let ours = fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == child.id().to_string());
-        if ours && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(child);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    bail!("sshd not listening on port {port} after 10s")
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn keygen(path: &Path) -> Result<()> {
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "netfs-bench", "-f"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .status()
-        .context("cannot run ssh-keygen")?;
-    if !status.success() {
-        bail!("ssh-keygen {} failed: {status}", path.display());
-    }
-    Ok(())
 }

@@ -2,6 +2,7 @@
 //! One file per backend; nothing here spawns a process.
 
 mod command;
+mod endpoint;
 mod nfs;
 mod rclone;
 mod sshfs;
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::options::{is_secret_key, MountOptions, Placeholders, ProcessOptions};
 use crate::secret::Secret;
+
+pub use endpoint::{endpoint, Endpoint, Server};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -39,6 +39,12 @@ const HINTS: &[(&str, &str)] = &[
         "Connection refused",
         "nothing listens on that host and port: is the ssh server up, is the port right?",
     ),
+    (
+        "kex_exchange_identification",
+        "the server closed the connection before the login, as sshd does past its MaxStartups: \
+         other clients may be logging in at the same time; lower MAX_STARTUPS_PER_ENDPOINT \
+         (--max-startups-per-endpoint) if it goes on",
+    ),
 ];
 
 #[cfg(test)]
@@ -87,6 +93,14 @@ mod tests {
         assert_eq!(inv.args.last().unwrap(), "port=1,password_stdin");
         assert!(!inv.args.iter().any(|a| a.contains("hunter2")));
         assert_eq!(inv.stdin.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_refused_login_points_at_the_pacing_setting() {
+        let s = BackendSettings::default();
+        let inv = build(&request(&s, Some("u@h:/srv"), "", "", None)).unwrap();
+        let hint = inv.hint("kex_exchange_identification: Connection closed by remote host");
+        assert!(hint.contains("MAX_STARTUPS_PER_ENDPOINT"), "{hint}");
     }
 
     #[test]

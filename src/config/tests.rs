@@ -77,6 +77,7 @@ fn isolated_parse() {
                     "command_binary": c.command_binary,
                     "command_mount_option_flag": c.command_mount_option_flag,
                     "deny_options": c.deny_options,
+                    "max_startups_per_endpoint": c.max_startups_per_endpoint,
                 }),
             }
         }
@@ -238,6 +239,15 @@ const FLAGS: &[Flag] = &[
         from_cli: r#"["ssh_command","ProxyCommand"]"#,
         from_env: r#"["x"]"#,
     },
+    Flag {
+        cli: "--max-startups-per-endpoint=2",
+        var: "MAX_STARTUPS_PER_ENDPOINT",
+        var_value: "10",
+        field: "max_startups_per_endpoint",
+        default: "5",
+        from_cli: "2",
+        from_env: "10",
+    },
 ];
 
 #[test]
@@ -387,4 +397,13 @@ fn plugin_options_are_checked_at_start() {
     // the command line wins, so a bad variable it overrides is never read
     let got = parse_with_env(&["-o", "ok"], &[("MOUNT_OPTIONS", "bad=-")]).unwrap();
     assert_eq!(field(&got, "mount_options"), "ok");
+}
+
+#[test]
+fn at_least_one_start_up_per_endpoint() {
+    let err = parse_with_env(&[], &[("MAX_STARTUPS_PER_ENDPOINT", "0")]).unwrap_err();
+    assert!(
+        err.contains("MAX_STARTUPS_PER_ENDPOINT") && err.contains("at least 1"),
+        "{err}"
+    );
 }

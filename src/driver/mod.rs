@@ -11,11 +11,12 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::OwnedMutexGuard;
 
-use crate::backend::{self, BackendError, BackendSettings, Request};
+use crate::backend::{self, BackendError, BackendSettings, Request, Server};
 use crate::config::{Config, Lifecycle};
 use crate::mounts;
 use crate::name::{NameError, VolumeName};
 use crate::options::{OptionError, Placeholders, VolumeOptions};
+use crate::pacing::Gate;
 use crate::protocol::Volume;
 use crate::state::{self, Setup, StateError, StateStore, VolumeRecord, Volumes};
 use crate::supervisor::{Policy, ProcessError, ProcessSpec, SupervisorHandle};
@@ -68,6 +69,8 @@ pub struct Driver {
     config: Arc<Config>,
     store: StateStore,
     table: Mutex<Table>,
+    /// Start-ups take turns per server, across all volumes.
+    pacing: Arc<Gate<Server>>,
 }
 
 impl Driver {
@@ -76,6 +79,7 @@ impl Driver {
         let volumes = state::load(&config.state_file)?;
         let store = StateStore::new(config.state_file.clone());
         let driver = Self {
+            pacing: Arc::new(Gate::new(config.max_startups_per_endpoint)),
             config,
             store,
             table: Mutex::new(Table::default()),
@@ -97,6 +101,7 @@ impl Driver {
             recovery: self.config.recovery,
             max_restarts_per_min: self.config.recovery_max_per_min,
             health_interval: Duration::from_secs(2),
+            pacing: self.pacing.clone(),
         }
     }
 
@@ -134,6 +139,7 @@ impl Driver {
             name: name.clone(),
             mount_point: mount_point.clone(),
             invocation,
+            endpoint: backend::endpoint(kind, &request),
         };
         Ok(Entry {
             record,
@@ -162,6 +168,7 @@ impl Driver {
             name: name.clone(),
             mount_point: mount_point.clone(),
             invocation,
+            endpoint: None,
         };
         Entry {
             record,

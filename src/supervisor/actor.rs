@@ -4,18 +4,23 @@
 //! minute and the volume is `failed` until the next start, which tries
 //! afresh at once with the budget counting again from there (Status keeps
 //! the restart count and the last error). While a start is mounting, a
-//! stop cancels it and other starts wait for its outcome.
+//! stop cancels it and other starts wait for its outcome. A tool that
+//! connects to a server is spawned only in its turn there (see
+//! `crate::pacing`), held until it has mounted or failed.
 
-use std::time::SystemTime;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 
 use super::budget::{Budget, Verdict};
 use super::child::Watch;
 use super::tool::Tool;
 use super::{Policy, ProcState, ProcessError, ProcessSpec, ProcessStatus, Request};
+use crate::backend::Server;
 use crate::config::RecoveryMode;
+use crate::pacing::Permit;
 
 enum Phase<R> {
     /// Nothing runs: never started, stopped, or a start failed.
@@ -156,7 +161,8 @@ impl<T: Tool> Supervisor<T> {
         if restarting {
             self.status.send_modify(|s| s.restarts += 1);
         }
-        match self.launch(rx, restarting).await {
+        let turn_within = (!keep_trying).then(|| turn_timeout(self.policy.mount_timeout));
+        match self.launch(rx, restarting, turn_within).await {
             Outcome::Mounted => Ok(()),
             Outcome::Cancelled => Err(ProcessError::Stopped),
             Outcome::Failed(e) => {
@@ -172,42 +178,75 @@ impl<T: Tool> Supervisor<T> {
     }
 
     /// Spawns the tool and waits until it is mounted, while still taking
-    /// requests: a start waits for the same outcome, a stop cancels.
-    async fn launch(&mut self, rx: &mut mpsc::Receiver<Request>, restarting: bool) -> Outcome {
+    /// requests: a start waits for the same outcome, a stop cancels. With
+    /// `turn_within`, a start that cannot get its turn at the server in
+    /// that time fails (a caller waits for it); without, it waits its turn.
+    async fn launch(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        restarting: bool,
+        turn_within: Option<Duration>,
+    ) -> Outcome {
+        let mut waiting: Vec<Reply> = Vec::new();
+        let mut stop_reply = None;
+        let outcome = self
+            .mount(rx, restarting, turn_within, &mut waiting, &mut stop_reply)
+            .await;
+        for reply in waiting {
+            let _ = reply.send(match &outcome {
+                Outcome::Mounted => Ok(()),
+                Outcome::Failed(e) => Err(e.clone()),
+                Outcome::Cancelled => Err(ProcessError::Stopped),
+            });
+        }
+        if let Some(reply) = stop_reply {
+            let _ = reply.send(());
+        }
+        outcome
+    }
+
+    async fn mount(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        restarting: bool,
+        turn_within: Option<Duration>,
+        waiting: &mut Vec<Reply>,
+        stop_reply: &mut Option<oneshot::Sender<()>>,
+    ) -> Outcome {
         let state = if restarting {
             ProcState::Restarting
         } else {
             ProcState::Mounting
         };
         self.publish(state, None, None);
+        // Held from the spawn until mounted or failed (see crate::pacing).
+        let _turn = match self.spec.endpoint.as_ref() {
+            None => None,
+            Some(endpoint) => {
+                let turn = self.turn(&endpoint.server, turn_within);
+                match take_requests(rx, &mut self.closed, waiting, stop_reply, turn).await {
+                    Some(Ok(permit)) => Some(permit),
+                    Some(Err(e)) => {
+                        self.phase = Phase::Idle;
+                        return Outcome::Failed(e);
+                    }
+                    None => {
+                        tracing::info!(volume = %self.spec.name, "stopped while waiting for its turn");
+                        self.phase = Phase::Idle;
+                        self.budget.reset();
+                        self.publish(ProcState::Stopped, None, None);
+                        return Outcome::Cancelled;
+                    }
+                }
+            }
+        };
         let mut running = match self.tool.spawn(&self.spec) {
             Ok(running) => running,
             Err(e) => return Outcome::Failed(e),
         };
         self.publish(state, T::pid(&running), None);
-        let mut waiting: Vec<Reply> = Vec::new();
-        let mut stop_reply = None;
-        let ready = {
-            let ready = self.tool.wait_ready(&mut running, &self.spec, &self.policy);
-            tokio::pin!(ready);
-            loop {
-                tokio::select! {
-                    result = &mut ready => break Some(result),
-                    request = rx.recv() => match request {
-                        Some(Request::Start(reply) | Request::Restore(reply)) => waiting.push(reply),
-                        Some(Request::Stop(reply)) => {
-                            stop_reply = Some(reply);
-                            break None;
-                        }
-                        None => {
-                            self.closed = true;
-                            break None;
-                        }
-                    },
-                }
-            }
-        };
-        let outcome = match ready {
+        let ready = self.tool.wait_ready(&mut running, &self.spec, &self.policy);
+        match take_requests(rx, &mut self.closed, waiting, stop_reply, ready).await {
             Some(Ok(())) => {
                 let pid = T::pid(&running);
                 tracing::info!(volume = %self.spec.name, pid, "mounted");
@@ -229,18 +268,34 @@ impl<T: Tool> Supervisor<T> {
                 self.publish(ProcState::Stopped, None, None);
                 Outcome::Cancelled
             }
-        };
-        for reply in waiting {
-            let _ = reply.send(match &outcome {
-                Outcome::Mounted => Ok(()),
-                Outcome::Failed(e) => Err(e.clone()),
-                Outcome::Cancelled => Err(ProcessError::Stopped),
-            });
         }
-        if let Some(reply) = stop_reply {
-            let _ = reply.send(());
+    }
+
+    /// Waits for a turn to start a tool that connects to `server`.
+    fn turn(
+        &self,
+        server: &Server,
+        within: Option<Duration>,
+    ) -> impl Future<Output = Result<Permit, ProcessError>> + 'static {
+        let gate = self.policy.pacing.clone();
+        let server = server.clone();
+        let name = self.spec.name.clone();
+        async move {
+            if gate.in_flight(&server) >= gate.limit() {
+                tracing::debug!(volume = %name, %server, "waiting for a turn to start");
+            }
+            let enter = gate.enter(&server);
+            match within {
+                None => Ok(enter.await),
+                Some(limit) => timeout(limit, enter)
+                    .await
+                    .map_err(|_| ProcessError::NoTurn {
+                        server: server.to_string(),
+                        limit: gate.limit(),
+                        timeout: humantime::format_duration(limit).to_string(),
+                    }),
+            }
         }
-        outcome
     }
 
     async fn stop(&mut self) {
@@ -303,7 +358,7 @@ impl<T: Tool> Supervisor<T> {
 
     async fn retry(&mut self, rx: &mut mpsc::Receiver<Request>) {
         self.status.send_modify(|s| s.restarts += 1);
-        match self.launch(rx, true).await {
+        match self.launch(rx, true, None).await {
             Outcome::Mounted => tracing::info!(volume = %self.spec.name, "volume restarted"),
             Outcome::Cancelled => {}
             Outcome::Failed(e) => self.back_off(format!("restart failed: {e}")),
@@ -311,5 +366,60 @@ impl<T: Tool> Supervisor<T> {
     }
 }
 
+/// dockerd gives up on a Create or Mount after 2 minutes; 10 s of them are
+/// kept for the rest of the call (state write, reply).
+const CALL_BUDGET: Duration = Duration::from_secs(110);
+
+/// How long a start that a caller waits for may wait for its turn: what is
+/// left of dockerd's deadline after `--mount-timeout` for the mount itself,
+/// and never less than the mount timeout.
+fn turn_timeout(mount_timeout: Duration) -> Duration {
+    CALL_BUDGET
+        .saturating_sub(mount_timeout)
+        .max(mount_timeout.min(CALL_BUDGET))
+}
+
+/// Runs `work` while taking requests: a start waits for the same outcome
+/// (queued in `waiting`), a stop or the end of every handle cancels it
+/// (`None`; the stop's reply is kept in `stop_reply`).
+async fn take_requests<T>(
+    rx: &mut mpsc::Receiver<Request>,
+    closed: &mut bool,
+    waiting: &mut Vec<Reply>,
+    stop_reply: &mut Option<oneshot::Sender<()>>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            result = &mut work => return Some(result),
+            request = rx.recv() => match request {
+                Some(Request::Start(reply) | Request::Restore(reply)) => waiting.push(reply),
+                Some(Request::Stop(reply)) => {
+                    *stop_reply = Some(reply);
+                    return None;
+                }
+                None => {
+                    *closed = true;
+                    return None;
+                }
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod turn_tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_waits_for_its_turn_within_dockers_deadline() {
+        let s = Duration::from_secs;
+        assert_eq!(turn_timeout(s(20)), s(90));
+        assert_eq!(turn_timeout(s(60)), s(60));
+        assert_eq!(turn_timeout(s(300)), s(110));
+    }
+}

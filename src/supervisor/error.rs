@@ -41,6 +41,16 @@ pub enum ProcessError {
         /// What the mountpoint said last, what the tool wrote, a hint.
         detail: String,
     },
+    #[error(
+        "waited {timeout} for a turn to start: the {limit} start-ups to {server} allowed at \
+         once (--max-startups-per-endpoint) did not finish in that time; is the server slow \
+         or unreachable?"
+    )]
+    NoTurn {
+        server: String,
+        limit: usize,
+        timeout: String,
+    },
     #[error("the volume was stopped while it was being mounted")]
     Stopped,
     #[error("the volume's supervisor is gone (netfs is shutting down)")]

@@ -19,9 +19,10 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::backend::Invocation;
+use crate::backend::{Endpoint, Invocation, Server};
 use crate::config::RecoveryMode;
 use crate::name::VolumeName;
+use crate::pacing::Gate;
 
 pub use child::{MARK_ROOT, MARK_VOLUME};
 pub use error::{ProcessError, Tail};
@@ -72,6 +73,8 @@ pub struct Policy {
     pub max_restarts_per_min: u32,
     /// How often a running mount is probed for "transport endpoint is not connected".
     pub health_interval: Duration,
+    /// Start-ups to one server take turns (shared by every volume).
+    pub pacing: Arc<Gate<Server>>,
 }
 
 /// One volume's process as the supervisor needs it.
@@ -80,6 +83,8 @@ pub struct ProcessSpec {
     pub name: VolumeName,
     pub mount_point: PathBuf,
     pub invocation: Invocation,
+    /// Where the tool connects: its start-up waits for a turn there.
+    pub endpoint: Option<Endpoint>,
 }
 
 enum Request {

@@ -14,6 +14,7 @@ mod endpoints;
 mod faults;
 mod managed_plugin;
 mod options;
+mod pacing;
 mod processes;
 mod secrets;
 mod supervision;

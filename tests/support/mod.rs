@@ -15,6 +15,7 @@ pub mod mounts;
 pub mod password_user;
 pub mod plugin;
 pub mod sshd;
+pub mod stock_sshd;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -25,27 +25,6 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Drop) it is killed.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Variables the plugin reads; cleared so the test runner's environment
-/// never changes a test. Set them again with [`Plugin::env`].
-const PLUGIN_VARS: &[&str] = &[
-    "SOCKET",
-    "PROPAGATED_MOUNT",
-    "STATE_FILE",
-    "LOG_LEVEL",
-    "DEFAULT_TYPE",
-    "MOUNT_TIMEOUT",
-    "STOP_TIMEOUT",
-    "MOUNT_OPTIONS",
-    "VOLUME_PROCESS_OPTIONS",
-    "VOLUME_PROCESS_LIFECYCLE",
-    "VOLUME_PROCESS_RECOVERY_MODE",
-    "VOLUME_PROCESS_RECOVERY_MAX_PER_MIN",
-    "VOLUME_PROCESS_BINARY",
-    "MOUNT_OPTIONS_VOLUME_PROCESS_OPTION",
-    "DENY_OPTIONS",
-    "RUST_LOG",
-];
-
 pub struct Plugin {
     bin: PathBuf,
     name: String,
@@ -131,7 +110,9 @@ impl Plugin {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone plugin log handle"))
             .stderr(log);
-        for var in PLUGIN_VARS {
+        // The test runner's environment never changes a test: every
+        // variable the plugin reads is cleared (set them with `env`).
+        for var in netfs::Cli::variables() {
             cmd.env_remove(var);
         }
         cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));

@@ -1,28 +1,24 @@
 //! A real OpenSSH server on 127.0.0.1 serving a temporary directory: the
-//! remote every sshfs and rclone test mounts. Keys, config and log live in
-//! a private temporary directory; the server can be stopped and started
-//! again on the same port with the same keys, to take the remote away.
+//! remote every sshfs and rclone test mounts, with a stock configuration
+//! (see [`stock_sshd`]). Keys, config and log live in a private temporary
+//! directory; the server can be stopped and started again on the same port
+//! with the same keys, to take the remote away.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Child;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use super::cmd;
-use super::mounts::{self, kill_tree, poll_until};
+use super::mounts::{self, kill_tree};
 use super::password_user;
+use super::stock_sshd;
 
 #[allow(unused_imports)]
 pub use super::password_user::{PASSWORD_USER, TEST_PASSWORD};
-
-const SSHD: &str = "/usr/sbin/sshd";
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Sshd {
     dir: TempDir,
@@ -61,110 +57,15 @@ impl Sshd {
         if password {
             password_user::give(remote.path());
         }
-        keygen(&dir.path().join("host_key"));
-        keygen(&dir.path().join("client_key"));
-        fs::copy(
-            dir.path().join("client_key.pub"),
-            dir.path().join("authorized_keys"),
-        )
-        .expect("write authorized_keys");
-        fs::create_dir_all("/run/sshd").expect("create /run/sshd");
-        let mut sshd = Sshd {
+        stock_sshd::make_keys(dir.path(), "netfs-test").unwrap_or_else(|e| panic!("{e}"));
+        let (child, port) = stock_sshd::start(dir.path(), password)
+            .unwrap_or_else(|e| panic!("sshd did not start: {e}"));
+        Sshd {
             dir,
             remote,
-            port: 0,
+            port,
             password,
-            child: None,
-        };
-        // Another test may take the free port before sshd binds it: try again.
-        for _ in 0..5 {
-            sshd.port = free_port();
-            sshd.write_config();
-            match sshd.spawn() {
-                Ok(()) => return sshd,
-                Err(log) if log.contains("Address already in use") => continue,
-                Err(log) => panic!("sshd did not start:\n{log}"),
-            }
-        }
-        panic!("sshd found no free port in 5 tries:\n{}", sshd.log())
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("sshd_config")
-    }
-
-    fn write_config(&self) {
-        let d = self.dir.path().display();
-        let pw = if self.password { "yes" } else { "no" };
-        let cfg = format!(
-            "Port {port}\n\
-             ListenAddress 127.0.0.1\n\
-             HostKey {d}/host_key\n\
-             AuthorizedKeysFile {d}/authorized_keys\n\
-             PermitRootLogin prohibit-password\n\
-             PubkeyAuthentication yes\n\
-             PasswordAuthentication {pw}\n\
-             KbdInteractiveAuthentication no\n\
-             StrictModes no\n\
-             PidFile {d}/sshd.pid\n\
-             Subsystem sftp internal-sftp\n\
-             UsePAM no\n\
-             LogLevel ERROR\n\
-             MaxStartups 100\n\
-             MaxSessions 100\n",
-            port = self.port,
-        );
-        fs::write(self.config_path(), cfg).expect("write sshd_config");
-    }
-
-    /// Starts sshd and waits until its port accepts connections; on failure
-    /// returns its log.
-    fn spawn(&mut self) -> Result<(), String> {
-        let log_path = self.dir.path().join("sshd.log");
-        let log = fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("open sshd.log");
-        let pid_file = self.dir.path().join("sshd.pid");
-        let _ = fs::remove_file(&pid_file);
-        let mut child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(self.config_path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone sshd.log handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {SSHD}: {e}"));
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let mut exited = None;
-        let ready = poll_until(READY_TIMEOUT, || {
-            if let Ok(Some(status)) = child.try_wait() {
-                exited = Some(status);
-                return true;
-            }
-            // sshd writes its pid file once it listens: that tells our sshd
-            // from another process that raced us to the port.
-            let ours =
-                fs::read_to_string(&pid_file).is_ok_and(|pid| pid.trim() == child.id().to_string());
-            ours && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-        });
-        match (ready, exited) {
-            (true, None) => {
-                self.child = Some(child);
-                Ok(())
-            }
-            (_, Some(status)) => Err(format!("sshd exited ({status}):\n{}", self.log())),
-            (false, None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(format!(
-                    "sshd not listening after {READY_TIMEOUT:?}:\n{}",
-                    self.log()
-                ))
-            }
+            child: Some(child),
         }
     }
 
@@ -174,8 +75,9 @@ impl Sshd {
         if self.is_running() {
             return;
         }
-        if let Err(log) = self.spawn() {
-            panic!("sshd did not start again on port {}:\n{log}", self.port);
+        match stock_sshd::spawn(self.dir.path(), self.port) {
+            Ok(child) => self.child = Some(child),
+            Err(log) => panic!("sshd did not start again on port {}:\n{log}", self.port),
         }
     }
 
@@ -218,6 +120,11 @@ impl Sshd {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The `sshd_config` it runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sshd_config")
     }
 
     /// Private key that logs in as root (0600, no passphrase).
@@ -289,10 +196,18 @@ impl Sshd {
         )
     }
 
-    /// What sshd wrote (errors only).
+    /// What sshd wrote: every connection, login and refusal (`LogLevel VERBOSE`).
     pub fn log(&self) -> String {
         let bytes = fs::read(self.dir.path().join("sshd.log")).unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// The log lines saying sshd refused connections past `MaxStartups`.
+    pub fn throttled(&self) -> Vec<String> {
+        stock_sshd::throttled(&self.log())
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -300,17 +215,4 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
-
-fn keygen(path: &Path) {
-    cmd::run_ok(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "netfs-test", "-f"])
-            .arg(path),
-    );
 }

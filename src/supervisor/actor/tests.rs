@@ -16,6 +16,7 @@ use super::run;
 use crate::backend::Invocation;
 use crate::config::RecoveryMode;
 use crate::name::VolumeName;
+use crate::pacing::Gate;
 
 /// How long the scripted tool takes to mount.
 const MOUNTING: Duration = Duration::from_millis(10);
@@ -116,6 +117,7 @@ impl Harness {
                 one_shot: false,
                 hints: &[],
             },
+            endpoint: None,
         };
         let policy = Policy {
             mount_timeout: Duration::from_secs(20),
@@ -123,6 +125,7 @@ impl Harness {
             recovery: RecoveryMode::Restart,
             max_restarts_per_min,
             health_interval: Duration::from_secs(2),
+            pacing: Arc::new(Gate::new(5)),
         };
         let (tx, rx) = mpsc::channel(8);
         let (status_tx, status) = watch::channel(ProcessStatus::new());

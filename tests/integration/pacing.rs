@@ -1,0 +1,277 @@
+//! Start-ups paced per server, against a stock OpenSSH (`MaxStartups
+//! 10:30:100`): a hundred sshfs volumes created at once, restored at
+//! plugin start and restarted after all their sshfs were killed at once,
+//! all mount with no extra restart, no failure and no connection refused; the same restore without pacing is refused by the server. A
+//! start-up waits only for its own server's turns, and gets one as soon as
+//! an earlier start-up there has failed.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+use crate::faults::report;
+use crate::support::calls::{create, sshfs_opts, start, try_status};
+use crate::support::client::err_of;
+use crate::support::mounts::{is_mounted, poll_until, processes_with_arg};
+use crate::support::plugin::Plugin;
+use crate::support::sshd::Sshd;
+use crate::support::wait_until;
+
+const VOLUMES: usize = 100;
+const T: Duration = Duration::from_secs(20);
+/// Far more than a paced restore of a hundred volumes needs here (≈ 10 s).
+const RESTORE_WITHIN: Duration = Duration::from_secs(120);
+
+fn names() -> Vec<String> {
+    (0..VOLUMES).map(|i| format!("paced-{i:03}")).collect()
+}
+
+/// Creates the hundred volumes, all at once, each on its own subdir.
+fn create_all(plugin: &Plugin, sshd: &Sshd) {
+    let socket = plugin.socket();
+    let replies: Vec<(String, u16, Value)> = std::thread::scope(|s| {
+        let calls: Vec<_> = names()
+            .into_iter()
+            .map(|name| {
+                let body = json!({"Name": name, "Opts": sshfs_opts(sshd, &name)});
+                let socket = &socket;
+                s.spawn(move || {
+                    let (code, reply) =
+                        crate::support::client::post(socket, "/VolumeDriver.Create", body);
+                    (name, code, reply)
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for (name, code, reply) in replies {
+        assert_eq!(code, 200, "create {name}: {reply}\n{}", plugin.log());
+    }
+}
+
+/// Every volume's Status once all are mounted, or when the time is up.
+fn settled(plugin: &Plugin) -> Vec<(String, Value)> {
+    settled_when(plugin, |s| s["state"] == "mounted")
+}
+
+/// Every volume's Status once `done` holds for each, or when the time is up.
+fn settled_when(plugin: &Plugin, done: impl Fn(&Value) -> bool) -> Vec<(String, Value)> {
+    let mut statuses = Vec::new();
+    poll_until(RESTORE_WITHIN, || {
+        statuses = names()
+            .into_iter()
+            .map(|n| {
+                let s = try_status(plugin, &n).unwrap_or(Value::Null);
+                (n, s)
+            })
+            .collect();
+        statuses.iter().all(|(_, s)| done(s))
+    });
+    statuses
+}
+
+#[test]
+fn a_hundred_volumes_restore_and_restart_against_a_stock_sshd_with_no_refusal() {
+    let sshd = Sshd::new();
+    let mut plugin = start(&[]);
+    let t = Instant::now();
+    create_all(&plugin, &sshd);
+    let created = t.elapsed();
+    assert_eq!(
+        sshd.throttled(),
+        Vec::<String>::new(),
+        "Creates were refused"
+    );
+
+    assert!(plugin.terminate().success(), "{}", plugin.log());
+    let t = Instant::now();
+    plugin.restart();
+    let statuses = settled(&plugin);
+    let restored = t.elapsed();
+
+    let mut trouble = Vec::new();
+    for (name, s) in &statuses {
+        let mountpoint = plugin.mount_root().join(name);
+        if s["state"] != "mounted"
+            || s["restarts"] != 0
+            || s.get("lastError").is_some()
+            || !is_mounted(&mountpoint)
+        {
+            trouble.push(format!("{name}: {s}"));
+        }
+    }
+    assert!(
+        trouble.is_empty(),
+        "not cleanly restored:\n{}",
+        trouble.join("\n")
+    );
+    let refused = sshd.throttled();
+    assert!(
+        refused.is_empty(),
+        "sshd refused connections:\n{}",
+        refused.join("\n")
+    );
+    assert!(
+        !plugin.log().contains("will retry"),
+        "a start was retried:\n{}",
+        plugin.log()
+    );
+    report(
+        "pacing",
+        &format!(
+            "{VOLUMES} sshfs volumes against a stock sshd, 5 start-ups at a time: created at \
+             once in {:.1} s, restored in {:.1} s; 0 restarts, 0 failures, 0 connections refused",
+            created.as_secs_f64(),
+            restored.as_secs_f64()
+        ),
+    );
+
+    // Every sshfs killed at once: the restarts are paced too.
+    for (name, s) in &statuses {
+        let pid = s["pid"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name} has no pid: {s}"));
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    let t = Instant::now();
+    let statuses = settled_when(&plugin, |s| s["state"] == "mounted" && s["restarts"] != 0);
+    let restarted = t.elapsed();
+    let trouble: Vec<String> = statuses
+        .iter()
+        .filter(|(_, s)| s["state"] != "mounted" || s["restarts"] != 1)
+        .map(|(name, s)| format!("{name}: {s}"))
+        .collect();
+    assert!(
+        trouble.is_empty(),
+        "not restarted exactly once:\n{}",
+        trouble.join("\n")
+    );
+    let refused = sshd.throttled();
+    assert!(
+        refused.is_empty(),
+        "sshd refused restarts:\n{}",
+        refused.join("\n")
+    );
+    report(
+        "pacing",
+        &format!(
+            "then every sshfs killed at once: all {VOLUMES} mounted again in {:.1} s, each \
+             with exactly 1 restart, 0 connections refused",
+            restarted.as_secs_f64()
+        ),
+    );
+}
+
+#[test]
+fn without_pacing_a_stock_sshd_refuses_part_of_the_same_restore() {
+    let sshd = Sshd::new();
+    let mut plugin = start(&[]);
+    create_all(&plugin, &sshd);
+    assert!(plugin.terminate().success(), "{}", plugin.log());
+    // As good as no pacing: every tool starts at once.
+    plugin.set_env("MAX_STARTUPS_PER_ENDPOINT", "1000");
+    let t = Instant::now();
+    plugin.restart();
+    // The volumes come back in the end (netfs retries); what matters is
+    // what the server did meanwhile.
+    let statuses = settled(&plugin);
+    let took = t.elapsed();
+    let restarts: u64 = statuses
+        .iter()
+        .map(|(_, s)| s["restarts"].as_u64().unwrap_or(0))
+        .sum();
+    let retried = statuses.iter().filter(|(_, s)| s["restarts"] != 0).count();
+    let refused = sshd.throttled();
+    assert!(
+        !refused.is_empty(),
+        "a stock sshd took {VOLUMES} handshakes at once without refusing any; \
+         is its configuration still stock?"
+    );
+    assert!(
+        restarts > 0,
+        "no start failed although sshd refused connections"
+    );
+    let dropped = refused
+        .iter()
+        .filter(|l| l.contains("past MaxStartups"))
+        .count();
+    let example = statuses
+        .iter()
+        .find(|(_, s)| s["restarts"] != 0)
+        .map(|(_, s)| s["lastError"].clone());
+    report(
+        "pacing",
+        &format!(
+            "the same restore unpaced: sshd dropped {dropped} connections past MaxStartups, \
+             {retried} volumes needed {restarts} restarts, all mounted after {:.1} s; \
+             a retried volume's last error: {}",
+            took.as_secs_f64(),
+            example.unwrap_or_default()
+        ),
+    );
+}
+
+/// A server that takes TCP connections (the kernel's backlog does) and
+/// never says a word: an ssh client waits for its banner until netfs's
+/// mount timeout.
+fn silent_server() -> (TcpListener, u16) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local address").port();
+    (listener, port)
+}
+
+#[test]
+fn start_ups_wait_for_their_turn_at_their_own_server_only() {
+    let sshd = Sshd::new();
+    let (_silent, port) = silent_server();
+    let plugin = start(&["--max-startups-per-endpoint=1", "--mount-timeout=4s"]);
+    let hanging = json!({
+        "source": format!("root@127.0.0.1:{}", sshd.remote_path("x").display()),
+        "o": format!("port={port},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null"),
+    });
+    let timed_create = |name: &str, opts: Value| {
+        let t = Instant::now();
+        let (code, reply) = create(&plugin, name, opts);
+        (code, reply, Instant::now(), t.elapsed())
+    };
+    std::thread::scope(|s| {
+        // `first` takes the silent server's only turn and hangs in it.
+        let first = s.spawn(|| timed_create("turn-first", hanging.clone()));
+        // (A volume being created has no Status yet: look for its sshfs.)
+        let first_point = plugin.mount_root().join("turn-first");
+        wait_until(T, "the first start-up holds its turn", || {
+            !processes_with_arg(&first_point.to_string_lossy()).is_empty()
+        });
+        let second = s.spawn(|| timed_create("turn-second", hanging.clone()));
+        // Another server has turns of its own.
+        let (code, reply, other_done, _) = timed_create("turn-other", sshfs_opts(&sshd, "o"));
+        assert_eq!(code, 200, "{reply}\n{}", plugin.log());
+        let (code, reply, first_done, _) = first.join().unwrap();
+        assert_eq!(code, 500, "{reply}");
+        assert!(
+            other_done < first_done,
+            "the volume on the other server waited for the silent one"
+        );
+        let (code, reply, second_done, _) = second.join().unwrap();
+        assert_eq!(code, 500, "{reply}");
+        // Its turn came when the first had failed; then it hung for its
+        // own mount timeout: it never ran alongside the first.
+        assert!(
+            err_of(&reply).contains("did not mount the volume within 4s"),
+            "{reply}"
+        );
+        let after = second_done.duration_since(first_done);
+        assert!(
+            after >= Duration::from_secs(4),
+            "second ended {after:?} after the first"
+        );
+    });
+    assert!(
+        plugin.log().contains("waiting for a turn to start"),
+        "{}",
+        plugin.log()
+    );
+}
