@@ -15,7 +15,7 @@ use crate::backend::{self, BackendError, BackendSettings, Request};
 use crate::config::{Config, Lifecycle};
 use crate::mounts;
 use crate::name::{NameError, VolumeName};
-use crate::options::{OptionError, Placeholders, VolumeOptions};
+use crate::options::{BackendKind, OptionError, Placeholders, VolumeOptions};
 use crate::protocol::Volume;
 use crate::state::{self, StateError, StateStore, VolumeRecord, Volumes};
 use crate::supervisor::{Policy, ProcessError, ProcessSpec, SupervisorHandle};
@@ -147,6 +147,7 @@ impl Driver {
         let invocation = backend::Invocation {
             program: String::new(),
             args: Vec::new(),
+            env: Vec::new(),
             stdin: None,
             one_shot: false,
             hints: &[],
@@ -168,16 +169,21 @@ impl Driver {
         }
     }
 
-    /// The placeholders of a volume, for checking its options as the tool
-    /// will get them.
-    fn check_denied(&self, name: &VolumeName, options: &VolumeOptions) -> Result<(), OptionError> {
+    /// Checks a volume's options against the plugin's option policy, as
+    /// the tool of its type will get them.
+    fn check_policy(
+        &self,
+        name: &VolumeName,
+        options: &VolumeOptions,
+        kind: BackendKind,
+    ) -> Result<(), OptionError> {
         let mount_point = self.config.mount_root.join(name.as_str());
         let places = Placeholders {
             mount_point: &mount_point.to_string_lossy(),
             source: "",
             name: name.as_str(),
         };
-        options.check_denied(&self.config.deny_options, &places)
+        Ok(self.config.policy.check(options, kind, &places)?)
     }
 
     /// Writes the table as it is now, encoded under the lock straight from
@@ -247,9 +253,10 @@ impl Driver {
             source,
         };
         let options = VolumeOptions::parse(&opts).map_err(bad)?;
-        self.check_denied(&name, &options).map_err(bad)?;
+        let kind = options.kind.unwrap_or(self.config.default_type);
+        self.check_policy(&name, &options, kind).map_err(bad)?;
         let record = VolumeRecord {
-            backend: options.kind.unwrap_or(self.config.default_type),
+            backend: kind,
             options,
             created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             mount_ids: Default::default(),
@@ -451,7 +458,7 @@ impl Driver {
             // A volume created before its options were denied does not run
             // them again; one that cannot be built stays listed. Neither is
             // dropped: the state file keeps every stored volume.
-            let built = match self.check_denied(&name, &record.options) {
+            let built = match self.check_policy(&name, &record.options, record.backend) {
                 Ok(()) => self.entry(&name, record.clone()).map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };

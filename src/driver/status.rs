@@ -4,9 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use super::Entry;
-use crate::backend::redact_arg;
 use crate::name::VolumeName;
 use crate::protocol::Volume;
+use crate::secret::redact_arg;
 
 fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{MountOptions, ProcessOptions, VolumeOptions};
-use crate::backend::{self, BackendKind, BackendSettings, Request};
+use crate::backend::{self, BackendSettings, Request};
+use crate::options::BackendKind;
 
 struct Example<'a> {
     plugin_o: &'a str,

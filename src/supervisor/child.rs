@@ -223,6 +223,7 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
     let inv = &spec.invocation;
     let mut child = Command::new(&inv.program)
         .args(&inv.args)
+        .envs(inv.env.iter().map(|(k, v)| (k, v.expose())))
         .process_group(0)
         .stdin(if inv.stdin.is_some() {
             Stdio::piped()

@@ -1,0 +1,536 @@
+//! The option policy: which volume options the plugin refuses. Out of the
+//! box it refuses every option of ssh, sshfs and rclone that makes the tool
+//! run a local command, load a library, read another configuration, use the
+//! host's agent, credentials or connections, open a tunnel to the host, or
+//! touch a host file, and every rclone source that serves the plugin's own
+//! filesystem; files a volume names (identities, known hosts) must lie in
+//! the key directory. The operator lifts rules with `--allow-options` and
+//! adds keys with `--deny-options`. Pure logic, like the rest of `options`.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::remote::{self, RcloneSource};
+use super::{BackendKind, Placeholders, VolumeOptions, UNSET};
+use crate::secret::{is_secret_key, REDACTED};
+
+/// Why a rule exists, as an error message says it.
+const COMMAND: &str = "runs a local command";
+const LIBRARY: &str = "loads a library into ssh";
+const CONFIG: &str = "makes the tool read another configuration file";
+const CREDENTIALS: &str = "uses the host's agent, credentials or connections";
+const TUNNEL: &str = "opens a tunnel between the server and the plugin's host";
+const ENVIRONMENT: &str = "sends the plugin's environment to the server";
+const HOST_FILE: &str = "reads or writes a file of the plugin's host";
+const RC: &str = "starts rclone's remote control server, which reaches the plugin's files";
+const DUMP: &str = "writes credentials into the log";
+const OTHER_REMOTE: &str =
+    "points the volume at another remote, which may be a path of the plugin's own filesystem";
+const LOCAL_BACKEND: &str = "serves a directory of the plugin's own filesystem";
+const WRAPPING_BACKEND: &str =
+    "wraps another remote, which may be a path of the plugin's own filesystem";
+
+/// What a rule does to a key it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// The key is refused; the text says why.
+    Deny(&'static str),
+    /// The key names files, which must lie in the key directory.
+    InKeyDir,
+}
+
+/// One rule of the default policy. `key` is what `--allow-options` names
+/// to lift it: an option key (`ProxyCommand`), a key family (`rc*`: `rc`
+/// and every `rc-...`), or an rclone backend in a source (`:local`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub key: &'static str,
+    pub effect: Effect,
+}
+
+const fn deny(key: &'static str, why: &'static str) -> Rule {
+    Rule {
+        key,
+        effect: Effect::Deny(why),
+    }
+}
+
+const fn in_key_dir(key: &'static str) -> Rule {
+    Rule {
+        key,
+        effect: Effect::InKeyDir,
+    }
+}
+
+/// The default policy. Keys match as ssh and rclone read them: without
+/// regard to case, `-` the same as `_`, and an rclone key also in its
+/// flag form with the backend in front (`key_file` is `--sftp-key-file`).
+pub const RULES: &[Rule] = &[
+    // ssh (ssh_config(5)), reached through sshfs's -o
+    deny("ProxyCommand", COMMAND),
+    deny("ProxyJump", COMMAND),
+    deny("ProxyUseFdpass", COMMAND),
+    deny("LocalCommand", COMMAND),
+    deny("PermitLocalCommand", COMMAND),
+    deny("KnownHostsCommand", COMMAND),
+    deny("XAuthLocation", COMMAND),
+    deny("PKCS11Provider", LIBRARY),
+    deny("SmartcardDevice", LIBRARY),
+    deny("SecurityKeyProvider", LIBRARY),
+    deny("F", CONFIG),
+    deny("Include", CONFIG),
+    deny("Match", CONFIG),
+    deny("IdentityAgent", CREDENTIALS),
+    deny("ForwardAgent", CREDENTIALS),
+    deny("AddKeysToAgent", CREDENTIALS),
+    deny("ControlPath", CREDENTIALS),
+    deny("ControlMaster", CREDENTIALS),
+    deny("ControlPersist", CREDENTIALS),
+    deny("GSSAPIDelegateCredentials", CREDENTIALS),
+    deny("EnableSSHKeysign", CREDENTIALS),
+    deny("LocalForward", TUNNEL),
+    deny("RemoteForward", TUNNEL),
+    deny("DynamicForward", TUNNEL),
+    deny("GatewayPorts", TUNNEL),
+    deny("PermitRemoteOpen", TUNNEL),
+    deny("Tunnel", TUNNEL),
+    deny("TunnelDevice", TUNNEL),
+    deny("ForwardX11", TUNNEL),
+    deny("ForwardX11Trusted", TUNNEL),
+    deny("SendEnv", ENVIRONMENT),
+    in_key_dir("IdentityFile"),
+    in_key_dir("CertificateFile"),
+    in_key_dir("UserKnownHostsFile"),
+    in_key_dir("GlobalKnownHostsFile"),
+    in_key_dir("RevokedHostKeys"),
+    // sshfs (sshfs(1))
+    deny("ssh_command", COMMAND),
+    deny("ssh_protocol", COMMAND),
+    deny("sftp_server", COMMAND),
+    in_key_dir("uidfile"),
+    in_key_dir("gidfile"),
+    // rclone global flags (rclone help flags)
+    deny("password_command", COMMAND),
+    deny("config", CONFIG),
+    deny("cache_dir", HOST_FILE),
+    deny("temp_dir", HOST_FILE),
+    deny("log_file", HOST_FILE),
+    deny("files_from", HOST_FILE),
+    deny("files_from_raw", HOST_FILE),
+    deny("include_from", HOST_FILE),
+    deny("exclude_from", HOST_FILE),
+    deny("filter_from", HOST_FILE),
+    deny("cpuprofile", HOST_FILE),
+    deny("memprofile", HOST_FILE),
+    deny("rc*", RC),
+    deny("dump*", DUMP),
+    in_key_dir("ca_cert"),
+    in_key_dir("client_cert"),
+    in_key_dir("client_key"),
+    // rclone backend options (rclone help backend NAME), in a source's
+    // `:backend,key=value:` or as `--backend-key`
+    deny("ssh", COMMAND),
+    deny("bearer_token_command", COMMAND),
+    deny("key_use_agent", CREDENTIALS),
+    deny("env_auth", CREDENTIALS),
+    deny("use_msi", CREDENTIALS),
+    deny("remote", OTHER_REMOTE),
+    deny("upstreams", OTHER_REMOTE),
+    deny("chunk_path", HOST_FILE),
+    deny("db_path", HOST_FILE),
+    deny("tmp_upload_path", HOST_FILE),
+    in_key_dir("key_file"),
+    in_key_dir("pubkey_file"),
+    in_key_dir("known_hosts_file"),
+    in_key_dir("service_account_file"),
+    in_key_dir("service_principal_file"),
+    in_key_dir("box_config_file"),
+    in_key_dir("shared_credentials_file"),
+    // rclone sources (`:local:/etc`, `/etc`, `:alias,remote=/etc:`)
+    deny(":local", LOCAL_BACKEND),
+    deny(":alias", WRAPPING_BACKEND),
+    deny(":union", WRAPPING_BACKEND),
+    deny(":combine", WRAPPING_BACKEND),
+    deny(":crypt", WRAPPING_BACKEND),
+    deny(":chunker", WRAPPING_BACKEND),
+    deny(":hasher", WRAPPING_BACKEND),
+    deny(":compress", WRAPPING_BACKEND),
+    deny(":cache", WRAPPING_BACKEND),
+];
+
+/// rclone's backends (rclone help backends): a flag `--sftp-key-file` is
+/// the backend option `key_file`.
+const RCLONE_BACKENDS: &[&str] = &[
+    "acd",
+    "alias",
+    "azureblob",
+    "b2",
+    "box",
+    "cache",
+    "chunker",
+    "combine",
+    "compress",
+    "crypt",
+    "drive",
+    "dropbox",
+    "fichier",
+    "filefabric",
+    "ftp",
+    "gcs",
+    "gphotos",
+    "hasher",
+    "hdfs",
+    "hidrive",
+    "http",
+    "internetarchive",
+    "jottacloud",
+    "koofr",
+    "local",
+    "mailru",
+    "memory",
+    "mega",
+    "netstorage",
+    "onedrive",
+    "opendrive",
+    "oracleobjectstorage",
+    "pcloud",
+    "premiumizeme",
+    "putio",
+    "qingstor",
+    "s3",
+    "seafile",
+    "sftp",
+    "sharefile",
+    "sia",
+    "smb",
+    "storj",
+    "sugarsync",
+    "swift",
+    "union",
+    "uptobox",
+    "webdav",
+    "yandex",
+    "zoho",
+];
+
+/// The setting that lifts a rule, as error messages name it.
+pub const ALLOW_SETTING: &str = "ALLOW_OPTIONS (--allow-options)";
+/// The setting that adds keys, as error messages name it.
+pub const DENY_SETTING: &str = "DENY_OPTIONS (--deny-options)";
+
+/// Keys compare as ssh and rclone compare them: case-insensitive, `-` the
+/// same as `_`. A backslash is dropped, as FUSE's option parser unescapes
+/// (`Proxy\Command` reaches ssh as `ProxyCommand`). A one-letter key is a
+/// short option and keeps its case (`-F` is not `-f`).
+fn normalize(key: &str) -> String {
+    let key: String = key.chars().filter(|c| *c != '\\').collect();
+    if key.chars().count() == 1 {
+        return key;
+    }
+    key.chars()
+        .map(|c| match c {
+            '-' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Whether `key` (as a volume wrote it) is what `name` (a rule key or a
+/// `--deny-options` entry) names: the same key, the key with an rclone
+/// backend in front, or a member of a `name*` family.
+fn names(name: &str, key: &str) -> bool {
+    let name = normalize(name);
+    let key = normalize(key);
+    let bare = RCLONE_BACKENDS
+        .iter()
+        .find_map(|b| key.strip_prefix(b).and_then(|k| k.strip_prefix('_')));
+    let is = |n: &str, k: &str| match n.strip_suffix('*') {
+        Some(family) => k == family || k.strip_prefix(family).is_some_and(|r| r.starts_with('_')),
+        None => n == k,
+    };
+    is(&name, &key) || bare.is_some_and(|b| is(&name, b))
+}
+
+/// Where in a volume's options a key was found, as an error says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    O,
+    C { position: usize },
+    Source,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::O => f.write_str("volume option \"o\""),
+            Self::C { position } => write!(f, "volume option \"c\": item {position}"),
+            Self::Source => f.write_str("volume option \"source\""),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error(
+        "{place} sets {key:?}, which {why}; the plugin's option policy refuses it \
+         (an operator can allow it with {ALLOW_SETTING}={rule})"
+    )]
+    Denied {
+        place: Place,
+        key: String,
+        why: &'static str,
+        rule: &'static str,
+    },
+    #[error(
+        "{place} sets {key:?} to {value}, outside the key directory {key_dir}: \
+         put the file there, or an operator can allow any path with {ALLOW_SETTING}={rule}"
+    )]
+    OutsideKeyDir {
+        place: Place,
+        key: String,
+        value: String,
+        key_dir: String,
+        rule: &'static str,
+    },
+    #[error(
+        "volume option \"source\" {what}, which {why}; the plugin's option policy refuses it \
+         (an operator can allow it with {ALLOW_SETTING}={rule})"
+    )]
+    DeniedSource {
+        what: String,
+        why: &'static str,
+        rule: &'static str,
+    },
+    #[error("{place} sets {key:?}, which the plugin's {DENY_SETTING} refuses")]
+    DeniedByOperator { place: Place, key: String },
+}
+
+/// What `--allow-options` may name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{ALLOW_SETTING}: {0:?} is not something the default option policy refuses; \
+     name a key from docs/security.md (e.g. ProxyCommand, IdentityFile, :local), or * for all"
+)]
+pub struct UnknownAllow(pub String);
+
+/// The plugin's option policy: the default rules minus what the operator
+/// allowed, plus what the operator denied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Every default rule lifted (`--allow-options='*'`).
+    allow_all: bool,
+    allowed: Vec<&'static str>,
+    denied: Vec<String>,
+    key_dir: PathBuf,
+}
+
+impl Policy {
+    /// `allow` names default rules to lift (or `*`); `deny` adds keys;
+    /// `key_dir` is where files a volume names must be.
+    pub fn new(allow: &[String], deny: &[String], key_dir: PathBuf) -> Result<Self, UnknownAllow> {
+        let mut policy = Self {
+            allow_all: false,
+            allowed: Vec::new(),
+            denied: deny.to_vec(),
+            key_dir,
+        };
+        for name in allow {
+            if name == "*" {
+                policy.allow_all = true;
+                continue;
+            }
+            match RULES.iter().find(|r| normalize(r.key) == normalize(name)) {
+                Some(rule) => policy.allowed.push(rule.key),
+                None => return Err(UnknownAllow(name.clone())),
+            }
+        }
+        Ok(policy)
+    }
+
+    pub fn key_dir(&self) -> &Path {
+        &self.key_dir
+    }
+
+    /// The default rules lifted, as named in the docs (`*` for all).
+    pub fn allowed(&self) -> Vec<&'static str> {
+        match self.allow_all {
+            true => vec!["*"],
+            false => self.allowed.clone(),
+        }
+    }
+
+    /// The operator's own keys.
+    pub fn denied(&self) -> &[String] {
+        &self.denied
+    }
+
+    /// The default rule that applies to `key`, unless the operator lifted it.
+    fn rule(&self, key: &str) -> Option<&'static Rule> {
+        if self.allow_all {
+            return None;
+        }
+        RULES
+            .iter()
+            .find(|r| names(r.key, key))
+            .filter(|r| !self.allowed.contains(&r.key))
+    }
+
+    /// Checks one key (and its value, if it has one) found at `place`.
+    fn check_key(&self, place: &Place, key: &str, value: Option<&str>) -> Result<(), PolicyError> {
+        if self.denied.iter().any(|d| names(d, key)) {
+            return Err(PolicyError::DeniedByOperator {
+                place: place.clone(),
+                key: key.to_owned(),
+            });
+        }
+        let Some(rule) = self.rule(key) else {
+            return Ok(());
+        };
+        match rule.effect {
+            Effect::Deny(why) => Err(PolicyError::Denied {
+                place: place.clone(),
+                key: key.to_owned(),
+                why,
+                rule: rule.key,
+            }),
+            Effect::InKeyDir => match value {
+                Some(value)
+                    if value != UNSET && value.split_whitespace().any(|f| !self.is_key_file(f)) =>
+                {
+                    Err(PolicyError::OutsideKeyDir {
+                        place: place.clone(),
+                        key: key.to_owned(),
+                        value: if is_secret_key(key) {
+                            REDACTED.to_owned()
+                        } else {
+                            value.to_owned()
+                        },
+                        key_dir: self.key_dir.display().to_string(),
+                        rule: rule.key,
+                    })
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// A file a volume may name: one in the key directory, written plainly
+    /// (absolute, no `.` or `..`, none of the `~`, `%` and `$` that ssh
+    /// and rclone expand), or `none` and `/dev/null`, which name no file.
+    fn is_key_file(&self, file: &str) -> bool {
+        if file == "none" || file == "/dev/null" {
+            return true;
+        }
+        let path = Path::new(file);
+        path.is_absolute()
+            && !file.contains(['~', '%', '$'])
+            && path
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+            && path.starts_with(&self.key_dir)
+            && path != self.key_dir
+    }
+
+    /// Checks a volume's `o`, `c` and `source` for the tool of `kind`.
+    /// `c` is checked as the tool will get it, with `{source}`, `{name}`
+    /// and `{mountPoint}` replaced, so a placeholder cannot carry a key
+    /// past the check.
+    pub fn check(
+        &self,
+        options: &VolumeOptions,
+        kind: BackendKind,
+        placeholders: &Placeholders<'_>,
+    ) -> Result<(), PolicyError> {
+        for option in options.mount_options.iter() {
+            self.check_key(&Place::O, &option.key, option.value.as_deref())?;
+        }
+        let source = options.source.as_deref().unwrap_or("");
+        let placeholders = Placeholders {
+            source,
+            ..*placeholders
+        };
+        let items = options.process_options.substitute(&placeholders);
+        for (index, item) in items.iter().enumerate() {
+            let place = Place::C {
+                position: index + 1,
+            };
+            for (key, value) in keys_in_argument(item) {
+                // `--key value`: a flag without `=` takes the next item.
+                let value = value.or_else(|| {
+                    item.starts_with("--")
+                        .then(|| items.get(index + 1).map(String::as_str))
+                        .flatten()
+                });
+                self.check_key(&place, key, value)?;
+            }
+        }
+        match &options.source {
+            Some(source) => self.check_source(source, kind),
+            None => Ok(()),
+        }
+    }
+
+    fn check_source(&self, source: &str, kind: BackendKind) -> Result<(), PolicyError> {
+        let parsed = remote::parse(source);
+        if kind == BackendKind::Rclone {
+            let backend = match &parsed {
+                RcloneSource::LocalPath => Some(("is a local path".to_owned(), "local".to_owned())),
+                RcloneSource::Remote(r) => r.backend().map(|b| {
+                    let what = format!("uses the rclone backend {b:?}");
+                    (what, b)
+                }),
+            };
+            if let Some((what, backend)) = backend {
+                let name = format!(":{}", backend.to_ascii_lowercase());
+                if let Some(rule) = self.rule(&name) {
+                    if let Effect::Deny(why) = rule.effect {
+                        return Err(PolicyError::DeniedSource {
+                            what,
+                            why,
+                            rule: rule.key,
+                        });
+                    }
+                }
+            }
+        }
+        if let RcloneSource::Remote(r) = parsed {
+            for p in &r.params {
+                let value = p.value();
+                self.check_key(&Place::Source, p.key, value.as_deref())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The option keys one process argument may set, with a value when the
+/// argument carries one: `-okey=v`, `-o` then `key=v,...`, `--key=v`,
+/// `--key`, and a short option with its value attached (`-F/path` names `F`).
+fn keys_in_argument(item: &str) -> Vec<(&str, Option<&str>)> {
+    let short = item
+        .strip_prefix('-')
+        .filter(|rest| !rest.starts_with('-'))
+        .and_then(|rest| rest.get(..1))
+        .map(|k| (k, None));
+    if let Some(long) = item.strip_prefix("--") {
+        let (key, value) = match long.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (long, None),
+        };
+        return vec![(key.trim(), value)];
+    }
+    let body = item
+        .strip_prefix("-o")
+        .or_else(|| item.strip_prefix('-'))
+        .unwrap_or(item);
+    short
+        .into_iter()
+        .chain(body.split(',').map(|part| match part.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v)),
+            None => (part.trim(), None),
+        }))
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
