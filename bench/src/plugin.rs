@@ -34,6 +34,8 @@ const NETFS_VARS: &[&str] = &[
     "VOLUME_PROCESS_BINARY",
     "MOUNT_OPTIONS_VOLUME_PROCESS_OPTION",
     "DENY_OPTIONS",
+    "ALLOW_OPTIONS",
+    "KEY_DIR",
     "RUST_LOG",
 ];
 
@@ -58,8 +60,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// netfs with its socket, mount root and state file in `dir`.
-    pub fn netfs(bin: &Path, dir: &Path, socket: &Path, lifecycle: &str) -> Result<Daemon> {
+    /// netfs with its socket, mount root and state file in `dir`, reading
+    /// ssh keys from `key_dir`.
+    pub fn netfs(
+        bin: &Path,
+        dir: &Path,
+        socket: &Path,
+        lifecycle: &str,
+        key_dir: &Path,
+    ) -> Result<Daemon> {
         fs::create_dir_all(dir)?;
         let mount_root = dir.join("volumes");
         let args = vec![
@@ -67,6 +76,7 @@ impl Daemon {
             format!("--propagated-mount={}", mount_root.display()).into(),
             format!("--state-file={}", dir.join("state.json").display()).into(),
             format!("--volume-process-lifecycle={lifecycle}").into(),
+            format!("--key-dir={}", key_dir.display()).into(),
             "--log-level=info".into(),
         ];
         Ok(Daemon::new(
