@@ -31,6 +31,12 @@ pub enum BackendError {
         place: &'static str,
         key: String,
     },
+    #[error(
+        "{key:?} looks like a secret, but is written where rclone would not read it as an \
+         option, so it would show in the process list: in a connection string, quote a value \
+         that holds ':' or ',' (url=\"http://host:8080\")"
+    )]
+    SecretLeftInArgv { key: String },
 }
 
 /// Plugin settings a backend may need.

@@ -8,7 +8,7 @@
 
 use super::{BackendError, BackendKind, Invocation, Request};
 use crate::options::remote::{self, RcloneSource};
-use crate::secret::{is_secret_key, Secret};
+use crate::secret::{is_secret_key, secret_keys, Secret};
 
 pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
     let source = req.source(BackendKind::Rclone)?;
@@ -56,6 +56,11 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
     };
     let mut args = vec!["mount".to_owned(), source, req.mount_point()];
     args.extend(flags);
+    if let Some(key) = secret_keys(&args).first() {
+        return Err(BackendError::SecretLeftInArgv {
+            key: (*key).to_owned(),
+        });
+    }
     Ok(Invocation {
         program: "rclone".to_owned(),
         args,
@@ -191,5 +196,16 @@ mod tests {
         .unwrap();
         assert_eq!(inv.args[1], "my-media:/x");
         assert_eq!(env(&inv), [("RCLONE_CONFIG_MY_MEDIA_BEARER_TOKEN", "t")]);
+        // an unquoted url ends the parameters early: what follows is no
+        // option for rclone, and is refused rather than put in argv
+        let err = build(&request(
+            &s,
+            Some(":webdav,url=http://h:1,pass=p:/"),
+            "",
+            "",
+            None,
+        ))
+        .unwrap_err();
+        assert_eq!(err, BackendError::SecretLeftInArgv { key: "pass".into() });
     }
 }
