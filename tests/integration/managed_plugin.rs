@@ -7,6 +7,7 @@
 mod fixture;
 mod lifecycle;
 mod orchestration;
+mod policy;
 
 use std::fs;
 use std::path::Path;

@@ -104,6 +104,11 @@ impl ManagedPlugin {
         plugin
     }
 
+    /// The host directory the `sshkeys` mount shows the plugin.
+    pub fn keys_dir(&self) -> &Path {
+        &self.keys_dir
+    }
+
     /// The name as given to `docker plugin` and `-d`.
     pub fn name(&self) -> &str {
         &self.name
