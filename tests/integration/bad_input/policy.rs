@@ -353,15 +353,16 @@ fn key_files_must_lie_in_the_key_directory() {
         "source": sshd.source(""),
         "o": format!("port={},IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null", sshd.port(), key.display()),
     });
-    let mut plugin = start(&["--mount-timeout=10s"]);
+    let plugin = start(&["--mount-timeout=10s"]);
     let (code, reply) = create(&plugin, "k", opts.clone());
     assert_eq!(code, 500);
     assert!(
         err_of(&reply).contains("outside the key directory /run/netfs-test/keys"),
         "{reply}"
     );
-    plugin.set_env("ALLOW_OPTIONS", "IdentityFile");
-    plugin.restart();
+    drop(plugin);
+    // The flag form of the setting, on the command line.
+    let plugin = start(&["--mount-timeout=10s", "--allow-options=IdentityFile"]);
     assert_eq!(create(&plugin, "k", opts).0, 200, "{}", plugin.log());
     assert_eq!(try_status(&plugin, "k").unwrap()["state"], "mounted");
     assert_eq!(
