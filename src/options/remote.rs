@@ -3,7 +3,7 @@
 //! or `:backend,key=value:path` (an on-the-fly remote). Anything else is a
 //! path of the plugin's own filesystem, which rclone serves as `local`.
 
-use crate::secret::split_params;
+use crate::secret::{is_secret_key, split_params, REDACTED};
 
 /// A parsed rclone source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,17 +125,34 @@ fn parse_params(list: &str) -> Vec<RemoteParam<'_>> {
 impl Remote<'_> {
     /// The source again, without the parameters `drop` says to leave out.
     pub fn render_without(&self, drop: impl Fn(&RemoteParam<'_>) -> bool) -> String {
+        self.render(|p| (!drop(p)).then_some(p.raw))
+    }
+
+    /// The source again, the value of every secret parameter as `***`:
+    /// unlike a redaction that cannot tell where a value ends, it keeps
+    /// the path.
+    pub fn redacted(&self) -> String {
+        self.render(|p| match p.raw {
+            Some(_) if is_secret_key(p.key) => Some(Some(REDACTED)),
+            raw => Some(raw),
+        })
+    }
+
+    /// Each parameter as `show` gives its value: `None` leaves it out,
+    /// `Some(None)` writes the bare key.
+    fn render<'s>(&'s self, show: impl Fn(&RemoteParam<'s>) -> Option<Option<&'s str>>) -> String {
         let mut out = String::new();
         if self.on_the_fly {
             out.push(':');
         }
         out.push_str(self.name);
-        for p in self.params.iter().filter(|p| !drop(p)) {
+        for p in &self.params {
+            let Some(value) = show(p) else { continue };
             out.push(',');
             out.push_str(p.key);
-            if let Some(raw) = p.raw {
+            if let Some(value) = value {
                 out.push('=');
-                out.push_str(raw);
+                out.push_str(value);
             }
         }
         out.push(':');
@@ -200,6 +217,7 @@ mod tests {
             r.render_without(|p| p.key == "pass"),
             ":sftp,host=h,flag:/srv:x"
         );
+        assert_eq!(r.redacted(), ":sftp,host=h,pass=***,flag:/srv:x");
         assert_eq!(remote(":local:/etc").backend().as_deref(), Some("local"));
         assert_eq!(
             remote("mine,type='local':/etc").backend().as_deref(),
