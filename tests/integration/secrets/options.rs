@@ -184,6 +184,11 @@ fn secret_options_in_every_spelling_stay_out_of_argv_logs_errors_and_status() {
             .contains("RCLONE_SFTP_PASS=*** "),
         "{st}"
     );
+    let shown = st["source"].as_str().unwrap();
+    assert!(
+        shown.contains("pass=***") && shown.ends_with(&format!(":{}", remote.display())),
+        "{st}"
+    );
     let pids = all_pids();
     for pid in &pids {
         let argv = cmdline(*pid).join(" ");
