@@ -65,8 +65,6 @@ pub const RULES: &[Rule] = &[
     deny("SmartcardDevice", LIBRARY),
     deny("SecurityKeyProvider", LIBRARY),
     deny("F", CONFIG),
-    deny("Include", CONFIG),
-    deny("Match", CONFIG),
     deny("IdentityAgent", CREDENTIALS),
     deny("ForwardAgent", CREDENTIALS),
     deny("AddKeysToAgent", CREDENTIALS),

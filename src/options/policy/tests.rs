@@ -299,6 +299,14 @@ fn what_the_default_policy_lets_through() {
             BackendKind::Rclone,
         ),
         (
+            &[("o", "include=*.jpg"), ("c", "--include&*.png")],
+            BackendKind::Rclone,
+        ),
+        (
+            &[("o", "sftp-host=h,sftp-user=u,log-level=DEBUG")],
+            BackendKind::Rclone,
+        ),
+        (
             &[("o", "sftp-key-file=/etc/netfs/ssh/k")],
             BackendKind::Rclone,
         ),

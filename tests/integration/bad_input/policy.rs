@@ -35,8 +35,6 @@ const DENIED: &[(&str, &str)] = &[
     ("SmartcardDevice", "SmartcardDevice"),
     ("SecurityKeyProvider", "SecurityKeyProvider"),
     ("F", "F"),
-    ("Include", "Include"),
-    ("Match", "Match"),
     ("IdentityAgent", "IdentityAgent"),
     ("ForwardAgent", "ForwardAgent"),
     ("AddKeysToAgent", "AddKeysToAgent"),
