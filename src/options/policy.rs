@@ -78,7 +78,7 @@ impl std::fmt::Display for Place {
 pub enum PolicyError {
     #[error(
         "{place} sets {key:?}, which {why}; the plugin's option policy refuses it \
-         (an operator can allow it with {ALLOW_SETTING}={rule})"
+         (an operator can allow it with ALLOW_OPTIONS={rule}, or --allow-options={rule})"
     )]
     Denied {
         place: Place,
@@ -88,7 +88,8 @@ pub enum PolicyError {
     },
     #[error(
         "{place} sets {key:?} to {value}, outside the key directory {key_dir}: \
-         put the file there, or an operator can allow any path with {ALLOW_SETTING}={rule}"
+         put the file there, or an operator can allow any path with ALLOW_OPTIONS={rule} \
+         (--allow-options={rule})"
     )]
     OutsideKeyDir {
         place: Place,
@@ -99,7 +100,7 @@ pub enum PolicyError {
     },
     #[error(
         "volume option \"source\" {what}, which {why}; the plugin's option policy refuses it \
-         (an operator can allow it with {ALLOW_SETTING}={rule})"
+         (an operator can allow it with ALLOW_OPTIONS={rule}, or --allow-options={rule})"
     )]
     DeniedSource {
         what: String,

@@ -57,7 +57,7 @@ fn every_rule_is_refused_in_o_c_and_source() {
         if let Some(backend) = rule.key.strip_prefix(':') {
             let err = rclone(&[("source", &format!(":{backend}:/etc"))]).unwrap_err();
             assert!(
-                err.contains(&format!("ALLOW_OPTIONS (--allow-options)={}", rule.key)),
+                err.contains(&format!("ALLOW_OPTIONS={}", rule.key)),
                 "{err}"
             );
             continue;
@@ -65,7 +65,7 @@ fn every_rule_is_refused_in_o_c_and_source() {
         let key = rule.key.trim_end_matches('*');
         let wants = |err: &str| {
             assert!(
-                err.contains(&format!("ALLOW_OPTIONS (--allow-options)={}", rule.key)),
+                err.contains(&format!("ALLOW_OPTIONS={}", rule.key)),
                 "{key}: {err}"
             );
         };
@@ -90,19 +90,19 @@ fn messages_name_the_place_the_reason_and_the_setting() {
             &[("o", "reconnect,ProxyCommand=touch /x")],
             "volume option \"o\" sets \"ProxyCommand\", which runs a local command; the plugin's \
              option policy refuses it (an operator can allow it with \
-             ALLOW_OPTIONS (--allow-options)=ProxyCommand)",
+             ALLOW_OPTIONS=ProxyCommand, or --allow-options=ProxyCommand)",
         ),
         (
             &[("c", "-C&-F/etc/evil.conf")],
             "volume option \"c\": item 2 sets \"F\", which makes the tool read another configuration \
              file; the plugin's option policy refuses it (an operator can allow it with \
-             ALLOW_OPTIONS (--allow-options)=F)",
+             ALLOW_OPTIONS=F, or --allow-options=F)",
         ),
         (
             &[("o", "IdentityFile=/root/.ssh/id_rsa")],
             "volume option \"o\" sets \"IdentityFile\" to /root/.ssh/id_rsa, outside the key \
              directory /etc/netfs/ssh: put the file there, or an operator can allow any path with \
-             ALLOW_OPTIONS (--allow-options)=IdentityFile",
+             ALLOW_OPTIONS=IdentityFile (--allow-options=IdentityFile)",
         ),
     ];
     for (pairs, want) in cases {
@@ -112,7 +112,7 @@ fn messages_name_the_place_the_reason_and_the_setting() {
         rclone(&[("source", "/etc")]).unwrap_err(),
         "volume option \"source\" is a local path, which serves a directory of the plugin's own \
          filesystem; the plugin's option policy refuses it (an operator can allow it with \
-         ALLOW_OPTIONS (--allow-options)=:local)"
+         ALLOW_OPTIONS=:local, or --allow-options=:local)"
     );
     assert_eq!(
         check_as(&policy(&[], &["reconnect"]), BackendKind::Sshfs, &[("o", "reconnect")], "v")

@@ -18,7 +18,7 @@ use crate::support::mounts::{processes_with_arg, wait_until};
 use crate::support::sshd::Sshd;
 
 /// What an error names so an operator can allow the option.
-const ALLOW: &str = "ALLOW_OPTIONS (--allow-options)=";
+const ALLOW: &str = "ALLOW_OPTIONS=";
 
 /// Every option the default policy refuses, as a volume would write it,
 /// and the rule (as `ALLOW_OPTIONS` names it) that refuses it. Taken from

@@ -75,7 +75,7 @@ fn the_policy_is_widened_with_docker_plugin_set_and_keys_are_read_only() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
-        stderr.contains("ALLOW_OPTIONS (--allow-options)=PermitLocalCommand"),
+        stderr.contains("ALLOW_OPTIONS=PermitLocalCommand"),
         "{stderr}"
     );
     let on_host = host_mountpoint(&plugin, &mark);
