@@ -144,8 +144,11 @@ for _ in $(seq 1 100); do
 done
 [ -n "$(ss -Hltn "sport = :$port")" ] || die "sshd does not listen on port $port"
 
-key=$tmp/client_key
 if [ "$DEMO_MODE" = service ]; then
+    # Volumes may name key files only in the plugin's key directory.
+    install -d -m 700 "$tmp/keys"
+    install -m 600 "$tmp/client_key" "$tmp/keys/client_key"
+    key=$tmp/keys/client_key
     socket=/run/docker/plugins/$DRIVER.sock
     say "starting netfs as a host service on $socket"
     mkdir -p /run/docker/plugins
@@ -153,6 +156,7 @@ if [ "$DEMO_MODE" = service ]; then
         --socket "$socket" \
         --propagated-mount "$tmp/volumes" \
         --state-file "$tmp/state.json" \
+        --key-dir "$tmp/keys" \
         >"$tmp/netfs.log" 2>&1 &
     netfs_pid=$!
     for _ in $(seq 1 100); do

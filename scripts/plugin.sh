@@ -135,6 +135,12 @@ mapfile -t defaults < <(plugin_settings "$PLUGIN_REF")
 sets=()
 for setting in "${old_settings[@]}"; do
     [ -n "$setting" ] || continue
+    # Older plugins defaulted the key directory to the host's own
+    # /root/.ssh; the new default is a dedicated directory, read-only.
+    if [ "$setting" = sshkeys.source=/root/.ssh ]; then
+        warn "not carrying over sshkeys.source=/root/.ssh: the plugin now reads keys from $(printf '%s\n' "${defaults[@]}" | sed -n 's/^sshkeys\.source=//p'); copy the keys it needs there"
+        continue
+    fi
     printf '%s\n' "${defaults[@]}" | grep -qxF -- "$setting" || sets+=("$setting")
 done
 old_state=$(printf '%s\n' "${old_settings[@]}" | sed -n 's/^state\.source=//p')
@@ -152,8 +158,11 @@ done
 state_dir=$(mount_source "$PLUGIN_REF" state)
 mkdir -p "$state_dir"
 chmod 700 "$state_dir"
+# The key directory (default /etc/netfs/ssh) is the plugin's alone: keys,
+# known_hosts and rclone.conf for its volumes, mounted read-only.
 keys_dir=$(mount_source "$PLUGIN_REF" sshkeys)
 if [ ! -d "$keys_dir" ]; then
+    say "creating the key directory $keys_dir (put ssh keys, known_hosts and rclone.conf there)"
     mkdir -p "$keys_dir"
     chmod 700 "$keys_dir"
 fi

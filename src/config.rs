@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-use crate::backend::BackendKind;
-use crate::options::{MountOptions, OptionError, ProcessOptions};
+use crate::options::policy::UnknownAllow;
+use crate::options::{BackendKind, MountOptions, OptionError, Policy, ProcessOptions};
 
 /// When a volume's mount process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -55,8 +55,8 @@ pub struct Cli {
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
-    /// Backend used by volumes created without `type`.
-    #[arg(long, env = "DEFAULT_TYPE", value_enum, default_value = "sshfs")]
+    /// Backend used by volumes created without `type`: sshfs, rclone, nfs or command.
+    #[arg(long, env = "DEFAULT_TYPE", default_value = "sshfs")]
     pub default_type: BackendKind,
 
     /// How long a volume process may take to mount (e.g. `20s`, `500ms`).
@@ -118,13 +118,24 @@ pub struct Cli {
     #[arg(long, env = "MOUNT_OPTIONS_VOLUME_PROCESS_OPTION")]
     pub mount_options_volume_process_option: Option<String>,
 
-    /// Mount-option keys that volumes may not set (e.g. `ssh_command,ProxyCommand`).
+    /// Option keys that volumes may not set, on top of the default policy
+    /// (e.g. `reconnect,max_conns`).
     #[arg(long, env = "DENY_OPTIONS", default_value = "")]
     pub deny_options: String,
 
     /// Tools starting at once per server (host and port); the rest wait their turn.
     #[arg(long, env = "MAX_STARTUPS_PER_ENDPOINT", default_value_t = crate::pacing::DEFAULT_LIMIT)]
     pub max_startups_per_endpoint: usize,
+    /// Keys the default option policy refuses that volumes may set after
+    /// all (e.g. `ProxyCommand,:local`; `*` for all). See docs/security.md
+    /// for what each reopens.
+    #[arg(long, env = "ALLOW_OPTIONS", default_value = "")]
+    pub allow_options: String,
+
+    /// Directory of ssh keys and known_hosts files: the only place a volume's
+    /// IdentityFile, UserKnownHostsFile, rclone key_file, ... may point to.
+    #[arg(long, env = "KEY_DIR", default_value = "/etc/netfs/ssh")]
+    pub key_dir: PathBuf,
 }
 
 /// Checked settings, built once at start and shared read-only.
@@ -143,9 +154,10 @@ pub struct Config {
     pub recovery_max_per_min: u32,
     pub command_binary: Option<PathBuf>,
     pub command_mount_option_flag: Option<String>,
-    pub deny_options: Vec<String>,
     /// Start-ups in flight at once to one server (see [`crate::pacing`]).
     pub max_startups_per_endpoint: usize,
+    /// What volumes may ask of their tools.
+    pub policy: Policy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +174,10 @@ pub enum ConfigError {
     ZeroRecovery,
     #[error("--max-startups-per-endpoint (MAX_STARTUPS_PER_ENDPOINT) must be at least 1")]
     ZeroStartups,
+    #[error(transparent)]
+    UnknownAllow(#[from] UnknownAllow),
+    #[error("--key-dir (KEY_DIR) must be an absolute path, got {0:?}")]
+    RelativeKeyDir(PathBuf),
 }
 
 impl Cli {
@@ -230,13 +246,14 @@ impl Cli {
         if self.max_startups_per_endpoint == 0 {
             return Err(ConfigError::ZeroStartups);
         }
-        let deny_options = self
-            .deny_options
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
+        if !self.key_dir.is_absolute() {
+            return Err(ConfigError::RelativeKeyDir(self.key_dir));
+        }
+        let policy = Policy::new(
+            &list(&self.allow_options),
+            &list(&self.deny_options),
+            self.key_dir,
+        )?;
         Ok(Config {
             socket: self.socket,
             mount_root: self.propagated_mount,
@@ -251,10 +268,20 @@ impl Cli {
             recovery_max_per_min: self.volume_process_recovery_max_per_min,
             command_binary: self.volume_process_binary,
             command_mount_option_flag: self.mount_options_volume_process_option,
-            deny_options,
             max_startups_per_endpoint: self.max_startups_per_endpoint,
+            policy,
         })
     }
+}
+
+/// A comma-separated setting, items trimmed, empty ones dropped.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]

@@ -262,7 +262,13 @@ async fn one_run(
     let (dir, run, peer) = (round.dir.as_path(), round.index, round.peer);
     let netfs = |part: &str, lifecycle: &str| {
         let d = dir.join(part);
-        Daemon::netfs(&args.netfs, &d, &d.join("netfs.sock"), lifecycle)
+        Daemon::netfs(
+            &args.netfs,
+            &d,
+            &d.join("netfs.sock"),
+            lifecycle,
+            &args.work.join("sshd"),
+        )
     };
     let rclone = |part: &str| {
         let d = dir.join(part);
@@ -416,7 +422,7 @@ async fn one_run(
         let driver = format!("netfs-bench-{}-r{run}", std::process::id());
         let socket = PathBuf::from("/run/docker/plugins").join(format!("{driver}.sock"));
         let d = dir.join("data-netfs");
-        let mut n = Daemon::netfs(&args.netfs, &d, &socket, "volume")?;
+        let mut n = Daemon::netfs(&args.netfs, &d, &socket, "volume", &args.work.join("sshd"))?;
         let res = data::run(
             sshd,
             &dir.join("data"),

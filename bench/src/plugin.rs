@@ -38,8 +38,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// netfs with its socket, mount root and state file in `dir`.
-    pub fn netfs(bin: &Path, dir: &Path, socket: &Path, lifecycle: &str) -> Result<Daemon> {
+    /// netfs with its socket, mount root and state file in `dir`, reading
+    /// ssh keys from `key_dir`.
+    pub fn netfs(
+        bin: &Path,
+        dir: &Path,
+        socket: &Path,
+        lifecycle: &str,
+        key_dir: &Path,
+    ) -> Result<Daemon> {
         fs::create_dir_all(dir)?;
         let mount_root = dir.join("volumes");
         let args = vec![
@@ -47,6 +54,7 @@ impl Daemon {
             format!("--propagated-mount={}", mount_root.display()).into(),
             format!("--state-file={}", dir.join("state.json").display()).into(),
             format!("--volume-process-lifecycle={lifecycle}").into(),
+            format!("--key-dir={}", key_dir.display()).into(),
             "--log-level=info".into(),
         ];
         Ok(Daemon::new(

@@ -30,6 +30,7 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
     Ok(Invocation {
         program: binary.to_string_lossy().into_owned(),
         args,
+        env: Vec::new(),
         stdin: req.password.cloned(),
         one_shot: false,
         hints: &[],

@@ -7,51 +7,13 @@ mod nfs;
 mod rclone;
 mod sshfs;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use clap::ValueEnum;
-use serde::{Deserialize, Serialize};
-
-use crate::options::{is_secret_key, MountOptions, Placeholders, ProcessOptions};
-use crate::secret::Secret;
+pub use crate::options::BackendKind;
+use crate::options::{MountOptions, Placeholders, ProcessOptions};
+use crate::secret::{is_secret_key, redact_args, secret_keys, secret_values, Secret, REDACTED};
 
 pub use endpoint::{endpoint, Endpoint, Server};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    Sshfs,
-    Rclone,
-    Nfs,
-    Command,
-}
-
-impl BackendKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sshfs => "sshfs",
-            Self::Rclone => "rclone",
-            Self::Nfs => "nfs",
-            Self::Command => "command",
-        }
-    }
-}
-
-impl FromStr for BackendKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        <Self as ValueEnum>::from_str(s, false)
-            .map_err(|_| format!("unknown type {s:?}; use one of sshfs, rclone, nfs, command"))
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
@@ -63,6 +25,21 @@ pub enum BackendError {
     NoCommandBinary,
     #[error("volume option \"password\" is not supported by type {0}")]
     PasswordUnsupported(BackendKind),
+    #[error(
+        "{place} set {key:?}, which looks like a secret, but {kind} takes a secret only on its \
+         stdin (an option would show in the process list): give it as the volume option password"
+    )]
+    SecretInArgv {
+        kind: BackendKind,
+        place: &'static str,
+        key: String,
+    },
+    #[error(
+        "{key:?} looks like a secret, but is written where rclone would not read it as an \
+         option, so it would show in the process list: in a connection string, quote a value \
+         that holds ':' or ',' (url=\"http://host:8080\")"
+    )]
+    SecretLeftInArgv { key: String },
 }
 
 /// Plugin settings a backend may need.
@@ -94,6 +71,27 @@ impl Request<'_> {
         self.mount_point.to_string_lossy().into_owned()
     }
 
+    /// Refuses secret-looking options for a tool that takes secrets only on
+    /// its stdin: in its argv they would be readable in `/proc/*/cmdline`.
+    fn refuse_secrets(&self, kind: BackendKind) -> Result<(), BackendError> {
+        let refuse = |place, key: &str| BackendError::SecretInArgv {
+            kind,
+            place,
+            key: key.to_owned(),
+        };
+        if let Some(o) = self
+            .mount_options
+            .iter()
+            .find(|o| o.value.is_some() && is_secret_key(&o.key))
+        {
+            return Err(refuse("the mount options", &o.key));
+        }
+        match secret_keys(&self.process_args()).first() {
+            Some(key) => Err(refuse("the process options", key)),
+            None => Ok(()),
+        }
+    }
+
     fn process_args(&self) -> Vec<String> {
         let mount_point = self.mount_point();
         self.process_options.substitute(&Placeholders {
@@ -109,6 +107,9 @@ impl Request<'_> {
 pub struct Invocation {
     pub program: String,
     pub args: Vec<String>,
+    /// Variables added to the tool's environment (rclone reads every
+    /// option from one): how secrets reach it without showing in argv.
+    pub env: Vec<(String, Secret)>,
     /// Written to stdin, then stdin is closed (sshfs `password_stdin`).
     pub stdin: Option<Secret>,
     /// The tool exits once mounted (mount.nfs): running means mounted.
@@ -119,20 +120,28 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// The command quoted for a shell, with secret values shown as `***`.
+    /// The command quoted for a shell, with secret values shown as `***`;
+    /// variables it gets in its environment come first (`VAR=*** tool ...`),
+    /// as a shell would take them.
     pub fn display(&self) -> String {
-        let words =
-            std::iter::once(self.program.clone()).chain(self.args.iter().map(|a| redact_arg(a)));
-        shell_words::join(words)
+        let env: String = self
+            .env
+            .iter()
+            .map(|(k, _)| format!("{}={REDACTED} ", shell_words::quote(k)))
+            .collect();
+        let words = std::iter::once(self.program.clone()).chain(redact_args(&self.args));
+        env + &shell_words::join(words)
     }
 
-    /// Every secret this command carries: what goes to stdin and the values
-    /// of secret keys in its argv. A tool may quote them back in its own
-    /// messages ("unknown option password=..."), which are scrubbed of them.
+    /// Every secret this command carries: what goes to stdin and to its
+    /// environment, and the values of secret keys left in its argv. A tool
+    /// may quote them back in its own messages ("unknown option
+    /// password=..."), which are scrubbed of them.
     pub fn secrets(&self) -> Vec<Secret> {
-        let in_args = self.args.iter().flat_map(|a| secret_values(a));
+        let in_args = secret_values(&self.args);
         self.stdin
             .iter()
+            .chain(self.env.iter().map(|(_, v)| v))
             .map(|s| s.expose())
             .chain(in_args)
             .filter(|s| !s.is_empty())
@@ -173,71 +182,9 @@ pub fn build(kind: BackendKind, req: &Request<'_>) -> Result<Invocation, Backend
     }
 }
 
-/// Hides the value of every secret key inside one argument, whether it is a
-/// mount-option list (`a=1,password=x`), a flag (`--sftp-pass=x`) or an
-/// rclone connection string (`:sftp,pass=x:path`).
-pub fn redact_arg(arg: &str) -> String {
-    let mut out = String::with_capacity(arg.len());
-    for (body, sep) in pieces(arg) {
-        match secret_in(body) {
-            Some((key, _)) => {
-                out.push_str(key);
-                out.push_str("=***");
-            }
-            None => out.push_str(body),
-        }
-        out.push_str(sep);
-    }
-    out
-}
-
-/// The values [`redact_arg`] hides in `arg`.
-pub fn secret_values(arg: &str) -> impl Iterator<Item = &str> {
-    pieces(arg).filter_map(|(body, _)| secret_in(body).map(|(_, value)| value))
-}
-
-/// `arg` cut after each `,` or `:`: (piece, the separator that ended it).
-fn pieces(arg: &str) -> impl Iterator<Item = (&str, &str)> {
-    let mut rest = arg;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let cut = rest.find([',', ':']).map_or(rest.len(), |i| i + 1);
-        let (piece, tail) = rest.split_at(cut);
-        rest = tail;
-        Some(match piece.char_indices().last() {
-            Some((i, c)) if c == ',' || c == ':' => piece.split_at(i),
-            _ => (piece, ""),
-        })
-    })
-}
-
-/// `key=value` with a secret key: (key as written, value).
-fn secret_in(body: &str) -> Option<(&str, &str)> {
-    body.split_once('=')
-        .filter(|(key, _)| is_secret_key(key.trim_start_matches('-')))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_secrets_in_any_argument_shape() {
-        let cases = [
-            ("port=22,password=hunter2,x", "port=22,password=***,x"),
-            ("--sftp-pass=hunter2", "--sftp-pass=***"),
-            (
-                ":sftp,host=h,pass=hunter2:/srv",
-                ":sftp,host=h,pass=***:/srv",
-            ),
-            ("user@host:/srv", "user@host:/srv"),
-        ];
-        for (arg, want) in cases {
-            assert_eq!(redact_arg(arg), want);
-        }
-    }
 
     #[test]
     fn an_invocation_knows_every_secret_it_carries() {
@@ -250,6 +197,7 @@ mod tests {
                 "-o".into(),
                 "port=22,token=t0k,x".into(),
             ],
+            env: vec![("RCLONE_SFTP_PASS".into(), Secret::new("e"))],
             stdin: Some(Secret::new("pw")),
             one_shot: false,
             hints: &[],
@@ -259,16 +207,10 @@ mod tests {
             .iter()
             .map(|s| s.expose().to_owned())
             .collect();
-        assert_eq!(secrets, ["pw", "obscured1", "obscured2", "t0k"]);
-    }
-
-    #[test]
-    fn kind_parse_lists_choices() {
-        assert_eq!("rclone".parse::<BackendKind>(), Ok(BackendKind::Rclone));
-        assert!("cifs"
-            .parse::<BackendKind>()
-            .unwrap_err()
-            .contains("sshfs, rclone, nfs, command"));
+        assert_eq!(
+            secrets,
+            ["pw", "e", "obscured1:/srv", "obscured1", "obscured2", "t0k"]
+        );
     }
 }
 

@@ -6,6 +6,7 @@ use super::{BackendError, BackendKind, Invocation, Request};
 
 pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
     let source = req.source(BackendKind::Nfs)?;
+    req.refuse_secrets(BackendKind::Nfs)?;
     if req.password.is_some() {
         return Err(BackendError::PasswordUnsupported(BackendKind::Nfs));
     }
@@ -18,6 +19,7 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
     Ok(Invocation {
         program: "mount.nfs".to_owned(),
         args,
+        env: Vec::new(),
         stdin: None,
         one_shot: true,
         hints: HINTS,

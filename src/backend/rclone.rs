@@ -1,29 +1,102 @@
 //! `rclone mount SOURCE MOUNTPOINT [process options] [--key=value ...]`.
 //! Mount options become rclone flags: `vfs-cache-mode=full,allow-other` is
 //! `--vfs-cache-mode=full --allow-other`. rclone stays in the foreground.
+//! Secrets never reach its argv: rclone reads every flag from `RCLONE_FLAG`
+//! and every option of a remote from `RCLONE_<BACKEND>_<OPTION>` or
+//! `RCLONE_CONFIG_<REMOTE>_<OPTION>`, so a secret flag or connection-string
+//! parameter is moved into its environment instead.
 
 use super::{BackendError, BackendKind, Invocation, Request};
+use crate::options::remote::{self, RcloneSource};
+use crate::secret::{is_secret_key, secret_keys, Secret};
 
 pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
     let source = req.source(BackendKind::Rclone)?;
     if req.password.is_some() {
         return Err(BackendError::PasswordUnsupported(BackendKind::Rclone));
     }
-    let mut args = vec!["mount".to_owned(), source.to_owned(), req.mount_point()];
-    args.extend(req.process_args());
+    let mut env = Vec::new();
+    let mut flags = Vec::new();
+    let process_args = req.process_args();
+    let mut items = process_args.into_iter();
+    while let Some(item) = items.next() {
+        match secret_flag(&item) {
+            Some((key, Some(value))) => env.push((env_name(&[key]), Secret::new(value))),
+            Some((key, None)) => {
+                let value = items.next().unwrap_or_default();
+                env.push((env_name(&[key]), Secret::new(value)));
+            }
+            None => flags.push(item),
+        }
+    }
     for option in req.mount_options.iter() {
-        args.push(match &option.value {
-            Some(v) => format!("--{}={}", option.key, v),
-            None => format!("--{}", option.key),
+        match &option.value {
+            Some(v) if is_secret_key(&option.key) => {
+                env.push((env_name(&[&option.key]), Secret::new(v.clone())));
+            }
+            Some(v) => flags.push(format!("--{}={}", option.key, v)),
+            None => flags.push(format!("--{}", option.key)),
+        }
+    }
+    // Last: a connection string's parameters win over flags, as in rclone.
+    let source = match remote::parse(source) {
+        RcloneSource::Remote(r) if r.params.iter().any(is_secret_param) => {
+            for p in r.params.iter().filter(|p| is_secret_param(p)) {
+                let scope = if r.on_the_fly {
+                    vec![r.name]
+                } else {
+                    vec!["config", r.name]
+                };
+                let name = env_name(&[scope.as_slice(), &[p.key]].concat());
+                env.push((name, Secret::new(p.value().unwrap_or_default())));
+            }
+            r.render_without(is_secret_param)
+        }
+        _ => source.to_owned(),
+    };
+    let mut args = vec!["mount".to_owned(), source, req.mount_point()];
+    args.extend(flags);
+    if let Some(key) = secret_keys(&args).first() {
+        return Err(BackendError::SecretLeftInArgv {
+            key: (*key).to_owned(),
         });
     }
     Ok(Invocation {
         program: "rclone".to_owned(),
         args,
+        env,
         stdin: None,
         one_shot: false,
         hints: HINTS,
     })
+}
+
+fn is_secret_param(p: &remote::RemoteParam<'_>) -> bool {
+    p.raw.is_some() && is_secret_key(p.key)
+}
+
+/// `--key=value` or `--key` (value in the next argument) with a secret key.
+fn secret_flag(item: &str) -> Option<(&str, Option<&str>)> {
+    let flag = item.strip_prefix("--")?;
+    let (key, value) = match flag.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (flag, None),
+    };
+    is_secret_key(key).then_some((key, value))
+}
+
+/// `RCLONE_` and the parts, upper case, `-` as `_`: how rclone names the
+/// variable of a flag (`sftp-pass`) or a remote's option (`config`, `media`, `pass`).
+fn env_name(parts: &[&str]) -> String {
+    let mut name = "RCLONE".to_owned();
+    for part in parts {
+        name.push('_');
+        name.extend(part.chars().map(|c| match c {
+            '-' => '_',
+            c => c.to_ascii_uppercase(),
+        }));
+    }
+    name
 }
 
 const HINTS: &[(&str, &str)] = &[(
@@ -37,10 +110,17 @@ mod tests {
     use super::super::BackendSettings;
     use super::*;
 
+    fn env(inv: &Invocation) -> Vec<(&str, &str)> {
+        inv.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect()
+    }
+
     #[test]
     fn argv() {
         let s = BackendSettings::default();
-        let src = ":sftp,host=127.0.0.1,pass=x:/srv";
+        let src = ":sftp,host=127.0.0.1,port=22:/srv";
         let inv = build(&request(
             &s,
             Some(src),
@@ -60,9 +140,72 @@ mod tests {
                 "--allow-other"
             ]
         );
+        assert!(inv.env.is_empty());
         assert_eq!(
             inv.display(),
-            "rclone mount ':sftp,host=127.0.0.1,pass=***:/srv' /mnt/volumes/vol -v '--vfs-cache-mode=full' --allow-other"
+            "rclone mount ':sftp,host=127.0.0.1,port=22:/srv' /mnt/volumes/vol -v '--vfs-cache-mode=full' --allow-other"
         );
+    }
+
+    #[test]
+    fn secrets_go_to_the_environment_in_every_spelling() {
+        let s = BackendSettings::default();
+        let inv = build(&request(
+            &s,
+            Some(":sftp,host=h,pass=\"p,1\",key_file_pass=p2:/srv"),
+            "--ftp-pass=p3&-v&--webdav-pass&p4",
+            "s3-secret-access-key=p5,vfs-cache-mode=full,s3-session-token=p6",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(
+            inv.args,
+            [
+                "mount",
+                ":sftp,host=h:/srv",
+                "/mnt/volumes/vol",
+                "-v",
+                "--vfs-cache-mode=full"
+            ]
+        );
+        assert_eq!(
+            env(&inv),
+            [
+                ("RCLONE_FTP_PASS", "p3"),
+                ("RCLONE_WEBDAV_PASS", "p4"),
+                ("RCLONE_S3_SECRET_ACCESS_KEY", "p5"),
+                ("RCLONE_S3_SESSION_TOKEN", "p6"),
+                ("RCLONE_SFTP_PASS", "p,1"),
+                ("RCLONE_SFTP_KEY_FILE_PASS", "p2"),
+            ]
+        );
+        let shown = inv.display();
+        assert!(shown.starts_with("RCLONE_FTP_PASS=*** "), "{shown}");
+        for p in ["p,1", "p2", "p3", "p4", "p5", "p6"] {
+            assert!(!shown.contains(p), "{p} in {shown}");
+            assert!(inv.secrets().iter().any(|s| s.expose() == p), "{p}");
+        }
+        // a configured remote's own variable
+        let inv = build(&request(
+            &s,
+            Some("my-media,bearer_token=t:/x"),
+            "",
+            "",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(inv.args[1], "my-media:/x");
+        assert_eq!(env(&inv), [("RCLONE_CONFIG_MY_MEDIA_BEARER_TOKEN", "t")]);
+        // an unquoted url ends the parameters early: what follows is no
+        // option for rclone, and is refused rather than put in argv
+        let err = build(&request(
+            &s,
+            Some(":webdav,url=http://h:1,pass=p:/"),
+            "",
+            "",
+            None,
+        ))
+        .unwrap_err();
+        assert_eq!(err, BackendError::SecretLeftInArgv { key: "pass".into() });
     }
 }

@@ -6,6 +6,7 @@ use super::{BackendError, BackendKind, Invocation, Request};
 
 pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
     let source = req.source(BackendKind::Sshfs)?;
+    req.refuse_secrets(BackendKind::Sshfs)?;
     let mut args = vec![source.to_owned(), req.mount_point(), "-f".to_owned()];
     args.extend(req.process_args());
     let mut options = req.mount_options.clone();
@@ -20,6 +21,7 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
     Ok(Invocation {
         program: "sshfs".to_owned(),
         args,
+        env: Vec::new(),
         stdin,
         one_shot: false,
         hints: HINTS,

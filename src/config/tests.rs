@@ -76,8 +76,10 @@ fn isolated_parse() {
                     "recovery_max_per_min": c.recovery_max_per_min,
                     "command_binary": c.command_binary,
                     "command_mount_option_flag": c.command_mount_option_flag,
-                    "deny_options": c.deny_options,
                     "max_startups_per_endpoint": c.max_startups_per_endpoint,
+                    "deny_options": c.policy.denied(),
+                    "allow_options": c.policy.allowed(),
+                    "key_dir": c.policy.key_dir(),
                 }),
             }
         }
@@ -247,6 +249,24 @@ const FLAGS: &[Flag] = &[
         default: "5",
         from_cli: "2",
         from_env: "10",
+    },
+    Flag {
+        cli: "--allow-options=proxycommand, :local",
+        var: "ALLOW_OPTIONS",
+        var_value: "*",
+        field: "allow_options",
+        default: "[]",
+        from_cli: r#"["ProxyCommand",":local"]"#,
+        from_env: r#"["*"]"#,
+    },
+    Flag {
+        cli: "--key-dir=/cli/keys",
+        var: "KEY_DIR",
+        var_value: "/env/keys",
+        field: "key_dir",
+        default: "/etc/netfs/ssh",
+        from_cli: "/cli/keys",
+        from_env: "/env/keys",
     },
 ];
 

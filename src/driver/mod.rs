@@ -15,7 +15,7 @@ use crate::backend::{self, BackendError, BackendSettings, Request, Server};
 use crate::config::{Config, Lifecycle};
 use crate::mounts;
 use crate::name::{NameError, VolumeName};
-use crate::options::{OptionError, Placeholders, VolumeOptions};
+use crate::options::{BackendKind, OptionError, Placeholders, VolumeOptions};
 use crate::pacing::Gate;
 use crate::protocol::Volume;
 use crate::state::{self, Setup, StateError, StateStore, VolumeRecord, Volumes};
@@ -160,6 +160,7 @@ impl Driver {
         let invocation = backend::Invocation {
             program: String::new(),
             args: Vec::new(),
+            env: Vec::new(),
             stdin: None,
             one_shot: false,
             hints: &[],
@@ -182,16 +183,21 @@ impl Driver {
         }
     }
 
-    /// The placeholders of a volume, for checking its options as the tool
-    /// will get them.
-    fn check_denied(&self, name: &VolumeName, options: &VolumeOptions) -> Result<(), OptionError> {
+    /// Checks a volume's options against the plugin's option policy, as
+    /// the tool of its type will get them.
+    fn check_policy(
+        &self,
+        name: &VolumeName,
+        options: &VolumeOptions,
+        kind: BackendKind,
+    ) -> Result<(), OptionError> {
         let mount_point = self.config.mount_root.join(name.as_str());
         let places = Placeholders {
             mount_point: &mount_point.to_string_lossy(),
             source: "",
             name: name.as_str(),
         };
-        options.check_denied(&self.config.deny_options, &places)
+        Ok(self.config.policy.check(options, kind, &places)?)
     }
 
     /// Writes the table as it is now, encoded under the lock straight from
@@ -261,10 +267,11 @@ impl Driver {
             source,
         };
         let options = VolumeOptions::parse(&opts).map_err(bad)?;
-        self.check_denied(&name, &options).map_err(bad)?;
+        let kind = options.kind.unwrap_or(self.config.default_type);
+        self.check_policy(&name, &options, kind).map_err(bad)?;
         let record = VolumeRecord {
             setup: Setup::Valid {
-                backend: options.kind.unwrap_or(self.config.default_type),
+                backend: kind,
                 options,
             },
             created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
@@ -490,10 +497,12 @@ impl Driver {
             // dropped: the state file keeps every stored volume.
             let built = match &record.setup {
                 Setup::Unaccepted { reason, .. } => Err(reason.clone()),
-                Setup::Valid { options, .. } => match self.check_denied(&name, options) {
-                    Ok(()) => self.entry(&name, record.clone()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                },
+                Setup::Valid { backend, options } => {
+                    match self.check_policy(&name, options, *backend) {
+                        Ok(()) => self.entry(&name, record.clone()).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
             };
             let entry = match built {
                 Ok(entry) => entry,

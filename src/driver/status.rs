@@ -4,9 +4,11 @@
 use serde_json::{json, Map, Value};
 
 use super::Entry;
-use crate::backend::redact_arg;
 use crate::name::VolumeName;
+use crate::options::remote::{self, RcloneSource};
+use crate::options::BackendKind;
 use crate::protocol::Volume;
+use crate::secret::redact_arg;
 
 fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -19,6 +21,17 @@ pub(super) fn volume(name: &VolumeName, entry: &Entry, with_status: bool) -> Vol
         created_at: entry.record.created_at.clone(),
         status: with_status.then(|| status(entry)),
     }
+}
+
+/// The volume's source, secrets as `***`; an rclone remote is read as rclone
+/// reads it, so its path stays visible after a secret parameter.
+fn shown_source(entry: &Entry) -> Option<String> {
+    let source = entry.record.setup.source()?;
+    let rclone = entry.record.setup.backend_name() == BackendKind::Rclone.as_str();
+    Some(match remote::parse(source) {
+        RcloneSource::Remote(r) if rclone => r.redacted(),
+        _ => redact_arg(source),
+    })
 }
 
 fn status(entry: &Entry) -> Map<String, Value> {
@@ -41,10 +54,7 @@ fn status(entry: &Entry) -> Map<String, Value> {
     map.insert("pid".into(), json!(process.pid));
     map.insert("restarts".into(), json!(process.restarts));
     map.insert("backend".into(), json!(entry.record.setup.backend_name()));
-    map.insert(
-        "source".into(),
-        json!(entry.record.setup.source().map(redact_arg)),
-    );
+    map.insert("source".into(), json!(shown_source(entry)));
     map.insert("command".into(), json!(entry.command));
     map.insert("mountIds".into(), json!(ids));
     if !stale.is_empty() {

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{MountOptions, ProcessOptions, VolumeOptions};
-use crate::backend::{self, BackendKind, BackendSettings, Request};
+use crate::backend::{self, BackendSettings, Request};
+use crate::options::BackendKind;
 
 struct Example<'a> {
     plugin_o: &'a str,
@@ -99,7 +100,7 @@ fn rclone() {
         volume: &[
             (
                 "source",
-                ":sftp,host=files,user=me,key_file=/root/.ssh/id_ed25519:/srv",
+                ":sftp,host=files,user=me,key_file=/etc/netfs/ssh/id_ed25519:/srv",
             ),
             ("o", "vfs-cache-mode=full,dir-cache-time=-"),
             ("c", "--log-level=INFO&--log-format=date"),
@@ -108,7 +109,7 @@ fn rclone() {
     };
     assert_eq!(
         example.argv().0,
-        words("rclone mount :sftp,host=files,user=me,key_file=/root/.ssh/id_ed25519:/srv /var/lib/netfs/volumes/media --log-level=INFO --log-format=date --allow-other --vfs-cache-mode=full")
+        words("rclone mount :sftp,host=files,user=me,key_file=/etc/netfs/ssh/id_ed25519:/srv /var/lib/netfs/volumes/media --log-level=INFO --log-format=date --allow-other --vfs-cache-mode=full")
     );
 }
 
@@ -140,7 +141,7 @@ fn nfs() {
 #[test]
 fn command() {
     let mut example = Example {
-        plugin_o: "IdentityFile=/root/.ssh/id_ed25519,dir_cache=yes",
+        plugin_o: "IdentityFile=/etc/netfs/ssh/id_ed25519,dir_cache=yes",
         plugin_c: "{source}&{mountPoint}&-f",
         settings: BackendSettings {
             command_binary: Some("/usr/bin/sshfs".into()),
@@ -156,7 +157,7 @@ fn command() {
     };
     assert_eq!(
         example.argv().0,
-        words("/usr/bin/sshfs me@files:/srv /var/lib/netfs/volumes/tool -f -o IdentityFile=/root/.ssh/id_ed25519,reconnect")
+        words("/usr/bin/sshfs me@files:/srv /var/lib/netfs/volumes/tool -f -o IdentityFile=/etc/netfs/ssh/id_ed25519,reconnect")
     );
     example.plugin_o = "";
     example.plugin_c = "";

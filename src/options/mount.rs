@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-use super::{is_secret_key, OptionError};
+use super::OptionError;
+use crate::secret::is_secret_key;
 
 /// The value that, in a volume's `o`, removes a plugin default.
 pub const UNSET: &str = "-";

@@ -3,7 +3,7 @@
 //! plugin first; each item is one argv element, never a shell word.
 
 use super::OptionError;
-use crate::backend::redact_arg;
+use crate::secret::redact_arg;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessOptions(Vec<String>);

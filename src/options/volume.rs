@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{MountOptions, OptionError, Placeholders, ProcessOptions};
-use crate::backend::BackendKind;
+use super::{BackendKind, MountOptions, OptionError, ProcessOptions};
 use crate::secret::Secret;
 
 /// The keys a volume may set.
@@ -77,88 +76,6 @@ impl VolumeOptions {
         }
         Ok(out)
     }
-
-    /// Refuses mount-option keys the operator denied, in `o` (set or
-    /// unset) and, as far as they can be told apart, in `c` and `source`:
-    /// `-okey=v`, `-o key=v,...`, `--key=v`, `--key-name`, `-Kvalue` and an
-    /// rclone `:backend,key=v:path` all name `key`. `c` is checked as the
-    /// tool will get it, with `{source}`, `{name}` and `{mountPoint}`
-    /// replaced, so a placeholder cannot carry a denied key past the check.
-    pub fn check_denied(
-        &self,
-        denied: &[String],
-        placeholders: &Placeholders<'_>,
-    ) -> Result<(), OptionError> {
-        let is_denied = |key: &str| denied.iter().any(|d| same_key(d, key));
-        for option in self.mount_options.iter() {
-            if is_denied(&option.key) {
-                return Err(OptionError::Denied {
-                    key: option.key.clone(),
-                });
-            }
-        }
-        let source = self.source.as_deref().unwrap_or("");
-        let placeholders = Placeholders {
-            source,
-            ..*placeholders
-        };
-        for (index, item) in self
-            .process_options
-            .substitute(&placeholders)
-            .iter()
-            .enumerate()
-        {
-            if let Some(key) = keys_in_argument(item).find(|k| is_denied(k)) {
-                return Err(OptionError::DeniedInProcess {
-                    position: index + 1,
-                    key: key.to_owned(),
-                });
-            }
-        }
-        if let Some(key) = keys_in_argument(source).find(|k| is_denied(k)) {
-            return Err(OptionError::DeniedInSource {
-                key: key.to_owned(),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// Keys compare as ssh and rclone do: case-insensitive, `-` same as `_`.
-/// A backslash is dropped first, as FUSE's option parser unescapes
-/// (`Proxy\Command` reaches ssh as `ProxyCommand`).
-fn same_key(a: &str, b: &str) -> bool {
-    let norm = |s: &str| -> String {
-        s.chars()
-            .filter(|c| *c != '\\')
-            .map(|c| match c {
-                '-' => '_',
-                c => c.to_ascii_lowercase(),
-            })
-            .collect()
-    };
-    norm(a) == norm(b)
-}
-
-/// The option keys one process argument may set. A single-dash argument
-/// also names its first letter, the short option (`-F/path` is `F`).
-fn keys_in_argument(item: &str) -> impl Iterator<Item = &str> {
-    let short = item
-        .strip_prefix('-')
-        .filter(|rest| !rest.starts_with('-'))
-        .and_then(|rest| rest.get(..1));
-    let body = match item.strip_prefix("--") {
-        Some(long) => long,
-        None => item
-            .strip_prefix("-o")
-            .or_else(|| item.strip_prefix('-'))
-            .unwrap_or(item),
-    };
-    short.into_iter().chain(
-        body.split(',')
-            .map(|part| part.split_once('=').map_or(part, |(k, _)| k).trim())
-            .filter(|k| !k.is_empty()),
-    )
 }
 
 impl TryFrom<BTreeMap<String, String>> for VolumeOptions {
@@ -304,100 +221,5 @@ mod tests {
         // a stored volume is checked again when read back
         let bad: Result<VolumeOptions, _> = serde_json::from_str(r#"{"o":"=x"}"#);
         assert!(bad.is_err());
-    }
-
-    const PLACES: Placeholders<'static> = Placeholders {
-        mount_point: "/m/vol",
-        source: "",
-        name: "vol",
-    };
-
-    #[test]
-    fn denied_keys_cannot_hide_behind_escapes_short_options_or_placeholders() {
-        let denied = ["ProxyCommand".to_owned(), "F".to_owned(), "ssh".to_owned()];
-        let check = |pairs: &[(&str, &str)], name: &str| {
-            VolumeOptions::parse(&opts(pairs))
-                .unwrap()
-                .check_denied(&denied, &Placeholders { name, ..PLACES })
-                .map_err(|e| e.to_string())
-        };
-        let c_sets = |key: &str| {
-            format!("volume option \"c\": item 1 sets \"{key}\", which the plugin's --deny-options denies")
-        };
-        // (volume options, volume name, the error)
-        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, String);
-        let refused: &[Case] = &[
-            // FUSE unescapes `\C` to `C`
-            (
-                &[("o", "Proxy\\Command=x")],
-                "vol",
-                "mount option \"Proxy\\\\Command\" is denied by the plugin's --deny-options"
-                    .to_owned(),
-            ),
-            // `-F/path` is ssh's -F with its value attached
-            (&[("c", "-F/etc/evil.conf")], "vol", c_sets("F")),
-            // placeholders are checked as replaced
-            (
-                &[
-                    ("source", "ProxyCommand=touch x #@h:/"),
-                    ("c", "-o{source}"),
-                ],
-                "vol",
-                c_sets("ProxyCommand"),
-            ),
-            (
-                &[("c", "-o{name}=touch x")],
-                "ProxyCommand",
-                c_sets("ProxyCommand"),
-            ),
-            // an rclone on-the-fly remote names backend options
-            (
-                &[("source", ":sftp,host=h,ssh=evil:/x")],
-                "vol",
-                "volume option \"source\" sets \"ssh\", which the plugin's --deny-options denies"
-                    .to_owned(),
-            ),
-        ];
-        for (pairs, name, want) in refused {
-            assert_eq!(check(pairs, name).unwrap_err(), *want, "{pairs:?}");
-        }
-        for pairs in [
-            &[("c", "-C&-p&22")][..],
-            &[("source", "user@files.example.com:/srv")],
-            &[("c", "{source}"), ("source", "h:/x")],
-        ] {
-            assert_eq!(check(pairs, "vol"), Ok(()), "{pairs:?}");
-        }
-    }
-
-    #[test]
-    fn denied_keys_in_o_and_c() {
-        let denied = ["ssh_command".to_owned(), "ProxyCommand".to_owned()];
-        let check = |pairs: &[(&str, &str)]| {
-            VolumeOptions::parse(&opts(pairs))
-                .unwrap()
-                .check_denied(&denied, &PLACES)
-                .map_err(|e| e.to_string())
-        };
-        let refused: &[(&str, &str, &str)] = &[
-            ("o", "port=1,ssh_command=evil", "mount option \"ssh_command\" is denied by the plugin's --deny-options"),
-            ("o", "SSH_COMMAND=evil", "mount option \"SSH_COMMAND\" is denied by the plugin's --deny-options"),
-            ("o", "proxycommand=-", "mount option \"proxycommand\" is denied by the plugin's --deny-options"),
-            ("c", "-C&-o&port=1,ssh_command=evil", "volume option \"c\": item 3 sets \"ssh_command\", which the plugin's --deny-options denies"),
-            ("c", "-ossh_command=evil", "volume option \"c\": item 1 sets \"ssh_command\", which the plugin's --deny-options denies"),
-            ("c", "--ssh-command=evil", "volume option \"c\": item 1 sets \"ssh-command\", which the plugin's --deny-options denies"),
-            ("c", "-oProxyCommand=x", "volume option \"c\": item 1 sets \"ProxyCommand\", which the plugin's --deny-options denies"),
-        ];
-        for (key, value, want) in refused {
-            assert_eq!(check(&[(key, value)]).unwrap_err(), *want, "{key}={value}");
-        }
-        for (key, value) in [
-            ("o", "port=1,command=x"),
-            ("c", "-C&-o&port=1"),
-            ("c", "{mountPoint}"),
-            ("source", "ssh_command@h:/x"),
-        ] {
-            assert_eq!(check(&[(key, value)]), Ok(()), "{key}={value}");
-        }
     }
 }

@@ -186,6 +186,7 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
     command
         .args(&inv.args)
         .envs(mark(spec))
+        .envs(inv.env.iter().map(|(k, v)| (k, v.expose())))
         .process_group(0)
         .stdin(if inv.stdin.is_some() {
             Stdio::piped()

@@ -3,7 +3,7 @@
 //! endpoints and methods, hostile volume names and options, raw bytes that
 //! are not HTTP — against the real binary. Every one gets a clear `Err`, the
 //! plugin keeps serving, and nothing is created outside the mount root (nor
-//! inside it). Then --deny-options, the plugin's option policy.
+//! inside it). The option policy has its own file (`policy`).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -14,19 +14,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::faults::{create, report, start, try_status, T};
+use crate::faults::{create, report, start, try_status};
 use crate::support::client::{self, err_of};
-use crate::support::mounts::{processes_with_arg, wait_until};
+use crate::support::mounts::processes_with_arg;
 use crate::support::plugin::Plugin;
 use crate::support::sshd::Sshd;
 
-/// The deny list docs/security.md recommends: options that make ssh,
-/// sshfs or rclone run a local command, load a local library, use the
-/// host's agent or connections, or read another configuration.
-pub const RECOMMENDED_DENY: &str = "ssh_command,ProxyCommand,LocalCommand,PermitLocalCommand,\
-KnownHostsCommand,PKCS11Provider,SecurityKeyProvider,IdentityAgent,ForwardAgent,ControlPath,\
-ControlMaster,F,password-command,bearer-token-command,webdav-bearer-token-command,config,rc,\
-rc-addr,log-file";
+mod policy;
 
 /// What one request should get.
 enum Want {
@@ -414,8 +408,9 @@ fn options(marks: &Path) -> Vec<Case> {
     let m = |n: &str| marks.join(n).display().to_string();
     let src = "root@127.0.0.1:/x";
     let unknown = "accepted options are: type, source, o, c, password";
-    let denied_c = "which the plugin's --deny-options denies";
-    let denied_o = "is denied by the plugin's --deny-options";
+    let denied_c =
+        "the plugin's option policy refuses it (an operator can allow it with ALLOW_OPTIONS";
+    let denied_o = denied_c;
     let long_key = "k".repeat(5000);
     let cases: Vec<(String, Value, Want)> = vec![
         (
@@ -771,7 +766,7 @@ fn send_raw(socket: &Path, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Every file and directory below `dir`, as relative paths.
-fn tree(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn tree(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -829,7 +824,6 @@ fn every_bad_request_gets_a_clear_error_and_nothing_is_created() {
         "--mount-timeout=5s",
         "-o",
         "port=1,StrictHostKeyChecking=no,BatchMode=yes",
-        &format!("--deny-options={RECOMMENDED_DENY}"),
     ]);
     let pid = plugin.pid();
     let dir_before = tree(plugin.mount_root().parent().unwrap());
@@ -905,172 +899,5 @@ fn every_bad_request_gets_a_clear_error_and_nothing_is_created() {
     report(
         "bad-input",
         &format!("{tried} bad requests tried, {tried} refused with a clear Err, plugin kept serving (same pid), 0 files created"),
-    );
-}
-
-/// Without a deny list, a volume's options run commands as root on the
-/// host — the reason for --deny-options. With it, each way to ask for such
-/// an option is refused and nothing runs.
-#[test]
-fn deny_options_refuses_volumes_that_would_run_commands() {
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/security.md");
-    let docs = fs::read_to_string(docs).expect("docs/security.md");
-    assert!(
-        docs.contains(RECOMMENDED_DENY),
-        "docs/security.md recommends another deny list"
-    );
-    let sshd = Sshd::new();
-    let marks = tempfile::Builder::new()
-        .prefix("netfs-marks-")
-        .tempdir()
-        .unwrap();
-    let mark = |n: &str| marks.path().join(n);
-    let src = sshd.source("");
-    let opts = |o: String| json!({"source": src, "o": format!("{},{o}", sshd.sshfs_options())});
-
-    // Without a deny list: ProxyCommand runs (the Create then fails, as
-    // `touch` is no proxy), and a volume with a LocalCommand mounts and runs
-    // it at every connection.
-    let mut plugin = start(&["--mount-timeout=5s"]);
-    let (code, reply) = create(
-        &plugin,
-        "open",
-        opts(format!("ProxyCommand=touch {}", mark("ran").display())),
-    );
-    assert_eq!(code, 500, "{reply}");
-    wait_until(T, "ProxyCommand ran without a deny list", || {
-        mark("ran").exists()
-    });
-    let local = opts(format!(
-        "PermitLocalCommand=yes,LocalCommand=touch {}",
-        mark("local").display()
-    ));
-    assert_eq!(
-        create(&plugin, "was-allowed", local).0,
-        200,
-        "{}",
-        plugin.log()
-    );
-    wait_until(T, "LocalCommand ran", || mark("local").exists());
-    fs::remove_file(mark("ran")).unwrap();
-    fs::remove_file(mark("local")).unwrap();
-
-    // The operator denies them and restarts netfs: the stored volume stays
-    // listed and stored, but its tool is not started again, and it refuses
-    // Mount until it is removed.
-    plugin.set_env("DENY_OPTIONS", RECOMMENDED_DENY);
-    plugin.restart();
-    let st = try_status(&plugin, "was-allowed").expect("still listed");
-    assert_eq!(st["state"], "failed", "{st}");
-    assert!(
-        st["lastError"].as_str().unwrap().contains("--deny-options"),
-        "{st}"
-    );
-    let (code, reply) = plugin.post(
-        "/VolumeDriver.Mount",
-        json!({"Name": "was-allowed", "ID": "c1"}),
-    );
-    assert_eq!(code, 500);
-    assert!(
-        err_of(&reply).contains("cannot be used") && err_of(&reply).contains("--deny-options"),
-        "{reply}"
-    );
-    let mp = plugin.mount_root().join("was-allowed");
-    assert!(
-        processes_with_arg(mp.to_str().unwrap()).is_empty(),
-        "its tool was not started"
-    );
-    let stored = fs::read_to_string(plugin.state_file()).unwrap();
-    assert!(stored.contains("was-allowed"), "still in the state file");
-    assert_eq!(
-        plugin
-            .post("/VolumeDriver.Remove", json!({"Name": "was-allowed"}))
-            .0,
-        200
-    );
-
-    let evil_config = mark("ssh_config");
-    fs::write(
-        &evil_config,
-        format!("ProxyCommand touch {}\n", mark("config-ran").display()),
-    )
-    .unwrap();
-    let t = |n: &str| format!("touch {}", mark(n).display());
-    let attempts: Vec<(&str, Value)> = vec![
-        ("o ProxyCommand", opts(format!("ProxyCommand={}", t("1")))),
-        ("o PROXYCOMMAND", opts(format!("PROXYCOMMAND={}", t("2")))),
-        (
-            "o Proxy\\Command",
-            opts(format!("Proxy\\Command={}", t("3"))),
-        ),
-        ("o ssh_command", opts(format!("ssh_command={}", t("4")))),
-        (
-            "o LocalCommand",
-            opts(format!("PermitLocalCommand=yes,LocalCommand={}", t("5"))),
-        ),
-        (
-            "o KnownHostsCommand",
-            opts(format!("KnownHostsCommand={}", t("6"))),
-        ),
-        (
-            "c -oProxyCommand",
-            json!({"source": src, "o": sshd.sshfs_options(), "c": format!("-oProxyCommand={}", t("7"))}),
-        ),
-        (
-            "c -o, ProxyCommand",
-            json!({"source": src, "o": sshd.sshfs_options(), "c": format!("-o&ProxyCommand={}", t("8"))}),
-        ),
-        (
-            "c -o, a list",
-            json!({"source": src, "o": sshd.sshfs_options(), "c": format!("-o&reconnect,ProxyCommand={}", t("9"))}),
-        ),
-        (
-            "c -F<path>",
-            json!({"source": src, "o": sshd.sshfs_options(), "c": format!("-F{}", evil_config.display())}),
-        ),
-        (
-            "c -F, <path>",
-            json!({"source": src, "o": sshd.sshfs_options(), "c": format!("-F&{}", evil_config.display())}),
-        ),
-        (
-            "c -o{source}",
-            json!({"source": format!("ProxyCommand={} #@127.0.0.1:/", t("10")), "o": sshd.sshfs_options(), "c": "-o{source}"}),
-        ),
-        (
-            "rclone --password-command",
-            json!({"type": "rclone", "source": ":sftp:/x", "c": format!("--password-command={}", t("11"))}),
-        ),
-        (
-            "rclone o password-command",
-            json!({"type": "rclone", "source": ":sftp:/x", "o": format!("password-command={}", t("12"))}),
-        ),
-    ];
-    for (what, opts) in &attempts {
-        let (code, reply) = create(&plugin, "evil", opts.clone());
-        assert_eq!(code, 500, "{what}: {reply}");
-        assert!(err_of(&reply).contains("--deny-options"), "{what}: {reply}");
-    }
-    assert!(
-        tree(marks.path()) == [PathBuf::from("ssh_config")],
-        "a command ran: {:?}",
-        tree(marks.path())
-    );
-    assert!(try_status(&plugin, "evil").is_none());
-    // Options that are not denied still work.
-    let fine = opts("reconnect,ServerAliveInterval=15".to_owned());
-    assert_eq!(create(&plugin, "fine", fine).0, 200, "{}", plugin.log());
-    assert_eq!(
-        plugin
-            .post("/VolumeDriver.Remove", json!({"Name": "fine"}))
-            .0,
-        200
-    );
-    report(
-        "bad-input",
-        &format!(
-            "--deny-options: without it ProxyCommand and LocalCommand ran; with it {} ways to ask for a command \
-             refused at Create, 0 ran, and a volume stored before the deny was kept but not started",
-            attempts.len()
-        ),
     );
 }

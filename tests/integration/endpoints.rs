@@ -32,6 +32,7 @@ impl InProcess {
                 dir.path().join("volumes").display()
             ),
             format!("--state-file={}", dir.path().join("state.json").display()),
+            format!("--key-dir={}", crate::support::sshd::KEY_DIR),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let config = netfs::Cli::try_parse_from(args)

@@ -7,6 +7,7 @@
 mod fixture;
 mod lifecycle;
 mod orchestration;
+mod policy;
 mod processes;
 
 use std::fs;

@@ -19,6 +19,8 @@ use crate::support::plugin::Plugin;
 use crate::support::sshd::{Sshd, TEST_PASSWORD};
 use crate::support::unique_name;
 
+mod options;
+
 /// Creates a volume through dockerd's API, so the password is in no argv
 /// (as `docker volume create -o password=...` would put it).
 fn docker_api_create(driver: &str, name: &str, opts: &Value) {

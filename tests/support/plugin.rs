@@ -38,7 +38,8 @@ pub struct Plugin {
 impl Plugin {
     /// A plugin not yet started; pass `env!("CARGO_BIN_EXE_netfs")`.
     /// It gets `--socket`, `--propagated-mount` and `--state-file` of its
-    /// own, and `LOG_LEVEL=debug` unless told otherwise.
+    /// own, `LOG_LEVEL=debug` and the test sshds' key directory as
+    /// `KEY_DIR`, unless told otherwise.
     pub fn new(bin: impl AsRef<Path>) -> Plugin {
         let slot = DriverSlot::acquire();
         let dir = tempfile::Builder::new()
@@ -52,7 +53,10 @@ impl Plugin {
             slot,
             dir: Some(dir),
             args: Vec::new(),
-            envs: vec![("LOG_LEVEL".into(), "debug".into())],
+            envs: vec![
+                ("LOG_LEVEL".into(), "debug".into()),
+                ("KEY_DIR".into(), super::sshd::KEY_DIR.into()),
+            ],
             child: None,
         }
     }

@@ -20,6 +20,10 @@ use super::stock_sshd;
 #[allow(unused_imports)]
 pub use super::password_user::{PASSWORD_USER, TEST_PASSWORD};
 
+/// Where every test sshd keeps its keys: the key directory (`KEY_DIR`) the
+/// test plugins get, so volumes name their keys as users do, inside it.
+pub const KEY_DIR: &str = "/run/netfs-test/keys";
+
 pub struct Sshd {
     dir: TempDir,
     remote: TempDir,
@@ -44,9 +48,12 @@ impl Sshd {
     }
 
     fn launch(password: bool) -> Sshd {
+        fs::create_dir_all(KEY_DIR).expect("create the test key directory");
+        fs::set_permissions(KEY_DIR, fs::Permissions::from_mode(0o700))
+            .expect("chmod the test key directory 0700");
         let dir = tempfile::Builder::new()
             .prefix("netfs-sshd-")
-            .tempdir()
+            .tempdir_in(KEY_DIR)
             .expect("create sshd temp dir");
         let remote = tempfile::Builder::new()
             .prefix("netfs-remote-")

@@ -114,6 +114,7 @@ impl Harness {
                 program: "tool".into(),
                 args: Vec::new(),
                 stdin: None,
+                env: Vec::new(),
                 one_shot: false,
                 hints: &[],
             },

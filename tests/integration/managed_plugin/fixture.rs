@@ -42,6 +42,8 @@ const BASELINE: &[(&str, &str)] = &[
     ("VOLUME_PROCESS_OPTIONS", ""),
     ("VOLUME_PROCESS_BINARY", ""),
     ("MOUNT_OPTIONS_VOLUME_PROCESS_OPTION", ""),
+    ("ALLOW_OPTIONS", ""),
+    ("DENY_OPTIONS", ""),
     ("LOG_LEVEL", "debug"),
 ];
 
@@ -102,6 +104,11 @@ impl ManagedPlugin {
         plugin
     }
 
+    /// The host directory the `sshkeys` mount shows the plugin.
+    pub fn keys_dir(&self) -> &Path {
+        &self.keys_dir
+    }
+
     /// The name as given to `docker plugin` and `-d`.
     pub fn name(&self) -> &str {
         &self.name
@@ -130,7 +137,7 @@ impl ManagedPlugin {
     /// Disables (forcibly: its volumes count as users), applies `settings`
     /// over [`BASELINE`] and the keys directory, and enables again; does
     /// nothing if all of it already holds.
-    fn apply(&self, settings: &[(&str, &str)]) {
+    pub fn apply(&self, settings: &[(&str, &str)]) {
         let mut wanted: Vec<String> = BASELINE
             .iter()
             .filter(|(k, _)| !settings.iter().any(|(s, _)| s == k))
