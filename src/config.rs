@@ -136,6 +136,15 @@ pub struct Cli {
     /// IdentityFile, UserKnownHostsFile, rclone key_file, ... may point to.
     #[arg(long, env = "KEY_DIR", default_value = "/etc/netfs/ssh")]
     pub key_dir: PathBuf,
+
+    /// sshfs volumes to the same endpoint share one ssh connection (a master
+    /// netfs supervises); `false` gives every volume a login of its own.
+    #[arg(long, env = "SHARE_SSH_CONNECTIONS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub share_ssh_connections: bool,
+
+    /// Volumes per shared ssh connection: the server's `MaxSessions`.
+    #[arg(long, env = "SSH_SESSIONS_PER_CONNECTION", default_value_t = crate::connections::DEFAULT_SESSIONS)]
+    pub ssh_sessions_per_connection: usize,
 }
 
 /// Checked settings, built once at start and shared read-only.
@@ -158,6 +167,8 @@ pub struct Config {
     pub max_startups_per_endpoint: usize,
     /// What volumes may ask of their tools.
     pub policy: Policy,
+    /// Volumes per shared ssh connection; `None`: no sharing.
+    pub ssh_sessions: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +187,8 @@ pub enum ConfigError {
     ZeroStartups,
     #[error(transparent)]
     UnknownAllow(#[from] UnknownAllow),
+    #[error("--ssh-sessions-per-connection (SSH_SESSIONS_PER_CONNECTION) must be at least 1")]
+    ZeroSessions,
     #[error("--key-dir (KEY_DIR) must be an absolute path, got {0:?}")]
     RelativeKeyDir(PathBuf),
 }
@@ -246,6 +259,9 @@ impl Cli {
         if self.max_startups_per_endpoint == 0 {
             return Err(ConfigError::ZeroStartups);
         }
+        if self.ssh_sessions_per_connection == 0 {
+            return Err(ConfigError::ZeroSessions);
+        }
         if !self.key_dir.is_absolute() {
             return Err(ConfigError::RelativeKeyDir(self.key_dir));
         }
@@ -270,6 +286,9 @@ impl Cli {
             command_mount_option_flag: self.mount_options_volume_process_option,
             max_startups_per_endpoint: self.max_startups_per_endpoint,
             policy,
+            ssh_sessions: self
+                .share_ssh_connections
+                .then_some(self.ssh_sessions_per_connection),
         })
     }
 }

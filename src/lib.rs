@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod connections;
 pub mod driver;
 pub mod mounts;
 pub mod name;

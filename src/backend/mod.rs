@@ -92,7 +92,8 @@ impl Request<'_> {
         }
     }
 
-    fn process_args(&self) -> Vec<String> {
+    /// The process options with their placeholders replaced.
+    pub fn process_args(&self) -> Vec<String> {
         let mount_point = self.mount_point();
         self.process_options.substitute(&Placeholders {
             mount_point: &mount_point,

@@ -13,13 +13,14 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::backend::{self, BackendError, BackendSettings, Request, Server};
 use crate::config::{Config, Lifecycle};
+use crate::connections::{self, Connections};
 use crate::mounts;
 use crate::name::{NameError, VolumeName};
 use crate::options::{BackendKind, OptionError, Placeholders, VolumeOptions};
 use crate::pacing::Gate;
 use crate::protocol::Volume;
 use crate::state::{self, Setup, StateError, StateStore, VolumeRecord, Volumes};
-use crate::supervisor::{Policy, ProcessError, ProcessSpec, SupervisorHandle};
+use crate::supervisor::{Policy, ProcessError, ProcessSpec, Shared, SupervisorHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -71,6 +72,8 @@ pub struct Driver {
     table: Mutex<Table>,
     /// Start-ups take turns per server, across all volumes.
     pacing: Arc<Gate<Server>>,
+    /// Shared ssh connections, when sharing is on.
+    connections: Option<Arc<Connections>>,
 }
 
 impl Driver {
@@ -78,8 +81,30 @@ impl Driver {
     pub fn open(config: Arc<Config>) -> Result<(Self, Volumes), StateError> {
         let volumes = state::load(&config.state_file)?;
         let store = StateStore::new(config.state_file.clone());
+        let pacing = Arc::new(Gate::new(config.max_startups_per_endpoint));
+        let connections = config.ssh_sessions.and_then(|sessions| {
+            let settings = connections::Settings {
+                dir: control_dir(&config.state_file),
+                sessions,
+                connect_timeout: config.mount_timeout,
+                stop_timeout: config.stop_timeout,
+                mark_root: config.mount_root.clone(),
+                pacing: pacing.clone(),
+            };
+            let dir = settings.dir.clone();
+            Connections::new(settings)
+                .inspect_err(|e| {
+                    tracing::error!(
+                        dir = %dir.display(), error = %e,
+                        "cannot make the directory of the ssh control sockets; \
+                         every volume gets a connection of its own"
+                    )
+                })
+                .ok()
+        });
         let driver = Self {
-            pacing: Arc::new(Gate::new(config.max_startups_per_endpoint)),
+            connections,
+            pacing,
             config,
             store,
             table: Mutex::new(Table::default()),
@@ -135,11 +160,14 @@ impl Driver {
             source,
         })?;
         let command = invocation.display();
+        let endpoint = backend::endpoint(kind, &request);
+        let shared = self.shared(name, kind, &request, endpoint.as_ref());
         let spec = ProcessSpec {
             name: name.clone(),
             mount_point: mount_point.clone(),
             invocation,
-            endpoint: backend::endpoint(kind, &request),
+            endpoint,
+            shared,
         };
         Ok(Entry {
             record,
@@ -151,6 +179,33 @@ impl Driver {
             ready: true,
             refused: None,
         })
+    }
+
+    /// The shared connection a volume runs through, if sharing is on and
+    /// it can share.
+    fn shared(
+        &self,
+        name: &VolumeName,
+        kind: BackendKind,
+        request: &Request<'_>,
+        endpoint: Option<&backend::Endpoint>,
+    ) -> Option<Shared> {
+        let pool = self.connections.as_ref()?;
+        if kind != BackendKind::Sshfs {
+            return None;
+        }
+        let args = request.process_args();
+        let has_password = request.password.is_some();
+        match connections::key(endpoint?, &args, &request.mount_options, has_password) {
+            Ok(key) => Some(Shared {
+                pool: pool.clone(),
+                key,
+            }),
+            Err(why) => {
+                tracing::info!(volume = %name, reason = %why, "volume keeps an ssh connection of its own");
+                None
+            }
+        }
     }
 
     /// The entry of a stored volume that may not run: it keeps its record
@@ -170,6 +225,7 @@ impl Driver {
             mount_point: mount_point.clone(),
             invocation,
             endpoint: None,
+            shared: None,
         };
         Entry {
             record,
@@ -559,6 +615,15 @@ pub struct Restore {
 }
 
 /// Removes an empty, unmounted mountpoint; never anything else.
+/// The directory of the shared connections' control sockets, beside the
+/// state file (short, so the socket paths fit a socket address).
+fn control_dir(state_file: &std::path::Path) -> std::path::PathBuf {
+    state_file
+        .parent()
+        .unwrap_or(std::path::Path::new("/"))
+        .join("ssh-control")
+}
+
 fn remove_mount_point(path: &std::path::Path) {
     if matches!(mounts::is_mounted(path), Ok(false)) {
         if let Err(e) = std::fs::remove_dir(path) {

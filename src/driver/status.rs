@@ -60,6 +60,9 @@ fn status(entry: &Entry) -> Map<String, Value> {
     if !stale.is_empty() {
         map.insert("mountIdsBeforeLastRestart".into(), json!(stale));
     }
+    if let Some(master) = &process.connection {
+        map.insert("connection".into(), crate::connections::status_json(master));
+    }
     if let Some(err) = &process.last_error {
         map.insert("lastError".into(), json!(err));
     }

@@ -20,6 +20,7 @@ use super::tool::Tool;
 use super::{Policy, ProcState, ProcessError, ProcessSpec, ProcessStatus, Request};
 use crate::backend::Server;
 use crate::config::RecoveryMode;
+use crate::connections::{Lease, REFUSED_SESSION};
 use crate::pacing::Permit;
 
 enum Phase<R> {
@@ -57,6 +58,12 @@ struct Supervisor<T: Tool> {
     status: watch::Sender<ProcessStatus>,
     phase: Phase<T::Run>,
     budget: Budget,
+    /// Its place on a shared ssh connection: taken at the first start,
+    /// kept across restarts (the master outlives a crash of sshfs), given
+    /// up when the volume stops or fails.
+    lease: Option<Lease>,
+    /// The login of the master the running tool goes through.
+    through: Option<u64>,
     /// Every handle is gone: stop and end the task.
     closed: bool,
 }
@@ -75,6 +82,8 @@ pub async fn run<T: Tool>(
         policy,
         status,
         phase: Phase::Idle,
+        lease: None,
+        through: None,
         closed: false,
     };
     while !sup.closed {
@@ -128,7 +137,15 @@ impl<T: Tool> Supervisor<T> {
             }
             Phase::Up(running) => {
                 let every = self.policy.health_interval;
-                match self.tool.watch(running, &self.spec, every).await {
+                let watch = self.tool.watch(running, &self.spec, every);
+                let watched = match (&self.lease, self.through) {
+                    (Some(lease), Some(login)) => tokio::select! {
+                        w = watch => w,
+                        why = lease.lost(login) => Watch::Died(why),
+                    },
+                    _ => watch.await,
+                };
+                match watched {
                     Watch::Died(reason) => Event::Died(reason),
                     Watch::Detached => Event::Detached,
                 }
@@ -170,6 +187,7 @@ impl<T: Tool> Supervisor<T> {
                     self.back_off(format!("start failed: {e}"));
                 } else {
                     self.phase = Phase::Idle;
+                    self.leave_connection();
                     self.publish(ProcState::Failed, None, Some(e.to_string()));
                 }
                 Err(e)
@@ -189,9 +207,26 @@ impl<T: Tool> Supervisor<T> {
     ) -> Outcome {
         let mut waiting: Vec<Reply> = Vec::new();
         let mut stop_reply = None;
-        let outcome = self
+        let mut outcome = self
             .mount(rx, restarting, turn_within, &mut waiting, &mut stop_reply)
             .await;
+        // A session the server refused: the master is full, take a place
+        // on another (a new one if need be).
+        for _ in 0..REFUSED_RETRIES {
+            match &outcome {
+                Outcome::Failed(e)
+                    if self.lease.is_some() && e.to_string().contains(REFUSED_SESSION) =>
+                {
+                    if let Some(lease) = self.lease.take() {
+                        lease.refused();
+                    }
+                    outcome = self
+                        .mount(rx, restarting, turn_within, &mut waiting, &mut stop_reply)
+                        .await;
+                }
+                _ => break,
+            }
+        }
         for reply in waiting {
             let _ = reply.send(match &outcome {
                 Outcome::Mounted => Ok(()),
@@ -219,8 +254,29 @@ impl<T: Tool> Supervisor<T> {
             ProcState::Mounting
         };
         self.publish(state, None, None);
+        let mut through_master = None;
         // Held from the spawn until mounted or failed (see crate::pacing).
         let _turn = match self.spec.endpoint.as_ref() {
+            // A client of a master: no login of its own, so no turn; the
+            // master took one for its login.
+            _ if self.spec.shared.is_some() => {
+                match self.connection(rx, waiting, stop_reply).await {
+                    Some(Ok(spec)) => through_master = Some(spec),
+                    Some(Err(e)) => {
+                        self.phase = Phase::Idle;
+                        return Outcome::Failed(e);
+                    }
+                    None => {
+                        tracing::info!(volume = %self.spec.name, "stopped while waiting for its ssh connection");
+                        self.phase = Phase::Idle;
+                        self.budget.reset();
+                        self.leave_connection();
+                        self.publish(ProcState::Stopped, None, None);
+                        return Outcome::Cancelled;
+                    }
+                }
+                None
+            }
             None => None,
             Some(endpoint) => {
                 let turn = self.turn(&endpoint.server, turn_within);
@@ -240,7 +296,10 @@ impl<T: Tool> Supervisor<T> {
                 }
             }
         };
-        let mut running = match self.tool.spawn(&self.spec) {
+        let mut running = match self
+            .tool
+            .spawn(through_master.as_ref().unwrap_or(&self.spec))
+        {
             Ok(running) => running,
             Err(e) => return Outcome::Failed(e),
         };
@@ -269,6 +328,52 @@ impl<T: Tool> Supervisor<T> {
                 Outcome::Cancelled
             }
         }
+    }
+
+    /// Takes a place on a shared connection (once) and waits for its
+    /// master to be up; the spec to spawn, with the options that make the
+    /// tool's ssh a client of it.
+    async fn connection(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        waiting: &mut Vec<Reply>,
+        stop_reply: &mut Option<oneshot::Sender<()>>,
+    ) -> Option<Result<ProcessSpec, ProcessError>> {
+        let shared = self.spec.shared.as_ref()?;
+        let lease = self
+            .lease
+            .get_or_insert_with(|| shared.pool.join(&shared.key));
+        let master = lease.master().clone();
+        self.status
+            .send_modify(|s| s.connection = Some(master.clone()));
+        let wait = timeout(self.policy.mount_timeout, lease.ready());
+        let up = match take_requests(rx, &mut self.closed, waiting, stop_reply, wait).await? {
+            Ok(up) => up,
+            Err(_) => {
+                return Some(Err(ProcessError::Connection {
+                    connection: master.name(),
+                    endpoint: shared.key.to_string(),
+                    reason: format!(
+                        "not up within {}",
+                        humantime::format_duration(self.policy.mount_timeout)
+                    ),
+                }))
+            }
+        };
+        Some(up.map(|up| {
+            self.through = Some(up.generation);
+            let mut spec = self.spec.clone();
+            spec.invocation.args.extend(up.client_args);
+            spec
+        }))
+    }
+
+    /// Gives up the volume's place on its shared connection: the master
+    /// stops when no volume holds one.
+    fn leave_connection(&mut self) {
+        self.lease = None;
+        self.through = None;
+        self.status.send_modify(|s| s.connection = None);
     }
 
     /// Waits for a turn to start a tool that connects to `server`.
@@ -305,6 +410,7 @@ impl<T: Tool> Supervisor<T> {
             self.tool.stop(&mut running, &self.spec, &self.policy).await;
             tracing::info!(volume = %self.spec.name, "volume process stopped");
         }
+        self.leave_connection();
         self.budget.reset();
         self.publish(ProcState::Stopped, None, None);
     }
@@ -322,6 +428,7 @@ impl<T: Tool> Supervisor<T> {
             let why = format!(
                 "{reason}; not restarted (--volume-process-recovery-mode=ignore); the next Mount starts it again"
             );
+            self.leave_connection();
             self.publish(ProcState::Failed, None, Some(why));
             return;
         }
@@ -339,6 +446,7 @@ impl<T: Tool> Supervisor<T> {
                     self.spec.invocation.program, self.policy.max_restarts_per_min,
                 );
                 tracing::error!(volume = %self.spec.name, reason = %why, "volume failed");
+                self.leave_connection();
                 self.publish(ProcState::Failed, None, Some(why));
                 self.phase = Phase::GaveUp;
             }
@@ -365,6 +473,9 @@ impl<T: Tool> Supervisor<T> {
         }
     }
 }
+
+/// Further masters tried when the server refuses a session on one.
+const REFUSED_RETRIES: usize = 3;
 
 /// dockerd gives up on a Create or Mount after 2 minutes; 10 s of them are
 /// kept for the rest of the call (state write, reply).

@@ -51,6 +51,13 @@ pub enum ProcessError {
         limit: usize,
         timeout: String,
     },
+    #[error("the shared ssh connection {connection} to {endpoint} is not up: {reason}")]
+    Connection {
+        connection: String,
+        endpoint: String,
+        /// What the ssh master wrote on stderr, then maybe a hint.
+        reason: String,
+    },
     #[error("the volume was stopped while it was being mounted")]
     Stopped,
     #[error("the volume's supervisor is gone (netfs is shutting down)")]

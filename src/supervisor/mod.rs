@@ -21,11 +21,22 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::{Endpoint, Invocation, Server};
 use crate::config::RecoveryMode;
+use crate::connections::{ConnKey, Connections, Master};
 use crate::name::VolumeName;
 use crate::pacing::Gate;
 
 pub use child::{MARK_ROOT, MARK_VOLUME};
 pub use error::{ProcessError, Tail};
+
+/// Logs what another supervised process (an ssh master) writes on a
+/// stream, keeping its last lines in `tail`.
+pub fn pump_output(
+    name: String,
+    reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    tail: output::Lines,
+) {
+    output::pump(name, "stderr", reader, Arc::from([]), Some(tail));
+}
 
 /// Where a volume's process is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -49,6 +60,8 @@ pub struct ProcessStatus {
     /// Grows with every successful mount, so a mount ID taken at an older
     /// generation belongs to a container that still holds the old mount.
     pub generation: u64,
+    /// The shared ssh connection it runs through, once it has one.
+    pub connection: Option<Arc<Master>>,
 }
 
 impl ProcessStatus {
@@ -60,6 +73,7 @@ impl ProcessStatus {
             since: SystemTime::now(),
             last_error: None,
             generation: 0,
+            connection: None,
         }
     }
 }
@@ -85,6 +99,15 @@ pub struct ProcessSpec {
     pub invocation: Invocation,
     /// Where the tool connects: its start-up waits for a turn there.
     pub endpoint: Option<Endpoint>,
+    /// The shared ssh connection it runs through (sshfs with sharing on).
+    pub shared: Option<Shared>,
+}
+
+/// Where a volume finds its shared connection.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    pub pool: Arc<Connections>,
+    pub key: ConnKey,
 }
 
 enum Request {

@@ -17,4 +17,5 @@ mod options;
 mod pacing;
 mod processes;
 mod secrets;
+mod shared_ssh;
 mod supervision;

@@ -119,6 +119,7 @@ impl Harness {
                 hints: &[],
             },
             endpoint: None,
+            shared: None,
         };
         let policy = Policy {
             mount_timeout: Duration::from_secs(20),

@@ -1,0 +1,335 @@
+//! Shared ssh connections: one supervised `ssh` master per endpoint (and
+//! per [`MaxSessions`](Settings::sessions) volumes), each on a private
+//! control socket; sshfs volumes run their ssh as a multiplexing client of
+//! it, so a volume after the first mounts with no key exchange.
+//!
+//! The pool only hands out places ([`Lease`]s) on masters and keeps each
+//! master's process running while it has any; the volume's supervisor
+//! decides when to take one, waits for the master to be up, and restarts
+//! the volume when the master it used is gone.
+
+mod key;
+mod master;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+pub use key::{key, ConnKey, Unshared, UNSHAREABLE};
+pub use master::MARK_CONNECTION;
+
+use crate::backend::Server;
+use crate::pacing::Gate;
+use crate::supervisor::ProcessError;
+
+/// OpenSSH's default `MaxSessions`: sessions one connection may carry.
+pub const DEFAULT_SESSIONS: usize = 10;
+
+/// The settings every master of a plugin shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Holds the control sockets; mode 0700.
+    pub dir: PathBuf,
+    /// Volumes per master (the server's `MaxSessions`).
+    pub sessions: usize,
+    /// How long a master may take to log in.
+    pub connect_timeout: Duration,
+    pub stop_timeout: Duration,
+    /// Marks the masters as this netfs's (its mount root).
+    pub mark_root: PathBuf,
+    /// Logins take turns per server with the volumes' own start-ups.
+    pub pacing: Arc<Gate<Server>>,
+}
+
+/// Where a master is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnState {
+    /// No volume uses it: no process.
+    Idle,
+    Connecting,
+    Up,
+    /// It died, or its login failed; it is tried again while volumes use it.
+    Reconnecting,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConnStatus {
+    pub state: ConnState,
+    pub pid: Option<u32>,
+    pub since: SystemTime,
+    /// Logins made (1 while it never died).
+    pub logins: u32,
+    pub last_error: Option<String>,
+    /// Grows with every login: a volume started through an older one
+    /// lost its connection.
+    pub generation: u64,
+    /// Grows with every failed login, so waiters see a failure once.
+    pub failures: u64,
+}
+
+/// One master: its control socket, its volumes, its state.
+pub struct Master {
+    id: u64,
+    key: ConnKey,
+    socket: PathBuf,
+    /// Volumes it may carry; lowered when the server refused a session.
+    capacity: AtomicUsize,
+    /// Volumes holding a lease: the process runs while this is above 0.
+    members: watch::Sender<usize>,
+    status: watch::Sender<ConnStatus>,
+}
+
+impl Master {
+    pub fn name(&self) -> String {
+        format!("ssh-{}", self.id)
+    }
+
+    pub fn status(&self) -> ConnStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Volumes on it now.
+    pub fn sessions(&self) -> usize {
+        *self.members.borrow()
+    }
+
+    fn has_room(&self) -> bool {
+        self.sessions() < self.capacity.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for Master {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Master")
+            .field("id", &self.id)
+            .field("key", &self.key.to_string())
+            .finish()
+    }
+}
+
+/// Every master of this netfs, by the key of its connection.
+pub struct Connections {
+    settings: Arc<Settings>,
+    pool: Mutex<HashMap<ConnKey, Vec<Arc<Master>>>>,
+    next_id: AtomicU64,
+}
+
+impl fmt::Debug for Connections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections")
+            .field("dir", &self.settings.dir)
+            .finish()
+    }
+}
+
+impl Connections {
+    /// The pool; makes its socket directory (0700) and clears sockets an
+    /// earlier run left behind (ssh would not bind over them).
+    pub fn new(settings: Settings) -> std::io::Result<Arc<Self>> {
+        make_private_dir(&settings.dir)?;
+        if let Ok(entries) = std::fs::read_dir(&settings.dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(".sock") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(Arc::new(Self {
+            settings: Arc::new(settings),
+            pool: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }))
+    }
+
+    /// A place on a master of `key` with room, or on a new one (spawned as
+    /// a task; its process starts at once). Call from within the runtime.
+    pub fn join(&self, key: &ConnKey) -> Lease {
+        let mut pool = self.lock();
+        let masters = pool.entry(key.clone()).or_default();
+        let master = match masters.iter().find(|m| m.has_room()) {
+            Some(m) => m.clone(),
+            None => {
+                let master = self.new_master(key);
+                masters.push(master.clone());
+                master
+            }
+        };
+        master.members.send_modify(|n| *n += 1);
+        Lease { master }
+    }
+
+    fn new_master(&self, key: &ConnKey) -> Arc<Master> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let master = Arc::new(Master {
+            id,
+            key: key.clone(),
+            socket: self.settings.dir.join(format!("{id}.sock")),
+            capacity: AtomicUsize::new(self.settings.sessions.max(1)),
+            members: watch::Sender::new(0),
+            status: watch::Sender::new(ConnStatus {
+                state: ConnState::Idle,
+                pid: None,
+                since: SystemTime::now(),
+                logins: 0,
+                last_error: None,
+                generation: 0,
+                failures: 0,
+            }),
+        });
+        tokio::spawn(master::run(master.clone(), self.settings.clone()));
+        master
+    }
+
+    /// Every master, for status and tests.
+    pub fn masters(&self) -> Vec<Arc<Master>> {
+        let pool = self.lock();
+        let mut all: Vec<Arc<Master>> = pool.values().flatten().cloned().collect();
+        all.sort_by_key(|m| m.id);
+        all
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnKey, Vec<Arc<Master>>>> {
+        // The map holds no invariant a panic could break half-way.
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// A volume's place on a master, from its first start until it is stopped
+/// (kept across its restarts, so the master outlives a crash of sshfs).
+pub struct Lease {
+    master: Arc<Master>,
+}
+
+impl Lease {
+    pub fn master(&self) -> &Arc<Master> {
+        &self.master
+    }
+
+    /// Waits until the master is up: its control socket and the login it
+    /// holds, or the error of its next failed login.
+    pub async fn ready(&self) -> Result<Up, ProcessError> {
+        let mut rx = self.master.status.subscribe();
+        let failures = rx.borrow().failures;
+        let status = rx
+            .wait_for(|s| s.state == ConnState::Up || s.failures > failures)
+            .await
+            .map(|s| s.clone());
+        match status {
+            Ok(s) if s.state == ConnState::Up => Ok(Up {
+                generation: s.generation,
+                client_args: client_args(&self.master.socket),
+            }),
+            Ok(s) => Err(self.error(s.last_error.unwrap_or_default())),
+            Err(_) => Err(self.error("its supervisor is gone".to_owned())),
+        }
+    }
+
+    /// Returns once the login of `generation` is gone.
+    pub async fn lost(&self, generation: u64) -> String {
+        let mut rx = self.master.status.subscribe();
+        let status = rx
+            .wait_for(|s| s.generation != generation || s.state != ConnState::Up)
+            .await
+            .map(|s| s.last_error.clone().unwrap_or_default());
+        match status {
+            Ok(why) => format!("its ssh connection {} was lost: {why}", self.master.name()),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// The server refused a session on this master: it takes no more than
+    /// it has now (this one left out).
+    pub fn refused(&self) {
+        let now = self.master.sessions().saturating_sub(1).max(1);
+        self.master.capacity.store(now, Ordering::Relaxed);
+        tracing::warn!(
+            connection = %self.master.name(), endpoint = %self.master.key, sessions = now,
+            "the server refused another session on this connection; opening another"
+        );
+    }
+
+    fn error(&self, reason: String) -> ProcessError {
+        ProcessError::Connection {
+            connection: self.master.name(),
+            endpoint: self.master.key.to_string(),
+            reason,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.master
+            .members
+            .send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.master.fmt(f)
+    }
+}
+
+/// A master that is up, as a volume's start needs it.
+#[derive(Debug)]
+pub struct Up {
+    pub generation: u64,
+    /// What makes sshfs's ssh a client of the master (see [`client_args`]).
+    pub client_args: Vec<String>,
+}
+
+/// The ssh options of a multiplexing client: the master's socket, and no
+/// connection of its own if the master is gone or the server refuses a
+/// session there (ssh falls back to a login of its own otherwise, which
+/// would escape pacing and the session count).
+pub fn client_args(socket: &Path) -> Vec<String> {
+    vec![
+        "-o".to_owned(),
+        format!(
+            "ControlMaster=no,ControlPath={},ProxyCommand=false,BatchMode=yes",
+            socket.display()
+        ),
+    ]
+}
+
+/// What a refused session looks like on the client's stderr.
+pub const REFUSED_SESSION: &str = "session request failed";
+
+/// The connection as a volume's Status shows it.
+pub fn status_json(master: &Master) -> Value {
+    let s = master.status();
+    let mut v = json!({
+        "id": master.name(),
+        "endpoint": master.key.to_string(),
+        "state": s.state,
+        "pid": s.pid,
+        "since": humantime::format_rfc3339_seconds(s.since).to_string(),
+        "sessions": master.sessions(),
+        "logins": s.logins,
+    });
+    if let (Some(err), Some(map)) = (s.last_error, v.as_object_mut()) {
+        map.insert("lastError".into(), json!(err));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests;
