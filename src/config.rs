@@ -167,8 +167,10 @@ pub struct Config {
     pub max_startups_per_endpoint: usize,
     /// What volumes may ask of their tools.
     pub policy: Policy,
-    /// Volumes per shared ssh connection; `None`: no sharing.
-    pub ssh_sessions: Option<usize>,
+    /// sshfs volumes share ssh connections (see [`crate::connections`]).
+    pub share_ssh_connections: bool,
+    /// Volumes per shared ssh connection.
+    pub ssh_sessions_per_connection: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -286,9 +288,8 @@ impl Cli {
             command_mount_option_flag: self.mount_options_volume_process_option,
             max_startups_per_endpoint: self.max_startups_per_endpoint,
             policy,
-            ssh_sessions: self
-                .share_ssh_connections
-                .then_some(self.ssh_sessions_per_connection),
+            share_ssh_connections: self.share_ssh_connections,
+            ssh_sessions_per_connection: self.ssh_sessions_per_connection,
         })
     }
 }

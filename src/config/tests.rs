@@ -80,6 +80,8 @@ fn isolated_parse() {
                     "deny_options": c.policy.denied(),
                     "allow_options": c.policy.allowed(),
                     "key_dir": c.policy.key_dir(),
+                    "share_ssh_connections": c.share_ssh_connections,
+                    "ssh_sessions_per_connection": c.ssh_sessions_per_connection,
                 }),
             }
         }
@@ -268,6 +270,24 @@ const FLAGS: &[Flag] = &[
         from_cli: "/cli/keys",
         from_env: "/env/keys",
     },
+    Flag {
+        cli: "--share-ssh-connections=true",
+        var: "SHARE_SSH_CONNECTIONS",
+        var_value: "true",
+        field: "share_ssh_connections",
+        default: "false",
+        from_cli: "true",
+        from_env: "true",
+    },
+    Flag {
+        cli: "--ssh-sessions-per-connection=4",
+        var: "SSH_SESSIONS_PER_CONNECTION",
+        var_value: "6",
+        field: "ssh_sessions_per_connection",
+        default: "10",
+        from_cli: "4",
+        from_env: "6",
+    },
 ];
 
 #[test]
@@ -405,6 +425,12 @@ fn plugin_options_are_checked_at_start() {
             &["--propagated-mount=rel/dir"],
             &[],
             "--propagated-mount must be an absolute path, got \"rel/dir\"".to_owned(),
+        ),
+        (
+            &["--ssh-sessions-per-connection=0"],
+            &[],
+            "--ssh-sessions-per-connection (SSH_SESSIONS_PER_CONNECTION) must be at least 1"
+                .to_owned(),
         ),
     ];
     for (args, env, want) in cases {

@@ -49,6 +49,12 @@ pub(super) async fn run(master: Arc<Master>, settings: Arc<Settings>) {
     // None after a long life: the next login is at once.
     let mut backoff: Option<Duration> = None;
     loop {
+        if *members.borrow() == 0 {
+            publish(&master, |s| {
+                s.state = ConnState::Idle;
+                s.pid = None;
+            });
+        }
         if !until_used(&mut members).await {
             return;
         }
@@ -161,7 +167,7 @@ fn publish(master: &Master, change: impl FnOnce(&mut ConnStatus)) {
 async fn connect(master: &Master, settings: &Settings) -> Result<Running, String> {
     let _turn = settings.pacing.enter(&master.key.server()).await;
     let _ = std::fs::remove_file(&master.socket);
-    let mut command = Command::new("ssh");
+    let mut command = Command::new(&settings.ssh);
     command
         .args(master.key.ssh_args())
         .args(["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"])

@@ -35,6 +35,8 @@ pub const DEFAULT_SESSIONS: usize = 10;
 /// The settings every master of a plugin shares.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The ssh client to run as master.
+    pub ssh: PathBuf,
     /// Holds the control sockets; mode 0700.
     pub dir: PathBuf,
     /// Volumes per master (the server's `MaxSessions`).

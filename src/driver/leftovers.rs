@@ -12,6 +12,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::connections::MARK_CONNECTION;
 use crate::mounts;
 use crate::name::VolumeName;
 use crate::reaper::{stat, ProcStat};
@@ -51,6 +52,7 @@ pub async fn clean_up(root: &Path, stored: &BTreeSet<VolumeName>) {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let mounted: BTreeSet<PathBuf> = mounted_under(&root).into_iter().collect();
     let mut killed = Vec::new();
+    let mut serving = 0;
     let mut orphans = find(given);
     if root != given {
         orphans.extend(find(&root));
@@ -58,6 +60,7 @@ pub async fn clean_up(root: &Path, stored: &BTreeSet<VolumeName>) {
     for orphan in orphans {
         let live = mounted.contains(&root.join(orphan.volume.as_str()));
         if live && stored.contains(&orphan.volume) {
+            serving += 1;
             tracing::info!(
                 volume = %orphan.volume, pid = orphan.pid,
                 "a volume process of an earlier run still serves its old mount; \
@@ -74,6 +77,26 @@ pub async fn clean_up(root: &Path, stored: &BTreeSet<VolumeName>) {
         };
         if sent.is_ok() {
             killed.push(orphan.pid);
+        }
+    }
+    // An earlier run's ssh masters: the tools left serving old mounts may
+    // go through them, so they stay while any does (they end with netfs's
+    // next clean start); otherwise nothing uses them.
+    let mut old_masters = masters(given);
+    if root != given {
+        old_masters.extend(masters(&root));
+    }
+    for pid in old_masters {
+        if serving > 0 {
+            tracing::info!(
+                pid,
+                "an ssh connection of an earlier run is left to the old mounts that may use it"
+            );
+            continue;
+        }
+        tracing::info!(pid, "killing an ssh connection left by an earlier run");
+        if killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+            killed.push(pid);
         }
     }
     let deadline = tokio::time::Instant::now() + REAP;
@@ -162,6 +185,11 @@ pub fn find(root: &Path) -> Vec<Orphan> {
 /// The volume an environment (`/proc/<pid>/environ`) marks, if it marks
 /// one under `root`.
 fn marked_volume(environ: &[u8], root: &Path) -> Option<VolumeName> {
+    VolumeName::parse(marked(environ, root, MARK_VOLUME)?).ok()
+}
+
+/// The value of the mark `key` in an environment, if it is marked under `root`.
+fn marked<'a>(environ: &'a [u8], root: &Path, key: &str) -> Option<&'a str> {
     let value = |key: &str| {
         environ.split(|b| *b == 0).find_map(|var| {
             var.strip_prefix(key.as_bytes())?
@@ -172,7 +200,23 @@ fn marked_volume(environ: &[u8], root: &Path) -> Option<VolumeName> {
     if Path::new(value(MARK_ROOT)?) != root {
         return None;
     }
-    VolumeName::parse(value(MARK_VOLUME)?).ok()
+    value(key)
+}
+
+/// Shared ssh connections (masters) an earlier run left under `root`.
+fn masters(root: &Path) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me && stat(*pid).is_some_and(|s| s.ppid != me && !s.is_zombie()))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| marked(&env, root, MARK_CONNECTION).is_some())
+        })
+        .collect()
 }
 
 fn alive(pid: i32) -> bool {

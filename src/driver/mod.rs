@@ -82,8 +82,11 @@ impl Driver {
         let volumes = state::load(&config.state_file)?;
         let store = StateStore::new(config.state_file.clone());
         let pacing = Arc::new(Gate::new(config.max_startups_per_endpoint));
-        let connections = config.ssh_sessions.and_then(|sessions| {
+        let sharing = config.share_ssh_connections;
+        let sessions = sharing.then_some(config.ssh_sessions_per_connection);
+        let connections = sessions.and_then(|sessions| {
             let settings = connections::Settings {
+                ssh: "ssh".into(),
                 dir: control_dir(&config.state_file),
                 sessions,
                 connect_timeout: config.mount_timeout,

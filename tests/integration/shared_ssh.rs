@@ -220,3 +220,31 @@ fn a_password_volume_keeps_its_own_connection() {
         .log()
         .contains("volume keeps an ssh connection of its own"));
 }
+
+#[test]
+fn a_session_the_server_refuses_opens_another_master() {
+    let mut sshd = Sshd::new();
+    // A server stricter than stock: two sessions per connection.
+    let config = sshd.config_path();
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str("\nMaxSessions 2\n");
+    fs::write(&config, text).unwrap();
+    sshd.stop();
+    sshd.start();
+    let plugin = sharing();
+    let names: Vec<String> = (0..3).map(|i| format!("refused-{i}")).collect();
+    for name in &names {
+        create_ok(&plugin, name, sshfs_opts(&sshd, name));
+    }
+    let s = all_mounted(&plugin, &names);
+    assert_eq!(s[0]["connection"]["id"], s[1]["connection"]["id"]);
+    assert_ne!(s[0]["connection"]["id"], s[2]["connection"]["id"], "{s:#?}");
+    assert_eq!(s[2]["restarts"], 0, "a refused session is not a crash");
+    check_data(&plugin, &sshd, &names[2]);
+    assert_eq!(logins(&sshd), 2, "{}", sshd.log());
+    assert!(
+        plugin.log().contains("refused another session"),
+        "{}",
+        plugin.log()
+    );
+}
