@@ -248,3 +248,38 @@ fn a_session_the_server_refuses_opens_another_master() {
         plugin.log()
     );
 }
+
+#[test]
+fn a_restart_of_netfs_restores_shared_volumes_through_one_login() {
+    let sshd = Sshd::new();
+    let mut plugin = sharing();
+    let names: Vec<String> = (0..3).map(|i| format!("restore-{i}")).collect();
+    for name in &names {
+        create_ok(&plugin, name, sshfs_opts(&sshd, name));
+    }
+    all_mounted(&plugin, &names);
+    let old = master_pid(&plugin, &names[0]);
+    plugin.restart();
+    wait_until(T, "the old master gone", || {
+        !std::path::Path::new(&format!("/proc/{old}")).exists()
+    });
+    let s = all_mounted(&plugin, &names);
+    let first = &s[0]["connection"]["id"];
+    assert!(s.iter().all(|x| x["connection"]["id"] == *first), "{s:#?}");
+    for name in &names {
+        check_data(&plugin, &sshd, name);
+    }
+    assert_eq!(logins(&sshd), 2, "one login per run:\n{}", sshd.log());
+    // A crash of netfs: its tools are left to the old mounts (and so is
+    // their master); the volumes come back through one new login.
+    plugin.kill9();
+    plugin.spawn();
+    plugin.wait_ready();
+    let s = all_mounted(&plugin, &names);
+    let first = &s[0]["connection"]["id"];
+    assert!(s.iter().all(|x| x["connection"]["id"] == *first), "{s:#?}");
+    for name in &names {
+        check_data(&plugin, &sshd, name);
+    }
+    assert_eq!(logins(&sshd), 3, "{}", sshd.log());
+}

@@ -272,6 +272,12 @@ impl Drop for Plugin {
         for (pid, _) in mounts::processes_with_arg(&root.to_string_lossy()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
+        // Shared ssh connections a crashed plugin left (their argv names
+        // the control socket directory beside the state file).
+        let control = self.state_file().with_file_name("ssh-control");
+        for (pid, _) in mounts::processes_with_arg(&control.to_string_lossy()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         let _ = fs::remove_file(self.socket());
         if !left.is_empty() {
             // Deleting the dir would walk into a live mount: the remote's data.
