@@ -3,6 +3,7 @@
 //! work in the same run, over one loopback sshd. Prints a table and, with
 //! `--out`, writes it into the results section of docs/benchmarks.md.
 
+mod chart;
 mod client;
 mod control;
 mod data;
@@ -14,6 +15,7 @@ mod ready;
 mod recovery;
 mod report;
 mod restore;
+mod shared;
 mod sshd;
 mod stats;
 
@@ -32,7 +34,7 @@ use crate::sshd::Sshd;
 
 const USAGE: &str = "usage: netfs-bench [--netfs PATH] [--runs N] [--peer-runs N] \
 [--volumes N] [--rclone-volumes N] [--restore-volumes N] [--data-mib N] [--data-detail] \
-[--parts 1,2,3,4,5,6] [--work DIR] [--out FILE]";
+[--parts 1,2,3,4,5,6,7] [--work DIR] [--out FILE] [--charts DIR]";
 
 const BEGIN: &str =
     "<!-- results:begin (written by `make bench`; edits inside are overwritten) -->";
@@ -50,6 +52,8 @@ struct Args {
     parts: BTreeSet<u8>,
     work: PathBuf,
     out: Option<PathBuf>,
+    /// Where part 7 writes its SVG charts.
+    charts: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -62,9 +66,10 @@ fn parse_args() -> Result<Args> {
         restore_volumes: 100,
         data_mib: 256,
         data_detail: false,
-        parts: (1..=6).collect(),
+        parts: (1..=7).collect(),
         work: std::env::temp_dir().join(format!("netfs-bench.{}", std::process::id())),
         out: None,
+        charts: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -89,6 +94,7 @@ fn parse_args() -> Result<Args> {
             }
             "--work" => a.work = value()?.into(),
             "--out" => a.out = Some(value()?.into()),
+            "--charts" => a.charts = Some(value()?.into()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -185,6 +191,8 @@ fn clean_up(work: &Path) {
 struct Notes {
     netfs_command: String,
     data_skipped: Option<String>,
+    /// Part 7's figures of the last run, for the charts.
+    shared: Option<shared::SharedResult>,
 }
 
 async fn run_all(args: &Args) -> Result<(Report, Notes)> {
@@ -233,7 +241,67 @@ async fn run_all(args: &Args) -> Result<(Report, Notes)> {
         .await?;
         println!("{}", this.table(false));
     }
+    if let (Some(dir), Some(last)) = (&args.charts, &notes.shared) {
+        write_charts(dir, last)?;
+        println!("wrote the charts of part 7 into {}", dir.display());
+    }
     Ok((report, notes))
+}
+
+/// The charts of part 7, from the last run's figures.
+fn write_charts(dir: &Path, r: &shared::SharedResult) -> Result<()> {
+    use chart::Bar;
+    let bar = |label: &str, value: f64, netfs: bool| Bar {
+        label: label.to_owned(),
+        value,
+        netfs,
+    };
+    chart::write(
+        &dir.join("bench-shared-ready.svg"),
+        "Time to ready and recovery, shared ssh connections (lower is better)",
+        "ms",
+        &[
+            bar("Create → read, master up", r.ready_live_ms, true),
+            bar("bare sshfs, spawn → read", r.ready_bare_ms, false),
+            bar("kill -9 sshfs → reads again", r.recover_sshfs_ms, true),
+            bar(
+                "kill -9 master → all its volumes read",
+                r.recover_master_ms,
+                true,
+            ),
+        ],
+    )?;
+    let mut data = Vec::new();
+    for (side, w, _) in &r.data {
+        data.push(bar(
+            &format!("write: {side}"),
+            *w,
+            side.starts_with("netfs"),
+        ));
+    }
+    for (side, _, rd) in &r.data {
+        data.push(bar(
+            &format!("read: {side}"),
+            *rd,
+            side.starts_with("netfs"),
+        ));
+    }
+    data.push(bar(
+        &format!("{} writers at once: one master", shared::WRITERS),
+        r.writers_shared,
+        true,
+    ));
+    data.push(bar(
+        &format!("{} writers at once: separate logins", shared::WRITERS),
+        r.writers_separate,
+        true,
+    ));
+    chart::write(
+        &dir.join("bench-shared-data.svg"),
+        "Data path on the host, shared ssh connections (higher is better)",
+        "MiB/s",
+        &data,
+    )
 }
 
 /// Adds a figure to the overall report and to this run's.
@@ -526,6 +594,30 @@ async fn one_run(
         });
     }
 
+    if args.parts.contains(&7) {
+        let make = |part: &str, on: bool| {
+            let d = dir.join(part);
+            Daemon::netfs(
+                &args.netfs,
+                &d,
+                &d.join("netfs.sock"),
+                "volume",
+                &args.work.join("sshd"),
+            )
+            .map(|d| d.with_arg(&format!("--share-ssh-connections={on}")))
+        };
+        let res = shared::run(
+            sshd,
+            &dir.join("shared"),
+            &make,
+            args.restore_volumes,
+            args.data_mib,
+        )
+        .await?;
+        shared_figures(reports, &res, args.restore_volumes, args.data_mib);
+        notes.shared = Some(res);
+    }
+
     if args.parts.contains(&6) {
         let count = args.restore_volumes;
         let refused = sshd.throttled();
@@ -575,6 +667,136 @@ async fn one_run(
         }
     }
     Ok(())
+}
+
+/// Part 7's rows.
+fn shared_figures(reports: &mut [&mut Report], r: &shared::SharedResult, count: usize, mib: u64) {
+    let mut figures: Vec<Figure<'static>> = vec![
+        Figure {
+            part: 7,
+            what: "Create → mounted and read, its master already up".into(),
+            unit: Unit::Ms,
+            netfs: Some(r.ready_live_ms),
+            peer: "bare sshfs",
+            peer_value: Some(r.ready_bare_ms),
+            peer_note: None,
+            goal: Some((Goal::RatioAtMost(0.2), "≤ 0.2×")),
+        },
+        Figure {
+            part: 7,
+            what: format!("start → {count} volumes mounted and read, sharing on"),
+            unit: Unit::Secs,
+            netfs: r.restore_secs,
+            peer: "none",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(1.5), "≤ 1.5 s")),
+        },
+        Figure {
+            part: 7,
+            what: format!(
+                "logins the server saw during that restore (⌈{count} / 10⌉ = {})",
+                count.div_ceil(10)
+            ),
+            unit: Unit::Count,
+            netfs: Some(r.restore_logins as f64),
+            peer: "none",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(count.div_ceil(10) as f64), "≤ ⌈N / 10⌉")),
+        },
+        Figure {
+            part: 7,
+            what: "kill -9 of sshfs, master alive → reads again".into(),
+            unit: Unit::Ms,
+            netfs: Some(r.recover_sshfs_ms),
+            peer: "none",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(100.0), "≤ 0.1 s")),
+        },
+        Figure {
+            part: 7,
+            what: "logins during those sshfs recoveries".into(),
+            unit: Unit::Count,
+            netfs: Some(r.recover_sshfs_logins as f64),
+            peer: "none",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(0.0), "0")),
+        },
+        Figure {
+            part: 7,
+            what: "kill -9 of a master → its 4 volumes read again".into(),
+            unit: Unit::Ms,
+            netfs: Some(r.recover_master_ms),
+            peer: "none",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(2000.0), "≤ 2 s")),
+        },
+    ];
+    let side = |name: &str| {
+        r.data
+            .iter()
+            .find(|(s, _, _)| *s == name)
+            .map(|(_, w, rd)| (*w, *rd))
+    };
+    if let (Some(on), Some(off), Some(bare), Some(raw)) = (
+        side(shared::ON),
+        side(shared::OFF),
+        side(shared::BARE),
+        side(shared::RAW),
+    ) {
+        for (op, pick) in [("write", 0), ("read", 1)] {
+            let v = |p: (f64, f64)| if pick == 0 { p.0 } else { p.1 };
+            for (how, value, peer, pv, goal) in [
+                (
+                    shared::ON,
+                    v(on),
+                    "bare sshfs",
+                    v(bare),
+                    Some((Goal::RatioAtLeast(0.95), "≥ 0.95×")),
+                ),
+                (
+                    shared::OFF,
+                    v(off),
+                    "bare sshfs",
+                    v(bare),
+                    Some((Goal::RatioAtLeast(0.95), "≥ 0.95×")),
+                ),
+                (shared::ON, v(on), "raw ssh … cat", v(raw), None),
+            ] {
+                figures.push(Figure {
+                    part: 7,
+                    what: format!("{op} {mib} MiB on the host ({how})"),
+                    unit: Unit::MibPerSec,
+                    netfs: Some(value),
+                    peer,
+                    peer_value: Some(pv),
+                    peer_note: None,
+                    goal,
+                });
+            }
+        }
+    }
+    figures.push(Figure {
+        part: 7,
+        what: format!(
+            "{} volumes writing {} MiB at once, one master",
+            shared::WRITERS,
+            mib
+        ),
+        unit: Unit::MibPerSec,
+        netfs: Some(r.writers_shared),
+        peer: "the same, a login each",
+        peer_value: Some(r.writers_separate),
+        peer_note: None,
+        goal: None,
+    });
+    for f in figures {
+        add(reports, || f.clone());
+    }
 }
 
 /// The floor of the restore: bare sshfs paced as netfs paces by default.

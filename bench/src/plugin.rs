@@ -67,6 +67,12 @@ impl Daemon {
         ))
     }
 
+    /// The same daemon with one more command line argument.
+    pub fn with_arg(mut self, arg: &str) -> Daemon {
+        self.args.push(arg.into());
+        self
+    }
+
     /// `rclone serve docker` with its socket, base dir, config and state in `dir`.
     pub fn rclone(dir: &Path, socket: &Path) -> Result<Daemon> {
         fs::create_dir_all(dir.join("cache"))?;

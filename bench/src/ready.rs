@@ -82,7 +82,7 @@ pub async fn run(
 }
 
 /// Create + Mount + first read through a plugin; then Unmount + Remove.
-async fn plugin(daemon: &mut Daemon, name: &str, opts: &Value) -> Result<(f64, String)> {
+pub async fn plugin(daemon: &mut Daemon, name: &str, opts: &Value) -> Result<(f64, String)> {
     let client = daemon.client().clone();
     let start = Instant::now();
     client

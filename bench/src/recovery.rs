@@ -95,7 +95,7 @@ pub async fn run(sshd: &Sshd, netfs: &mut Daemon, volumes: usize) -> Result<Reco
     })
 }
 
-fn volume_pid(reply: &Value) -> Result<i32> {
+pub fn volume_pid(reply: &Value) -> Result<i32> {
     match reply["Volume"]["Status"]["pid"].as_i64() {
         Some(pid) if pid > 0 => Ok(pid as i32),
         _ => bail!("no pid in the volume's Status: {reply}"),

@@ -13,6 +13,7 @@ pub enum Unit {
     PerSec,
     Mib,
     MibPerSec,
+    Count,
 }
 
 /// A target for this machine.
@@ -67,6 +68,7 @@ pub struct Report {
 }
 
 /// One figure of one run.
+#[derive(Clone)]
 pub struct Figure<'a> {
     pub part: u8,
     pub what: String,
@@ -167,6 +169,7 @@ pub fn value(v: f64, unit: Unit) -> String {
         Unit::PerSec => format!("{:.0} /s", v),
         Unit::Mib => format!("{n} MiB"),
         Unit::MibPerSec => format!("{n} MiB/s"),
+        Unit::Count => format!("{v:.0}"),
     }
 }
 

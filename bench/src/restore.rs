@@ -42,6 +42,16 @@ pub enum Restored {
 }
 
 pub async fn run(daemon: &mut Daemon, volumes: usize, opts: &Value) -> Result<Restored> {
+    run_marked(daemon, volumes, opts, &mut || {}).await
+}
+
+/// [`run`], calling `at_spawn` right before the daemon is started again.
+pub async fn run_marked(
+    daemon: &mut Daemon,
+    volumes: usize,
+    opts: &Value,
+    at_spawn: &mut dyn FnMut(),
+) -> Result<Restored> {
     daemon.start().await?;
     let client = daemon.client().clone();
     let names: Vec<String> = (0..volumes).map(|i| format!("restore{i:03}")).collect();
@@ -74,6 +84,7 @@ pub async fn run(daemon: &mut Daemon, volumes: usize, opts: &Value) -> Result<Re
         bail!("{}: mounts left after the stop", daemon.name());
     }
 
+    at_spawn();
     let start = Instant::now();
     daemon.spawn()?;
     if let Err(left) = wait_all(points, &daemon.mount_root, start).await {

@@ -45,6 +45,12 @@ impl Sshd {
         stock_sshd::throttled(&log).len()
     }
 
+    /// Logins it accepted so far (`LogLevel VERBOSE` logs each).
+    pub fn logins(&self) -> usize {
+        let log = fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
+        log.matches("Accepted publickey for").count()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

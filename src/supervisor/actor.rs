@@ -368,6 +368,17 @@ impl<T: Tool> Supervisor<T> {
         }))
     }
 
+    /// The volume runs through a master whose login it started with is up.
+    fn master_still_up(&self) -> bool {
+        match (&self.lease, self.through) {
+            (Some(lease), Some(login)) => {
+                let s = lease.master().status();
+                s.state == crate::connections::ConnState::Up && s.generation == login
+            }
+            _ => false,
+        }
+    }
+
     /// Gives up the volume's place on its shared connection: the master
     /// stops when no volume holds one.
     fn leave_connection(&mut self) {
@@ -434,6 +445,13 @@ impl<T: Tool> Supervisor<T> {
         }
         let now = Instant::now();
         match self.budget.crash(now) {
+            // Through a master that is still up, a restart costs the server
+            // no login: the first one in the window goes at once (the
+            // budget still bounds a crash loop).
+            Verdict::RetryAt(_) if self.budget.first_crash() && self.master_still_up() => {
+                self.phase = Phase::Backoff { until: now };
+                self.publish(ProcState::Restarting, None, Some(reason));
+            }
             Verdict::RetryAt(until) => {
                 self.phase = Phase::Backoff { until };
                 self.publish(ProcState::Restarting, None, Some(reason));

@@ -75,6 +75,11 @@ impl Budget {
         }
     }
 
+    /// The crash just counted is the only one in the window.
+    pub fn first_crash(&self) -> bool {
+        self.crashes.len() == 1
+    }
+
     /// A start failed before mounting at `now`: when to try again.
     pub fn failed_start(&mut self, now: Instant) -> Instant {
         self.prune(now);
