@@ -245,3 +245,26 @@ impl Drop for Daemon {
 pub fn volume_name(prefix: &str, i: usize) -> String {
     format!("{prefix}{i:04}")
 }
+
+/// Create + Mount of a volume through a plugin: its mountpoint.
+pub async fn create_mount(
+    client: &Client,
+    name: &str,
+    opts: &serde_json::Value,
+) -> Result<PathBuf> {
+    client
+        .call(
+            "VolumeDriver.Create",
+            &serde_json::json!({ "Name": name, "Opts": opts }),
+        )
+        .await?;
+    let reply = client
+        .call(
+            "VolumeDriver.Mount",
+            &serde_json::json!({ "Name": name, "ID": "bench" }),
+        )
+        .await?;
+    Ok(PathBuf::from(
+        reply["Mountpoint"].as_str().unwrap_or_default(),
+    ))
+}

@@ -6,7 +6,7 @@
 //! Rounds interleave the three so drifting load hits all alike.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use crate::mounts;
-use crate::plugin::Daemon;
+use crate::plugin::{create_mount, Daemon};
 use crate::sshd::{Sshd, HELLO};
 use crate::stats::{median, ms};
 
@@ -85,19 +85,7 @@ pub async fn run(
 pub async fn plugin(daemon: &mut Daemon, name: &str, opts: &Value) -> Result<(f64, String)> {
     let client = daemon.client().clone();
     let start = Instant::now();
-    client
-        .call(
-            "VolumeDriver.Create",
-            &json!({ "Name": name, "Opts": opts }),
-        )
-        .await?;
-    let reply = client
-        .call(
-            "VolumeDriver.Mount",
-            &json!({ "Name": name, "ID": "bench" }),
-        )
-        .await?;
-    let mountpoint = PathBuf::from(reply["Mountpoint"].as_str().unwrap_or_default());
+    let mountpoint = create_mount(&client, name, opts).await?;
     let text = mounts::read_within(&mountpoint.join("hello"), READ_WITHIN).await?;
     let took = ms(start.elapsed());
     if text != HELLO {

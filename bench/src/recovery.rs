@@ -2,7 +2,6 @@
 //! backoff starts from its first step), `kill -9` its sshfs and time until
 //! a file in the mount reads again.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -11,7 +10,7 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use crate::mounts;
-use crate::plugin::Daemon;
+use crate::plugin::{create_mount, Daemon};
 use crate::procs;
 use crate::sshd::{Sshd, HELLO};
 use crate::stats::{median, ms};
@@ -31,22 +30,8 @@ pub async fn run(sshd: &Sshd, netfs: &mut Daemon, volumes: usize) -> Result<Reco
     let mut points = Vec::new();
     for i in 0..volumes {
         let name = format!("recovery{i}");
-        client
-            .call(
-                "VolumeDriver.Create",
-                &json!({ "Name": name, "Opts": opts }),
-            )
-            .await?;
-        let reply = client
-            .call(
-                "VolumeDriver.Mount",
-                &json!({ "Name": name, "ID": "bench" }),
-            )
-            .await?;
-        points.push((
-            name,
-            PathBuf::from(reply["Mountpoint"].as_str().unwrap_or_default()),
-        ));
+        let point = create_mount(&client, &name, &opts).await?;
+        points.push((name, point));
     }
     let mut samples = Vec::new();
     for (name, mountpoint) in &points {

@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::client::Client;
 use crate::mounts;
-use crate::plugin::Daemon;
+use crate::plugin::{create_mount, Daemon};
 use crate::procs;
 use crate::ready;
 use crate::recovery::volume_pid;
@@ -126,24 +126,6 @@ pub async fn run(
     }
     data_path(sshd, dir, daemon, data_mib, &mut res).await?;
     Ok(res)
-}
-
-async fn create_mount(client: &Client, name: &str, opts: &Value) -> Result<PathBuf> {
-    client
-        .call(
-            "VolumeDriver.Create",
-            &json!({ "Name": name, "Opts": opts }),
-        )
-        .await?;
-    let reply = client
-        .call(
-            "VolumeDriver.Mount",
-            &json!({ "Name": name, "ID": "bench" }),
-        )
-        .await?;
-    Ok(PathBuf::from(
-        reply["Mountpoint"].as_str().unwrap_or_default(),
-    ))
 }
 
 async fn status(client: &Client, name: &str) -> Result<Value> {

@@ -267,12 +267,8 @@ impl<T: Tool> Supervisor<T> {
                         return Outcome::Failed(e);
                     }
                     None => {
-                        tracing::info!(volume = %self.spec.name, "stopped while waiting for its ssh connection");
-                        self.phase = Phase::Idle;
-                        self.budget.reset();
                         self.leave_connection();
-                        self.publish(ProcState::Stopped, None, None);
-                        return Outcome::Cancelled;
+                        return self.stopped_waiting("its ssh connection");
                     }
                 }
                 None
@@ -286,13 +282,7 @@ impl<T: Tool> Supervisor<T> {
                         self.phase = Phase::Idle;
                         return Outcome::Failed(e);
                     }
-                    None => {
-                        tracing::info!(volume = %self.spec.name, "stopped while waiting for its turn");
-                        self.phase = Phase::Idle;
-                        self.budget.reset();
-                        self.publish(ProcState::Stopped, None, None);
-                        return Outcome::Cancelled;
-                    }
+                    None => return self.stopped_waiting("its turn"),
                 }
             }
         };
@@ -328,6 +318,15 @@ impl<T: Tool> Supervisor<T> {
                 Outcome::Cancelled
             }
         }
+    }
+
+    /// A stop came while a start waited for `what`, before any spawn.
+    fn stopped_waiting(&mut self, what: &str) -> Outcome {
+        tracing::info!(volume = %self.spec.name, "stopped while waiting for {what}");
+        self.phase = Phase::Idle;
+        self.budget.reset();
+        self.publish(ProcState::Stopped, None, None);
+        Outcome::Cancelled
     }
 
     /// Takes a place on a shared connection (once) and waits for its
