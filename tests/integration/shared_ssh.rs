@@ -168,6 +168,15 @@ fn a_killed_sshfs_comes_back_through_the_live_master_without_a_login() {
     assert_eq!(master_pid(&plugin, &names[0]), master, "the same master");
     assert_eq!(logins(&sshd), before, "no new login:\n{}", sshd.log());
     assert_eq!(status(&plugin, &names[1])["restarts"], 0);
+    // The master lives while a volume uses it, and no longer.
+    let remove = |name: &str| plugin.post("/VolumeDriver.Remove", json!({"Name": name}));
+    assert_eq!(remove(&names[0]).0, 200);
+    assert_eq!(connection_of(&plugin, &names[1])["sessions"], 1);
+    assert!(std::path::Path::new(&format!("/proc/{master}")).exists());
+    assert_eq!(remove(&names[1]).0, 200);
+    wait_until(T, "the unused master stopped", || {
+        !std::path::Path::new(&format!("/proc/{master}")).exists()
+    });
 }
 
 #[test]
