@@ -5,7 +5,8 @@
 #                         Docker (no --privileged: see run_node), in a swarm
 #                         with node1 as its manager
 #   netfs-fleet-files     an sshd test host with Debian's stock configuration;
-#                         root logs in with the fleet's key, /srv is on the host
+#                         root logs in with the fleet's key, user netfs with the
+#                         password in FLEET_DIR/ssh/password; /srv is FLEET_DIR/files
 #   netfs-fleet-registry  Debian's docker-registry, which the nodes trust
 # all on the network netfs-fleet: --internal, an explicit subnet, DNS at
 # 127.0.0.1 and no default route, so nothing reaches beyond the fleet.
@@ -22,6 +23,7 @@
 # `down` keeps it. The host's own containers, images and plugins are not
 # touched. Commands hold a shared lock on /run/netfs-test/dockerd.lock, as
 # the tests do, so the test that restarts dockerd waits for them.
+# Node N's API is also at unix://FLEET_DIR/nodeN/run/docker.sock on the host.
 #
 # Environment:
 #   FLEET_NODES    number of Docker nodes (default 3, at most 9)
@@ -89,13 +91,23 @@ ensure_network() {
     "$DOCKER" network create --internal --subnet "$SUBNET" --label "$LABEL=1" "$NETWORK" >/dev/null
 }
 
-# The fleet's ssh key and what the plugin on each node reads through its
-# sshkeys mount: the key and an rclone.conf with an sftp remote `files`.
+# The fleet's ssh keys and what the plugin on each node reads through its
+# sshkeys mount (FLEET_DIR/keys): root's key, known_hosts with the sshd
+# host's key, and an rclone.conf with an sftp remote `files`. Host key
+# checking stays on, as it should in production.
 ensure_files() {
     mkdir -p "$FLEET_DIR/ssh" "$FLEET_DIR/keys" "$FLEET_DIR/files" "$FLEET_DIR/share"
     chmod 700 "$FLEET_DIR/ssh" "$FLEET_DIR/keys"
     if [ ! -e "$FLEET_DIR/ssh/id_ed25519" ]; then
         ssh-keygen -q -t ed25519 -N '' -C netfs-fleet -f "$FLEET_DIR/ssh/id_ed25519"
+    fi
+    if [ ! -e "$FLEET_DIR/ssh/ssh_host_ed25519_key" ]; then
+        ssh-keygen -q -t ed25519 -N '' -C files -f "$FLEET_DIR/ssh/ssh_host_ed25519_key"
+    fi
+    printf '%s %s\n' "$FILES_IP" "$(cut -d' ' -f1,2 "$FLEET_DIR/ssh/ssh_host_ed25519_key.pub")" \
+        >"$FLEET_DIR/keys/known_hosts"
+    if [ ! -e "$FLEET_DIR/ssh/password" ]; then
+        (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$FLEET_DIR/ssh/password")
     fi
     install -m 600 "$FLEET_DIR/ssh/id_ed25519" "$FLEET_DIR/keys/id_ed25519"
     cat >"$FLEET_DIR/keys/rclone.conf" <<CONF
@@ -104,6 +116,7 @@ type = sftp
 host = $FILES_IP
 user = root
 key_file = /root/.ssh/id_ed25519
+known_hosts_file = /root/.ssh/known_hosts
 shell_type = unix
 CONF
     chmod 600 "$FLEET_DIR/keys/rclone.conf"
@@ -117,8 +130,10 @@ start_member() {
         running "$name" || "$DOCKER" start "$name" >/dev/null
         return 0
     fi
+    # The CLI warns that DNS at 127.0.0.1 may fail: that is the point.
     "$DOCKER" run -d --name "$name" --label "$LABEL=1" \
-        --network "$NETWORK" --dns 127.0.0.1 "$@" >/dev/null
+        --network "$NETWORK" --dns 127.0.0.1 "$@" \
+        2> >(grep -v 'Localhost DNS' >&2) >/dev/null
 }
 
 # --privileged does not work where the capability bounding set lacks
@@ -127,7 +142,7 @@ start_member() {
 # is a host directory, so overlay2 works inside.
 run_node() {
     local i=$1 dir=$FLEET_DIR/node$1
-    mkdir -p "$dir/docker" "$dir/etc"
+    mkdir -p "$dir/docker" "$dir/etc" "$dir/run"
     cat >"$dir/etc/daemon.json" <<JSON
 {
   "insecure-registries": ["$REGISTRY"],
@@ -142,7 +157,7 @@ JSON
         --security-opt seccomp=unconfined --security-opt systempaths=unconfined \
         --security-opt apparmor=unconfined \
         --device-cgroup-rule 'a *:* rwm' --device /dev/fuse \
-        -v "$dir/docker:/var/lib/docker" \
+        -v "$dir/docker:/var/lib/docker" -v "$dir/run:/run/fleet" \
         -v "$dir/etc/daemon.json:/etc/netfs-fleet/daemon.json:ro" \
         -v "$FLEET_DIR/keys:/etc/netfs-fleet/keys" \
         -v "$FLEET_DIR/share:/etc/netfs-fleet/share:ro" \
@@ -201,6 +216,9 @@ cmd_up() {
     start_member netfs-fleet-registry --hostname registry --ip "$REGISTRY_IP" "$FLEET_IMAGE" registry
     start_member netfs-fleet-files --hostname files --ip "$FILES_IP" \
         -v "$FLEET_DIR/ssh/id_ed25519.pub:/etc/netfs-fleet/ssh/id_ed25519.pub:ro" \
+        -v "$FLEET_DIR/ssh/password:/etc/netfs-fleet/ssh/password:ro" \
+        -v "$FLEET_DIR/ssh/ssh_host_ed25519_key:/etc/ssh/ssh_host_ed25519_key:ro" \
+        -v "$FLEET_DIR/ssh/ssh_host_ed25519_key.pub:/etc/ssh/ssh_host_ed25519_key.pub:ro" \
         -v "$FLEET_DIR/files:/srv" "$FLEET_IMAGE" sshd
     local i
     for ((i = 1; i <= FLEET_NODES; i++)); do

@@ -22,15 +22,25 @@ node)
     mkdir -p /var/lib/docker-plugins/netfs
     chmod 700 /var/lib/docker-plugins/netfs
     rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
-    exec env DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 dockerd --config-file /etc/netfs-fleet/daemon.json
+    # The second socket is in a host directory: the host reaches this
+    # node's API there (DOCKER_HOST=unix://...) without a TCP port.
+    mkdir -p /run/fleet
+    rm -f /run/fleet/docker.sock
+    exec env DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 dockerd --config-file /etc/netfs-fleet/daemon.json \
+        -H unix:///var/run/docker.sock -H unix:///run/fleet/docker.sock
     ;;
 sshd)
-    # Debian's stock sshd_config; only host keys and root's key are added.
+    # Debian's stock sshd_config; only host keys, root's key and a user
+    # `netfs` who logs in with the fleet's password (in /srv/netfs) are added.
     ssh-keygen -A >/dev/null
     mkdir -p /run/sshd /root/.ssh
     chmod 700 /root/.ssh
     cp /etc/netfs-fleet/ssh/id_ed25519.pub /root/.ssh/authorized_keys
     chmod 600 /root/.ssh/authorized_keys
+    id netfs >/dev/null 2>&1 || useradd -M -d /srv/netfs -s /bin/sh netfs
+    printf 'netfs:%s\n' "$(cat /etc/netfs-fleet/ssh/password)" | chpasswd
+    mkdir -p /srv/netfs
+    chown netfs: /srv/netfs
     exec /usr/sbin/sshd -D -e
     ;;
 registry)
