@@ -15,8 +15,9 @@
 #   scripts/fleet.sh down            remove the containers, the network and their data
 #   scripts/fleet.sh exec NODE CMD.. run CMD in node1.., files or registry
 #   scripts/fleet.sh status          what runs, the engines' versions, the swarm
-#   scripts/fleet.sh publish TAG     build the plugin from this tree (Dockerfile) and
-#                                    push it to the fleet's registry as REGISTRY/netfs:TAG
+#   scripts/fleet.sh publish TAG     build the plugin from this tree (scripts/push.sh)
+#                                    and push it to the fleet's registry as
+#                                    10.231.0.10:5000/netfs:TAG
 #   scripts/fleet.sh purge           down, then remove the cached fleet image
 #
 # The image is built once (debootstrap forky, then docker build) and reused;
@@ -96,7 +97,7 @@ ensure_network() {
 # host's key, and an rclone.conf with an sftp remote `files`. Host key
 # checking stays on, as it should in production.
 ensure_files() {
-    mkdir -p "$FLEET_DIR/ssh" "$FLEET_DIR/keys" "$FLEET_DIR/files" "$FLEET_DIR/share"
+    mkdir -p "$FLEET_DIR/ssh" "$FLEET_DIR/keys" "$FLEET_DIR/files"
     chmod 700 "$FLEET_DIR/ssh" "$FLEET_DIR/keys"
     if [ ! -e "$FLEET_DIR/ssh/id_ed25519" ]; then
         ssh-keygen -q -t ed25519 -N '' -C netfs-fleet -f "$FLEET_DIR/ssh/id_ed25519"
@@ -160,7 +161,6 @@ JSON
         -v "$dir/docker:/var/lib/docker" -v "$dir/run:/run/fleet" \
         -v "$dir/etc/daemon.json:/etc/netfs-fleet/daemon.json:ro" \
         -v "$FLEET_DIR/keys:/etc/netfs-fleet/keys" \
-        -v "$FLEET_DIR/share:/etc/netfs-fleet/share:ro" \
         "$FLEET_IMAGE" node
 }
 
@@ -284,26 +284,16 @@ cmd_status() {
         "$REGISTRY" "$FILES_IP" "$FLEET_DIR" "$FLEET_DIR"
 }
 
-# Builds the plugin from this tree and pushes it from node1 (the host's
-# dockerd does not trust the fleet's registry, and must not be reconfigured).
+# Builds the plugin from this tree (scripts/push.sh) and pushes it from
+# node1: the host's dockerd does not trust the fleet's registry, and must
+# not be reconfigured for it.
 cmd_publish() {
     [ $# -eq 1 ] || die "usage: fleet.sh publish TAG"
-    local tag=$1 ref build=$FLEET_DIR/share/build
-    ref=$REGISTRY/netfs:$tag
     pick_docker || die "dockerd does not answer"
     running netfs-fleet-node1 || die "the fleet is not up: scripts/fleet.sh up"
-    PLUGIN_NAME=netfs-fleet PLUGIN_BUILD_DIR=$build PLUGIN_DIR_ONLY=1 \
-        "$NETFS_TOP/scripts/plugin.sh"
     lock_dockerd
-    # A build mark, so that two publications of one tree are two builds.
-    date -u +%Y-%m-%dT%H:%M:%S.%NZ >"$build/plugin/rootfs/etc/netfs-build"
-    node_docker 1 plugin rm -f "$ref" >/dev/null 2>&1 || true
-    node_docker 1 plugin create "$ref" /etc/netfs-fleet/share/build/plugin >/dev/null
-    node_docker 1 plugin push "$ref" >/dev/null
-    node_docker 1 plugin rm -f "$ref" >/dev/null
-    rm -rf --one-file-system "$build/plugin"
-    say "pushed $ref"
-    echo "$ref"
+    REGISTRY=$REGISTRY PUSH_TAG=$1 PUSH_DOCKER_HOST=unix://$FLEET_DIR/node1/run/docker.sock \
+        "$NETFS_TOP/scripts/push.sh" 7>&-
 }
 
 case ${1:-} in
