@@ -371,6 +371,28 @@ impl Fleet {
             .collect()
     }
 
+    /// Waits until the swarm's manager knows the plugin on every node: a
+    /// node reports its plugins a few seconds after an install, and until
+    /// then the scheduler puts no task that needs a netfs volume there.
+    pub fn await_plugin_in_swarm(&self) {
+        let manager = NODES[0];
+        for node in NODES {
+            self.wait(manager, &format!("the swarm knows netfs on {node}"), || {
+                let out = self.docker(
+                    manager,
+                    &[
+                        "node",
+                        "inspect",
+                        "-f",
+                        "{{range .Description.Engine.Plugins}}{{.Type}}={{.Name}} {{end}}",
+                        node,
+                    ],
+                );
+                String::from_utf8_lossy(&out.stdout).contains("Volume=netfs:latest")
+            });
+        }
+    }
+
     /// Starts the fleet member's container on the host (after a stop).
     pub fn start_node(&self, node: &str) {
         crate::support::docker::docker_ok(&["start", &format!("netfs-fleet-{node}")]);

@@ -99,6 +99,7 @@ fn a_swarm_service_on_three_nodes_outlives_a_stopped_node() {
     for node in NODES {
         fleet.volume(node, volume.clone());
     }
+    fleet.await_plugin_in_swarm();
     let mount = format!(
         "type=volume,source={volume},target=/data,volume-driver=netfs,volume-opt=source={}",
         fleet.source(&dir)
@@ -221,6 +222,7 @@ fn stack_deploy_of_the_example() {
     for node in NODES {
         fleet.volume(node, format!("{stack}_data"));
     }
+    fleet.await_plugin_in_swarm();
     let file = example("swarm-stack.yml");
     let env = [("NETFS_SOURCE", fleet.source(&dir))];
     let out = fleet.docker_with(
