@@ -62,3 +62,22 @@ pub fn exclusive_lock(path: &str, timeout: Duration) -> Flock<File> {
     assert!(taken, "{path} stayed taken for {timeout:?}");
     lock.expect("the lock")
 }
+
+/// Files directly in `dir`, sorted by name, with their contents (a remote
+/// directory that replicas or services wrote to).
+pub fn files_in(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    (e.file_name().to_string_lossy().into_owned(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}

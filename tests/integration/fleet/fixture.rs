@@ -14,7 +14,7 @@ use std::time::Duration;
 use nix::fcntl::Flock;
 use serde_json::Value;
 
-use crate::support::cmd;
+use crate::support::cmd::{self, show};
 use crate::support::docker::{require_docker, Cleanup, DOCKER_TIMEOUT};
 use crate::support::mounts::poll_until;
 
@@ -64,15 +64,6 @@ pub struct Fleet {
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fleet.sh")
-}
-
-fn show(what: &str, out: &Output) -> String {
-    format!(
-        "{what} exited {}.\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `scripts/fleet.sh args...`, failing the test unless it succeeds.

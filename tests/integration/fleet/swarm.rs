@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::unique_name;
+use crate::support::{files_in as files, unique_name};
 
 use super::fixture::{Fleet, NODES};
 
@@ -15,24 +15,6 @@ fn example(file: &str) -> Vec<u8> {
         .join("examples")
         .join(file);
     fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Files directly in `dir`, sorted, with their contents.
-fn files(dir: &Path) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().is_file())
-                .map(|e| {
-                    let text = fs::read_to_string(e.path()).unwrap_or_default();
-                    (e.file_name().to_string_lossy().into_owned(), text)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
 }
 
 #[test]
