@@ -23,7 +23,8 @@
 # The image is built once (debootstrap forky, then docker build) and reused;
 # `down` keeps it. The host's own containers, images and plugins are not
 # touched. Commands hold a shared lock on /run/netfs-test/dockerd.lock, as
-# the tests do, so the test that restarts dockerd waits for them.
+# the tests do, so the test that restarts dockerd waits for them; `down`
+# waits for the fleet test that holds /run/netfs-test/fleet.lock.
 # Node N's API is also at unix://FLEET_DIR/nodeN/run/docker.sock on the host.
 #
 # Environment:
@@ -49,6 +50,7 @@ LABEL=org.netfs.fleet
 WAIT=${FLEET_WAIT:-60}
 
 [[ $FLEET_NODES =~ ^[1-9]$ ]] || die "FLEET_NODES must be 1 to 9"
+mkdir -p /run/netfs-test
 
 node_ip() { echo "$PREFIX.2$1"; }
 container_of() {
@@ -60,7 +62,6 @@ container_of() {
 }
 
 lock_dockerd() {
-    mkdir -p /run/netfs-test
     exec 7>>/run/netfs-test/dockerd.lock
     flock -s 7
 }
@@ -234,6 +235,9 @@ cmd_up() {
 
 cmd_down() {
     pick_docker || die "dockerd does not answer"
+    # Not while a fleet test of any test process holds the fleet.
+    exec 6>>/run/netfs-test/fleet.lock
+    flock 6
     lock_dockerd
     local ids
     ids=$("$DOCKER" ps -aq --filter "label=$LABEL=1")

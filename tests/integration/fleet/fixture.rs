@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use nix::fcntl::Flock;
@@ -49,7 +49,8 @@ pub const INSTALL_SETTINGS: &[&str] = &[
 pub const T: Duration = Duration::from_secs(90);
 
 static IN_PROCESS: Mutex<()> = Mutex::new(());
-static PUBLISHED: OnceLock<String> = OnceLock::new();
+/// The base tag's reference, and the registry container it was pushed to.
+static PUBLISHED: Mutex<Option<(String, String)>> = Mutex::new(None);
 
 pub struct Fleet {
     /// What the test made, removed on drop: (node, volume), stacks, services.
@@ -94,9 +95,9 @@ impl Fleet {
             _in_process: in_process,
         };
         fleet_sh(&["up"]);
-        let base = PUBLISHED.get_or_init(|| Fleet::publish(BASE_TAG));
+        let base = published_base();
         for node in NODES {
-            fleet.settle(node, base);
+            fleet.settle(node, &base);
         }
         fleet
     }
@@ -431,6 +432,23 @@ impl Drop for Fleet {
         });
         for (node, volume) in self.volumes.borrow().iter() {
             let _ = self.docker(node, &["volume", "rm", "-f", volume]);
+        }
+    }
+}
+
+/// This tree's plugin in the registry as the base tag: pushed once per test
+/// process, and again if the registry was made anew since (`fleet.sh down`
+/// by another run).
+fn published_base() -> String {
+    let registry =
+        crate::support::docker::docker_ok(&["inspect", "-f", "{{.Id}}", "netfs-fleet-registry"]);
+    let mut published = PUBLISHED.lock().unwrap_or_else(|e| e.into_inner());
+    match &*published {
+        Some((reference, pushed_to)) if *pushed_to == registry => reference.clone(),
+        _ => {
+            let reference = Fleet::publish(BASE_TAG);
+            *published = Some((reference.clone(), registry));
+            reference
         }
     }
 }
