@@ -189,6 +189,20 @@ load_test_image() {
     "$DOCKER" save "$BUSYBOX_IMAGE" | "$DOCKER" exec -i "netfs-fleet-node$i" docker load >/dev/null
 }
 
+# No member keeps a default route, whatever set one up (the entry point
+# deletes it too, but a restart by dockerd can bring it back): traffic has
+# nowhere to go but the fleet's own subnet.
+seal() {
+    local name pid
+    for name in $("$DOCKER" ps -q --filter "label=$LABEL=1"); do
+        pid=$("$DOCKER" inspect -f '{{.State.Pid}}' "$name")
+        [ "$pid" -gt 0 ] 2>/dev/null || continue
+        while nsenter -t "$pid" -n ip route show default | grep -q .; do
+            nsenter -t "$pid" -n ip route del default
+        done
+    done
+}
+
 swarm_state() { node_docker "$1" info -f '{{.Swarm.LocalNodeState}}' 2>/dev/null || true; }
 
 ensure_swarm() {
@@ -230,6 +244,7 @@ cmd_up() {
         load_test_image "$i"
     done
     ensure_swarm
+    seal
     say "fleet up: $FLEET_NODES nodes, registry $REGISTRY, sshd root@$FILES_IP:/srv (host: $FLEET_DIR/files)"
 }
 

@@ -33,6 +33,12 @@ fn installed_from_the_registry_every_node_serves_sshfs_and_rclone_volumes() {
     let remote = fleet.remote(&dir);
     fs::write(remote.join("existing.txt"), "kept").unwrap();
 
+    // Nothing in the fleet has a way out: no default route anywhere.
+    for member in NODES.iter().chain(&["files", "registry"]) {
+        let routes = fixture::fleet_sh(&["exec", member, "ip", "route"]);
+        assert!(!routes.contains("default"), "{member}: {routes}");
+    }
+
     for node in NODES {
         // A fresh install, with its settings on the command line.
         fleet.reinstall(node, &reference, INSTALL_SETTINGS);

@@ -385,9 +385,10 @@ impl Fleet {
         }
     }
 
-    /// Starts the fleet member's container on the host (after a stop).
-    pub fn start_node(&self, node: &str) {
-        crate::support::docker::docker_ok(&["start", &format!("netfs-fleet-{node}")]);
+    /// Starts the fleet member again after [`Fleet::stop_node`]: `fleet.sh
+    /// up` starts what is stopped (and removes default routes).
+    pub fn start_node(&self, _node: &str) {
+        fleet_sh(&["up"]);
     }
 
     /// Stops the fleet member's container on the host: its dockerd stops.
