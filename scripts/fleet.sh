@@ -219,6 +219,16 @@ ensure_swarm() {
         node_docker "$i" swarm join --advertise-addr "$(node_ip "$i")" \
             --token "$token" "$(node_ip 1):2377" >/dev/null
     done
+    # After a restart of the fleet the manager takes a few seconds to see
+    # every node again; tasks placed meanwhile would all go to the others.
+    local n ready
+    for ((n = 0; n < WAIT * 4; n++)); do
+        ready=$(node_docker 1 node ls --format '{{.Status}}' 2>/dev/null | grep -c '^Ready$' || true)
+        [ "$ready" -ge "$FLEET_NODES" ] && return 0
+        sleep 0.25
+    done
+    node_docker 1 node ls >&2 || true
+    die "not every node is ready in the swarm after ${WAIT}s"
 }
 
 cmd_up() {
