@@ -1,7 +1,8 @@
 //! netfs on the engines its users run: Docker 28 nodes of scripts/fleet.sh,
 //! the plugin pushed to the fleet's registry and installed from it with
 //! `docker plugin install --alias netfs`, volumes over the fleet's sshd
-//! host. Here: install with settings, every backend the fleet serves,
+//! host. Here: install with settings, every backend the fleet serves
+//! (sshfs, rclone sftp, command; no nfs: this kernel has no NFS client),
 //! `docker plugin upgrade`, bad input and secrets; in `swarm`, Compose v2,
 //! a three-node swarm that loses a node, and `docker stack deploy`.
 
@@ -26,7 +27,7 @@ fn wait_remote(fleet: &Fleet, node: &str, file: &std::path::Path, text: &str) {
 }
 
 #[test]
-fn installed_from_the_registry_every_node_serves_sshfs_and_rclone_volumes() {
+fn installed_from_the_registry_every_node_serves_sshfs_rclone_and_command_volumes() {
     let fleet = Fleet::take();
     let reference = format!("{REGISTRY}/netfs:{}", fixture::BASE_TAG);
     let dir = unique_name("install");
@@ -99,6 +100,44 @@ fn installed_from_the_registry_every_node_serves_sshfs_and_rclone_volumes() {
     );
     let status = fleet.mounted(node, &by_rclone);
     assert_eq!(status["backend"], "rclone", "{status}");
+
+    // command, running sshfs as the operator's binary: settings given at
+    // install time on node3, the volume's options as examples/volumes/command.sh
+    // gives them.
+    let node = NODES[2];
+    let mut settings = INSTALL_SETTINGS.to_vec();
+    settings.extend([
+        "VOLUME_PROCESS_BINARY=/usr/bin/sshfs",
+        "MOUNT_OPTIONS_VOLUME_PROCESS_OPTION=-o",
+    ]);
+    fleet.reinstall(node, &reference, &settings);
+    let by_command = fleet.volume(node, unique_name("fl-command"));
+    let command_dir = format!("{dir}/command");
+    fleet.remote(&command_dir);
+    fleet.create(
+        node,
+        &by_command,
+        &[
+            ("type", "command"),
+            ("source", &fleet.source(&command_dir)),
+            ("c", "{source}&{mountPoint}&-f"),
+            ("o", "IdentityFile=/root/.ssh/id_ed25519,reconnect"),
+        ],
+    );
+    fleet.run(node, &by_command, "echo via-command > /data/out.txt");
+    assert_eq!(
+        fs::read_to_string(fleet.remote(&command_dir).join("out.txt")).unwrap(),
+        "via-command\n"
+    );
+    let status = fleet.mounted(node, &by_command);
+    assert_eq!(status["backend"], "command", "{status}");
+    assert!(
+        status["command"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/usr/bin/sshfs "),
+        "{status}"
+    );
 
     // Every node's file is on the remote, and what was there is kept.
     let mut names: Vec<String> = fs::read_dir(&remote)
