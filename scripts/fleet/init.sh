@@ -30,9 +30,11 @@ node)
         -H unix:///var/run/docker.sock -H unix:///run/fleet/docker.sock
     ;;
 sshd)
-    # Debian's stock sshd_config; only host keys, root's key and a user
+    # Debian's stock sshd_config; only the host key, root's key and a user
     # `netfs` who logs in with the fleet's password (in /srv/netfs) are added.
-    ssh-keygen -A >/dev/null
+    # The one host key is the ed25519 key fleet.sh mounts and lists in the
+    # plugins' read-only known_hosts: with more keys a client that prefers
+    # another type (rclone's Go ssh) would find no match and refuse.
     mkdir -p /run/sshd /root/.ssh
     chmod 700 /root/.ssh
     cp /etc/netfs-fleet/ssh/id_ed25519.pub /root/.ssh/authorized_keys
