@@ -12,6 +12,7 @@ mod concurrency;
 mod docker_sshfs;
 mod endpoints;
 mod faults;
+mod fleet;
 mod managed_plugin;
 mod options;
 mod pacing;
