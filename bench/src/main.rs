@@ -616,6 +616,9 @@ async fn one_run(
         .await?;
         shared_figures(reports, &res, args.restore_volumes, args.data_mib);
         notes.shared = Some(res);
+        if data::unavailable().is_none() {
+            shared_in_a_container(args, sshd, dir, run, reports).await?;
+        }
     }
 
     if args.parts.contains(&6) {
@@ -665,6 +668,55 @@ async fn one_run(
                 goal: Some((Goal::AtMost(5.0), "≤ 5 s")),
             });
         }
+    }
+    Ok(())
+}
+
+/// Part 7's data path in a container (as part 4), with sharing on.
+async fn shared_in_a_container(
+    args: &Args,
+    sshd: &Sshd,
+    dir: &Path,
+    run: usize,
+    reports: &mut [&mut Report],
+) -> Result<()> {
+    let driver = format!("netfs-bench-{}-s{run}", std::process::id());
+    let socket = PathBuf::from("/run/docker/plugins").join(format!("{driver}.sock"));
+    let d = dir.join("shared-data-container");
+    let mut n = Daemon::netfs(&args.netfs, &d, &socket, "volume", &args.work.join("sshd"))?
+        .with_arg("--share-ssh-connections=true");
+    let res = data::run(
+        sshd,
+        &dir.join("shared-dc"),
+        &mut n,
+        &driver,
+        args.data_mib,
+        3,
+        false,
+    )
+    .await?;
+    let (Some(netfs), Some(bare)) = (res.of(Side::NetfsContainer), res.of(Side::BareHost)) else {
+        bail!("shared data path in a container: a side is missing");
+    };
+    println!(
+        "shared data path in a container: write {:.0} read {:.0} MiB/s, bare sshfs on the host {:.0} / {:.0}",
+        netfs.0, netfs.1, bare.0, bare.1
+    );
+    for (op, v, pv) in [("write", netfs.0, bare.0), ("read", netfs.1, bare.1)] {
+        let what = format!(
+            "{op} {} MiB in a container (netfs, sharing on)",
+            args.data_mib
+        );
+        add(reports, || Figure {
+            part: 7,
+            what: what.clone(),
+            unit: Unit::MibPerSec,
+            netfs: Some(v),
+            peer: "bare sshfs on the host",
+            peer_value: Some(pv),
+            peer_note: None,
+            goal: Some((Goal::RatioAtLeast(0.95), "≥ 0.95×")),
+        });
     }
     Ok(())
 }
