@@ -32,7 +32,11 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    if let Err(e) = netfs::run(config, shutdown).await {
+    let served = match config.mode() {
+        netfs::config::Mode::Plugin => netfs::run(config, shutdown).await,
+        netfs::config::Mode::Csi => netfs::csi::run(config, shutdown).await,
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "netfs cannot start");
         return Err(e.into());
     }
