@@ -22,6 +22,9 @@ use crate::{mounts, server, Error};
 
 pub const PLUGIN_NAME: &str = "netfs.csi";
 
+/// How long calls in flight get to finish at shutdown.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves CSI until `shutdown` completes. Volumes staged by an earlier run
 /// are not brought back: Swarm stages again what it still wants, and a
 /// node that returns from a stop must not find old mounts. What an earlier
@@ -53,12 +56,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         publish_root: csi.publish_root.clone(),
         node_id: csi.node_id.clone(),
     };
-    let served = tonic::transport::Server::builder()
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stopped = stopping.clone();
+    let server = tonic::transport::Server::builder()
         .add_service(proto::identity_server::IdentityServer::new(identity))
         .add_service(proto::controller_server::ControllerServer::new(controller))
         .add_service(proto::node_server::NodeServer::new(node))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            stopped.notified().await
+        });
+    tokio::pin!(server, shutdown);
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = &mut shutdown => {
+            // Swarm keeps its connection open: calls in flight get a
+            // moment to finish, idle connections are not waited for.
+            stopping.notify_one();
+            tokio::time::timeout(DRAIN, &mut server).await.unwrap_or(Ok(()))
+        }
+    };
     if let Err(e) = served {
         tracing::error!(error = %e, "csi server failed");
     }
