@@ -8,12 +8,18 @@ export PLUGIN_NAME
 # The integration tests need root, /dev/fuse, a running dockerd and the
 # netfs-test-busybox image, all of which scripts/setup.sh provides, and the
 # managed plugin TEST_PLUGIN built from the Dockerfile (scripts/test-plugin.sh).
+# The fleet tests bring up scripts/fleet.sh themselves; `make test` takes the
+# fleet down at the end, passed or failed.
 TEST_PLUGIN ?= netfs-e2e
 TEST_THREADS ?= 4
 TEST_CMD ?= $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 
+# make push REGISTRY=host:port [PUSH_TAG=...]: the plugin to a registry.
+REGISTRY ?=
+PUSH_TAG ?=
+
 .PHONY: all build lint fmt-check clippy test test-plugin demo demo-plugin \
-	plugin install fuzz bench clean help
+	plugin install push fleet-up fleet-down fuzz bench clean help
 
 all: build
 
@@ -26,6 +32,9 @@ help:
 	@echo "make demo-plugin  the same demo through the managed plugin"
 	@echo "make plugin       build the managed plugin $(PLUGIN_NAME) (disabled)"
 	@echo "make install      build and enable the managed plugin"
+	@echo "make push         push the plugin to REGISTRY as netfs:PUSH_TAG (scripts/push.sh)"
+	@echo "make fleet-up     Docker 28 nodes in a swarm, a registry, an sshd (scripts/fleet.sh)"
+	@echo "make fleet-down   remove the fleet (its cached image stays)"
 	@echo "make fuzz|bench   run scripts/fuzz.sh or scripts/bench.sh"
 	@echo "make clean        remove build output and the plugin work directory"
 
@@ -43,7 +52,7 @@ lint: fmt-check clippy
 test: lint
 	scripts/setup.sh
 	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) scripts/test-plugin.sh
-	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) $(TEST_CMD)
+	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) $(TEST_CMD); rc=$$?; scripts/fleet.sh down; exit $$rc
 
 test-plugin:
 	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) scripts/test-plugin.sh
@@ -59,6 +68,15 @@ plugin:
 
 install:
 	PLUGIN_ENABLE=1 scripts/plugin.sh
+
+push:
+	REGISTRY=$(REGISTRY) PUSH_TAG=$(PUSH_TAG) scripts/push.sh
+
+fleet-up:
+	scripts/fleet.sh up
+
+fleet-down:
+	scripts/fleet.sh down
 
 fuzz:
 	@if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh; \

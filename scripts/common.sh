@@ -5,7 +5,6 @@
 NETFS_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NETFS_CACHE=${NETFS_CACHE:-/var/cache/netfs}
 BUSYBOX_IMAGE=${BUSYBOX_IMAGE:-netfs-test-busybox:latest}
-BASE_IMAGE=${BASE_IMAGE:-debian:bookworm-slim}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 say() { printf '==> %s\n' "$*" >&2; }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the netfs managed plugin and registers it with dockerd:
-#   cargo build --release -> docker build (Dockerfile) -> docker create/export
+#   docker build (Dockerfile: netfs is compiled in its build stage)
+#   -> docker create/export
 #   -> <builddir>/plugin/{rootfs,config.json} -> docker plugin create NAME:TAG
 # A plugin of the same name is replaced, keeping its settings and its enabled
 # state (volumes survive: their state is in a host directory). A new plugin is
@@ -14,7 +15,12 @@
 #   PLUGIN_STATE_DIR  host directory for the state mount (default: what the
 #                     old plugin used, else /var/lib/docker-plugins/NAME)
 #   PLUGIN_ENABLE=1   enable the plugin after creating it
-#   NETFS_BINARY      use this netfs binary instead of running cargo
+#   APT_OPTIONS       extra apt-get options for the image build (default:
+#                     -o Acquire::Check-Valid-Until=false, see below)
+#   EXTRA_CA_CERTS    PEM certificates the build stage trusts for crates.io
+#                     (default: those in /usr/local/share/ca-certificates)
+#   PLUGIN_DIR_ONLY=1 only assemble PLUGIN_BUILD_DIR/plugin (rootfs and
+#                     config.json) for `docker plugin create` elsewhere
 #   KEEP_PLUGIN_DIR=1 keep the assembled plugin directory (rootfs + config.json)
 set -euo pipefail
 
@@ -37,16 +43,15 @@ VERSION=$(cargo_version)
 ROOTFS_IMAGE=netfs-plugin-rootfs:latest
 
 "$NETFS_TOP/scripts/setup.sh"
-"$NETFS_TOP/scripts/base-image.sh"
+"$NETFS_TOP/scripts/base-image.sh" trixie
 pick_docker || die "dockerd does not answer"
-
-if [ -n "${NETFS_BINARY:-}" ]; then
-    binary=$NETFS_BINARY
-    [ -x "$binary" ] || die "NETFS_BINARY=$binary is not an executable file"
-else
-    say "cargo build --release"
-    (cd "$NETFS_TOP" && cargo build --release --bin netfs)
-    binary=$NETFS_TOP/target/release/netfs
+# A machine whose clock is ahead of the mirror's signed Release files would
+# otherwise refuse the security suite's index as expired.
+APT_OPTIONS=${APT_OPTIONS--o Acquire::Check-Valid-Until=false}
+# Certificates this host trusts besides Debian's (a proxy that re-signs TLS):
+# the build stage needs them to fetch crates.
+if [ -z "${EXTRA_CA_CERTS+set}" ]; then
+    EXTRA_CA_CERTS=$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)
 fi
 
 # One image build and export at a time: concurrent runs share the tag.
@@ -54,17 +59,11 @@ mkdir -p "$NETFS_CACHE" "$PLUGIN_BUILD_DIR"
 exec 9>"$NETFS_CACHE/plugin-build.lock"
 flock 9
 
-# The build context holds only the binary, at the path the Dockerfile copies.
-context=$PLUGIN_BUILD_DIR/context
-rm -rf "$context"
-mkdir -p "$context/target/release"
-cp "$binary" "$context/target/release/netfs"
-
-# Containers and the legacy builder reach the Debian mirror through the
-# default bridge when dockerd has NAT; otherwise build on the host network.
+# Containers and the legacy builder reach the Debian mirror and crates.io
+# through the default bridge when dockerd has NAT; otherwise build on the host network.
 network=()
 if ! timeout 20 "$DOCKER" run --rm "$BUSYBOX_IMAGE" \
-    wget -q -O /dev/null "$DEBIAN_MIRROR/dists/bookworm/Release" >/dev/null 2>&1; then
+    wget -q -O /dev/null "$DEBIAN_MIRROR/dists/trixie/Release" >/dev/null 2>&1; then
     warn "containers cannot reach $DEBIAN_MIRROR on the bridge network; building with --network host"
     network=(--network host)
 fi
@@ -73,9 +72,12 @@ old_image=$("$DOCKER" image inspect -f '{{.Id}}' "$ROOTFS_IMAGE" 2>/dev/null || 
 say "docker build $ROOTFS_IMAGE (netfs $VERSION)"
 # DOCKER_BUILDKIT=0: the classic builder takes FROM from the local image
 # store, needs no buildx plugin and behaves the same with any docker CLI.
+# The context is the source tree; .dockerignore keeps it to Cargo.* and src/.
 if ! DOCKER_BUILDKIT=0 "$DOCKER" build "${network[@]}" \
+    --build-arg "APT_OPTIONS=$APT_OPTIONS" \
+    --build-arg "EXTRA_CA_CERTS=$EXTRA_CA_CERTS" \
     --label "org.netfs.version=$VERSION" \
-    -f "$NETFS_TOP/Dockerfile" -t "$ROOTFS_IMAGE" "$context" >"$PLUGIN_BUILD_DIR/build.log" 2>&1; then
+    -f "$NETFS_TOP/Dockerfile" -t "$ROOTFS_IMAGE" "$NETFS_TOP" >"$PLUGIN_BUILD_DIR/build.log" 2>&1; then
     tail -n 30 "$PLUGIN_BUILD_DIR/build.log" >&2
     die "docker build failed; see $PLUGIN_BUILD_DIR/build.log"
 fi
@@ -96,8 +98,11 @@ trap '"$DOCKER" rm -f "$container" >/dev/null 2>&1 || true' EXIT
 "$DOCKER" rm -f "$container" >/dev/null
 trap - EXIT
 cp "$NETFS_TOP/config.json" "$plugin_dir/config.json"
-rm -rf "$context"
 exec 9>&-
+if [ "${PLUGIN_DIR_ONLY:-0}" = 1 ]; then
+    say "plugin directory ready: $plugin_dir"
+    exit 0
+fi
 
 # Settings (`docker plugin set`) as KEY=VALUE and MOUNT.source=PATH lines.
 # A mount's source is read from .Config.Mounts: that is what `plugin set`

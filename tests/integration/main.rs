@@ -13,6 +13,7 @@ mod csi;
 mod docker_sshfs;
 mod endpoints;
 mod faults;
+mod fleet;
 mod managed_plugin;
 mod options;
 mod pacing;

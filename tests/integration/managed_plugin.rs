@@ -4,7 +4,7 @@
 //! per-backend examples and `docker plugin set`; in the submodules,
 //! disable/enable and a dockerd restart, and compose and swarm.
 
-mod fixture;
+pub mod fixture;
 mod lifecycle;
 mod orchestration;
 mod policy;

@@ -83,6 +83,17 @@ pub fn try_run_input(
     })
 }
 
+/// What a finished tool did, for a failure message: `what` exited with
+/// its status, then its stdout and stderr.
+pub fn show(what: &str, out: &Output) -> String {
+    format!(
+        "{what} exited {}.\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Runs `cmd` and panics, with its stderr, unless it exits 0.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = run(cmd, DEFAULT_TIMEOUT);

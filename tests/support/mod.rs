@@ -17,7 +17,11 @@ pub mod plugin;
 pub mod sshd;
 pub mod stock_sshd;
 
+use std::fs::File;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
 
 #[allow(unused_imports)]
 pub use mounts::wait_until;
@@ -29,4 +33,52 @@ static UNIQUE: AtomicUsize = AtomicUsize::new(0);
 pub fn unique_name(prefix: &str) -> String {
     let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// An exclusive `flock` on `path` (created if missing), polled for up to
+/// `timeout` so that a stuck holder fails the test instead of hanging it.
+pub fn exclusive_lock(path: &str, timeout: Duration) -> Flock<File> {
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    }
+    let mut file = Some(
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {path}: {e}")),
+    );
+    let mut lock = None;
+    let taken = mounts::poll_until(timeout, || {
+        match Flock::lock(
+            file.take().expect("a file"),
+            FlockArg::LockExclusiveNonblock,
+        ) {
+            Ok(l) => lock = Some(l),
+            Err((f, _)) => file = Some(f),
+        }
+        lock.is_some()
+    });
+    assert!(taken, "{path} stayed taken for {timeout:?}");
+    lock.expect("the lock")
+}
+
+/// Files directly in `dir`, sorted by name, with their contents (a remote
+/// directory that replicas or services wrote to).
+pub fn files_in(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    (e.file_name().to_string_lossy().into_owned(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -303,34 +303,13 @@ impl Drop for ManagedPlugin {
 }
 
 fn take_lock() -> Flock<File> {
-    fs::create_dir_all("/run/netfs-test").expect("create /run/netfs-test");
-    let mut file = Some(
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(LOCK)
-            .unwrap_or_else(|e| panic!("open {LOCK}: {e}")),
-    );
-    let mut lock = None;
-    let taken = poll_until(LOCK_TIMEOUT, || {
-        match Flock::lock(
-            file.take().expect("a file"),
-            FlockArg::LockExclusiveNonblock,
-        ) {
-            Ok(l) => lock = Some(l),
-            Err((f, _)) => file = Some(f),
-        }
-        lock.is_some()
-    });
-    assert!(taken, "{LOCK} stayed taken for {LOCK_TIMEOUT:?}");
-    lock.expect("the lock")
+    crate::support::exclusive_lock(LOCK, LOCK_TIMEOUT)
 }
 
 /// The host source of one of the plugin's mounts: from `Config`, which
 /// `docker plugin set` changes and dockerd mounts (after a dockerd restart
 /// `Settings.Mounts` shows the source from before the last `set`).
-fn mount_source(inspect: &Value, mount: &str) -> Option<String> {
+pub fn mount_source(inspect: &Value, mount: &str) -> Option<String> {
     inspect["Config"]["Mounts"]
         .as_array()?
         .iter()

@@ -7,11 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::cmd;
+use crate::support::cmd::{self, show};
 use crate::support::docker::{docker, docker_ok, volume_inspect, Cleanup, DOCKER_TIMEOUT};
 use crate::support::mounts::poll_until;
 use crate::support::sshd::Sshd;
-use crate::support::unique_name;
+use crate::support::{files_in as files, unique_name};
 
 use super::fixture::{ManagedPlugin, T};
 use super::sshfs_options;
@@ -20,15 +20,6 @@ fn example(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(file)
-}
-
-fn show(what: &str, out: &Output) -> String {
-    format!(
-        "{what} exited {}.\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `docker-compose -p project -f examples/docker-compose.yml args...`
@@ -187,24 +178,6 @@ impl Drop for Swarm {
             let _ = docker(&["swarm", "leave", "--force"]);
         }
     }
-}
-
-/// Files directly in `dir`, sorted, with their contents.
-fn files(dir: &Path) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().is_file())
-                .map(|e| {
-                    let text = fs::read_to_string(e.path()).unwrap_or_default();
-                    (e.file_name().to_string_lossy().into_owned(), text)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
 }
 
 #[test]

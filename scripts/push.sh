@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the managed plugin from this tree (the Dockerfile, as
+# scripts/plugin.sh does) and pushes it to a registry, so that any Docker
+# host can `docker plugin install REGISTRY/NAME:TAG` (docs/install.md).
+#
+#   REGISTRY=registry.example.com:5000 scripts/push.sh     (or: make push REGISTRY=...)
+#
+# The image is built by this machine's dockerd; the plugin is created and
+# pushed by PUSH_DOCKER_HOST's, which must be able to reach REGISTRY (and
+# trust it, if it serves plain HTTP: insecure-registries in its daemon.json).
+# Nothing is left installed there: the plugin is removed after the push.
+#
+# Environment:
+#   REGISTRY          registry host[:port][/path] (required)
+#   PUSH_NAME         repository name (default netfs)
+#   PUSH_TAG          tag (default: the version in Cargo.toml)
+#   PUSH_DOCKER_HOST  the dockerd that pushes (default: this machine's)
+set -euo pipefail
+
+# shellcheck source=scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+need_root
+
+[ -n "${REGISTRY:-}" ] || die "set REGISTRY to the registry to push to, e.g. make push REGISTRY=registry.example.com:5000"
+ref=$REGISTRY/${PUSH_NAME:-netfs}:${PUSH_TAG:-$(cargo_version)}
+build=$NETFS_TOP/.work/push
+
+PLUGIN_NAME=push PLUGIN_BUILD_DIR=$build PLUGIN_DIR_ONLY=1 "$NETFS_TOP/scripts/plugin.sh"
+# Each push is a build of its own, even of the same tree: `docker plugin
+# upgrade` then always has something new, and the plugin says which build it is.
+printf 'netfs %s built %s\n' "$(cargo_version)" "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" \
+    >"$build/plugin/rootfs/etc/netfs-build"
+
+pusher() {
+    if [ -n "${PUSH_DOCKER_HOST:-}" ]; then
+        DOCKER_HOST=$PUSH_DOCKER_HOST "$DOCKER" "$@"
+    else
+        "$DOCKER" "$@"
+    fi
+}
+pusher plugin rm -f "$ref" >/dev/null 2>&1 || true
+say "docker plugin create $ref"
+pusher plugin create "$ref" "$build/plugin" >/dev/null
+trap 'pusher plugin rm -f "$ref" >/dev/null 2>&1 || true' EXIT
+say "docker plugin push $ref"
+pusher plugin push "$ref" >/dev/null
+rm -rf --one-file-system "$build/plugin"
+say "pushed $ref"
+echo "$ref"
