@@ -19,6 +19,8 @@
 #                     -o Acquire::Check-Valid-Until=false, see below)
 #   EXTRA_CA_CERTS    PEM certificates the build stage trusts for crates.io
 #                     (default: those in /usr/local/share/ca-certificates)
+#   PLUGIN_CONFIG     the plugin's config.json in the source tree (default
+#                     config.json; config-csi.json for netfs-csi)
 #   PLUGIN_DIR_ONLY=1 only assemble PLUGIN_BUILD_DIR/plugin (rootfs and
 #                     config.json) for `docker plugin create` elsewhere
 #   KEEP_PLUGIN_DIR=1 keep the assembled plugin directory (rootfs + config.json)
@@ -97,7 +99,7 @@ trap '"$DOCKER" rm -f "$container" >/dev/null 2>&1 || true' EXIT
 "$DOCKER" export "$container" | tar -x -C "$plugin_dir/rootfs"
 "$DOCKER" rm -f "$container" >/dev/null
 trap - EXIT
-cp "$NETFS_TOP/config.json" "$plugin_dir/config.json"
+cp "$NETFS_TOP/${PLUGIN_CONFIG:-config.json}" "$plugin_dir/config.json"
 exec 9>&-
 if [ "${PLUGIN_DIR_ONLY:-0}" = 1 ]; then
     say "plugin directory ready: $plugin_dir"
