@@ -31,7 +31,11 @@ fn published() -> String {
         .env("PUSH_NAME", CSI)
         .env("PLUGIN_CONFIG", "config-csi.json");
     let out = cmd::run(&mut command, Duration::from_secs(900));
-    assert!(out.status.success(), "{}", show("fleet.sh publish (csi)", &out));
+    assert!(
+        out.status.success(),
+        "{}",
+        show("fleet.sh publish (csi)", &out)
+    );
     let reference = String::from_utf8_lossy(&out.stdout)
         .lines()
         .last()
@@ -120,7 +124,13 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
         fleet.wait(manager, &format!("the swarm knows {CSI} on {node}"), || {
             let out = fleet.docker(
                 manager,
-                &["node", "inspect", "-f", "{{json .Description.CSIInfo}}", node],
+                &[
+                    "node",
+                    "inspect",
+                    "-f",
+                    "{{json .Description.CSIInfo}}",
+                    node,
+                ],
             );
             String::from_utf8_lossy(&out.stdout).contains(CSI)
         });
@@ -133,7 +143,11 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
         Some(password.as_bytes()),
         &["secret", "create", secret, "-"],
     );
-    assert!(out.status.success(), "{}", show("docker secret create", &out));
+    assert!(
+        out.status.success(),
+        "{}",
+        show("docker secret create", &out)
+    );
     let dir = unique_name("csi");
     let source = format!("netfs@{FILES_IP}:/srv/netfs");
     let secret_opt = format!("password={secret}");
@@ -198,7 +212,12 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
     let before = files(&remote);
     let mut on: Vec<String> = before
         .iter()
-        .filter_map(|(name, _)| name.trim_end_matches(".txt").split('-').nth(1).map(str::to_owned))
+        .filter_map(|(name, _)| {
+            name.trim_end_matches(".txt")
+                .split('-')
+                .nth(1)
+                .map(str::to_owned)
+        })
         .collect();
     on.sort();
     assert_eq!(on, NODES, "one replica per node: {before:?}");
@@ -217,11 +236,16 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
         .map(|(name, _)| name.split('-').next().unwrap_or("?").to_owned())
         .expect("a replica on the node to stop");
     fleet.stop_node(lost);
-    fleet.wait(manager, &format!("slot {lost_slot} writes again elsewhere"), || {
-        files(&remote).iter().any(|(name, _)| {
-            name.starts_with(&format!("{lost_slot}-")) && !name.ends_with(&format!("-{lost}.txt"))
-        })
-    });
+    fleet.wait(
+        manager,
+        &format!("slot {lost_slot} writes again elsewhere"),
+        || {
+            files(&remote).iter().any(|(name, _)| {
+                name.starts_with(&format!("{lost_slot}-"))
+                    && !name.ends_with(&format!("-{lost}.txt"))
+            })
+        },
+    );
     let after = files(&remote);
     for file in &before {
         assert!(after.contains(file), "{file:?} kept: {after:?}");
@@ -230,7 +254,10 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
     fleet.start_node(lost);
     fleet.wait(manager, &format!("{lost} is ready again"), || {
         fleet
-            .docker(manager, &["node", "inspect", "-f", "{{.Status.State}}", lost])
+            .docker(
+                manager,
+                &["node", "inspect", "-f", "{{.Status.State}}", lost],
+            )
             .stdout
             .starts_with(b"ready")
     });
@@ -243,9 +270,14 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
     assert_eq!(leftovers(lost).trim(), "", "{lost} after its return");
 
     // Drain stops the tasks and unpublishes; rm leaves nothing anywhere.
-    fleet.docker_ok(manager, &["volume", "update", "--availability", "drain", volume]);
+    fleet.docker_ok(
+        manager,
+        &["volume", "update", "--availability", "drain", volume],
+    );
     fleet.wait(manager, "drain stopped every task", || {
-        NODES.iter().all(|node| fleet.tasks_on(node, service).is_empty())
+        NODES
+            .iter()
+            .all(|node| fleet.tasks_on(node, service).is_empty())
     });
     fleet.docker_ok(manager, &["service", "rm", service]);
     fleet.wait(manager, "the volume is removed", || {
@@ -253,10 +285,16 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
         !cluster_volumes(&fleet).contains(volume.as_str())
     });
     for node in NODES {
-        fleet.wait(node, &format!("nothing of {volume} is left on {node}"), || {
-            leftovers(node).trim().is_empty()
-        });
+        fleet.wait(
+            node,
+            &format!("nothing of {volume} is left on {node}"),
+            || leftovers(node).trim().is_empty(),
+        );
     }
-    assert_eq!(files(&remote).len(), after.len(), "nothing lost on the remote");
+    assert_eq!(
+        files(&remote).len(),
+        after.len(),
+        "nothing lost on the remote"
+    );
     drop(cleanup);
 }
