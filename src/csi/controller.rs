@@ -12,6 +12,7 @@ use super::options::check_parameters;
 use super::proto::*;
 use super::{invalid, required, status};
 use crate::driver::Driver;
+use crate::name::VolumeName;
 
 pub struct Controller {
     pub driver: Arc<Driver>,
@@ -37,11 +38,14 @@ impl controller_server::Controller for Controller {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        // The name is Swarm's; the volume's nodes use their own names, so
-        // a name netfs could not take as a volume name is still fine here.
-        self.driver
-            .check_options("cluster-volume", &opts)
-            .map_err(status)?;
+        // Errors name the volume; the nodes stage it under Swarm's volume
+        // ID, so a name netfs could not take as a volume name is fine here.
+        let shown = if VolumeName::parse(&req.name).is_ok() {
+            req.name.as_str()
+        } else {
+            "cluster-volume"
+        };
+        self.driver.check_options(shown, &opts).map_err(status)?;
         // Same name and parameters give the same answer: idempotent.
         Ok(Response::new(CreateVolumeResponse {
             volume: Some(Volume {

@@ -76,7 +76,7 @@ async fn create_volume_refuses_bad_requests() {
                 parameters: map(&[("port", "22")]),
                 ..good.clone()
             },
-            "volume cluster-volume: unknown volume option \"port\"; accepted options are: type, source, o, c, password \
+            "volume v: unknown volume option \"port\"; accepted options are: type, source, o, c, password \
              (mount options go inside o, e.g. -o o=port=2222,reconnect)",
         ),
     ];

@@ -4,6 +4,11 @@ use netfs::csi::proto::*;
 
 use super::{map, mount_capability, InProcess};
 
+/// The RPC types of a list of controller or node capabilities.
+fn rpc_types<'a>(rpcs: impl Iterator<Item = Option<&'a Rpc>>) -> Vec<i32> {
+    rpcs.flatten().map(|r| r.r#type).collect()
+}
+
 #[tokio::test]
 async fn identity_reports_the_plugin_its_controller_and_readiness() {
     let plugin = InProcess::start();
@@ -78,11 +83,7 @@ async fn create_volume_hands_the_parameters_back_as_the_context_every_time() {
         .await
         .expect("ControllerGetCapabilities")
         .into_inner();
-    let types: Vec<i32> = caps
-        .capabilities
-        .iter()
-        .filter_map(|c| c.rpc.as_ref().map(|r| r.r#type))
-        .collect();
+    let types = rpc_types(caps.capabilities.iter().map(|c| c.rpc.as_ref()));
     assert_eq!(types, [CREATE_DELETE_VOLUME]);
 }
 
@@ -102,10 +103,6 @@ async fn node_reports_its_id_and_staging() {
         .await
         .expect("NodeGetCapabilities")
         .into_inner();
-    let types: Vec<i32> = caps
-        .capabilities
-        .iter()
-        .filter_map(|c| c.rpc.as_ref().map(|r| r.r#type))
-        .collect();
+    let types = rpc_types(caps.capabilities.iter().map(|c| c.rpc.as_ref()));
     assert_eq!(types, [STAGE_UNSTAGE_VOLUME]);
 }

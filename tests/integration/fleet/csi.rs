@@ -178,33 +178,7 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
     let script = format!(
         "mkdir -p /data/{dir} && echo $SLOT on $NODE > /data/{dir}/$SLOT-$NODE.txt && exec sleep 3600"
     );
-    fleet.docker_ok(
-        manager,
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--no-resolve-image",
-            "--name",
-            service,
-            "--replicas",
-            "3",
-            "--placement-pref",
-            "spread=node.hostname",
-            "--stop-grace-period",
-            "1s",
-            "--env",
-            "SLOT={{.Task.Slot}}",
-            "--env",
-            "NODE={{.Node.Hostname}}",
-            "--mount",
-            &mount,
-            crate::support::docker::TEST_IMAGE,
-            "sh",
-            "-c",
-            &script,
-        ],
-    );
+    fleet.spread_service(service, &mount, &script);
     let remote = fleet.remote("netfs").join(&dir);
     fleet.wait(manager, "three replicas wrote through the volume", || {
         files(&remote).len() == 3

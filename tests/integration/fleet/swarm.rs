@@ -86,32 +86,10 @@ fn a_swarm_service_on_three_nodes_outlives_a_stopped_node() {
         "type=volume,source={volume},target=/data,volume-driver=netfs,volume-opt=source={}",
         fleet.source(&dir)
     );
-    fleet.docker_ok(
-        manager,
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--no-resolve-image",
-            "--name",
-            &service,
-            "--replicas",
-            "3",
-            "--placement-pref",
-            "spread=node.hostname",
-            "--stop-grace-period",
-            "1s",
-            "--env",
-            "SLOT={{.Task.Slot}}",
-            "--env",
-            "NODE={{.Node.Hostname}}",
-            "--mount",
-            &mount,
-            crate::support::docker::TEST_IMAGE,
-            "sh",
-            "-c",
-            "echo $SLOT on $NODE > /data/$SLOT-$NODE.txt && exec sleep 3600",
-        ],
+    fleet.spread_service(
+        &service,
+        &mount,
+        "echo $SLOT on $NODE > /data/$SLOT-$NODE.txt && exec sleep 3600",
     );
     // One replica on each node, each writing its file through its node's netfs.
     fleet.wait(manager, "three replicas wrote their lines", || {
