@@ -151,7 +151,10 @@ for setting in "${old_settings[@]}"; do
     printf '%s\n' "${defaults[@]}" | grep -qxF -- "$setting" || sets+=("$setting")
 done
 old_state=$(printf '%s\n' "${old_settings[@]}" | sed -n 's/^state\.source=//p')
-if [ -n "$EXPLICIT_STATE_DIR" ] || [ -z "$old_state" ]; then
+# netfs-csi has no state mount: Swarm stages again after a restart.
+has_state=false
+printf '%s\n' "${defaults[@]}" | grep -q '^state\.source=' && has_state=true
+if [ "$has_state" = true ] && { [ -n "$EXPLICIT_STATE_DIR" ] || [ -z "$old_state" ]; }; then
     [ "state.source=$PLUGIN_STATE_DIR" = "$(printf '%s\n' "${defaults[@]}" | grep '^state\.source=')" ] ||
         sets+=("state.source=$PLUGIN_STATE_DIR")
 fi
@@ -163,8 +166,12 @@ done
 
 # dockerd refuses to enable a plugin whose bind mount sources are missing.
 state_dir=$(mount_source "$PLUGIN_REF" state)
-mkdir -p "$state_dir"
-chmod 700 "$state_dir"
+if [ -n "$state_dir" ]; then
+    mkdir -p "$state_dir"
+    chmod 700 "$state_dir"
+else
+    state_dir="the plugin (no state mount)"
+fi
 # The key directory (default /etc/netfs/ssh) is the plugin's alone: keys,
 # known_hosts and rclone.conf for its volumes, mounted read-only.
 keys_dir=$(mount_source "$PLUGIN_REF" sshkeys)
