@@ -150,7 +150,7 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
     );
     let dir = unique_name("csi");
     let source = format!("netfs@{FILES_IP}:/srv/netfs");
-    let secret_opt = format!("password={secret}");
+    let secret_opt = format!("password={secret_id}");
     let source_opt = format!("source={source}");
     fleet.docker_ok(
         manager,
