@@ -148,6 +148,8 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
         "{}",
         show("docker secret create", &out)
     );
+    // A cluster volume names its secrets by ID, as `docker secret create` prints it.
+    let secret_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let dir = unique_name("csi");
     let source = format!("netfs@{FILES_IP}:/srv/netfs");
     let secret_opt = format!("password={secret_id}");
