@@ -186,16 +186,7 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
         files(&remote).len() == 3
     });
     let before = files(&remote);
-    let mut on: Vec<String> = before
-        .iter()
-        .filter_map(|(name, _)| {
-            name.trim_end_matches(".txt")
-                .split('-')
-                .nth(1)
-                .map(str::to_owned)
-        })
-        .collect();
-    on.sort();
+    let on = Fleet::replica_nodes(&before);
     assert_eq!(on, NODES, "one replica per node: {before:?}");
     for what in [
         fleet.docker_ok(manager, &["volume", "inspect", volume]),

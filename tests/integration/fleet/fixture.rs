@@ -353,6 +353,23 @@ impl Fleet {
         Path::new(FLEET_DIR).join(node).join("run/docker.sock")
     }
 
+    /// The nodes of the replicas that wrote `<slot>-<node>.txt` files
+    /// ([`Fleet::spread_service`]'s scripts), sorted.
+    pub fn replica_nodes(files: &[(String, String)]) -> Vec<String> {
+        let mut on: Vec<String> = files
+            .iter()
+            .map(|(name, _)| {
+                name.trim_end_matches(".txt")
+                    .split('-')
+                    .nth(1)
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .collect();
+        on.sort();
+        on
+    }
+
     /// `docker service create` on the manager: three replicas of the test
     /// image spread one per node, with `mount`, each running `sh -c script`
     /// with `$SLOT` (the task's slot) and `$NODE` (its node's host name).

@@ -97,17 +97,7 @@ fn a_swarm_service_on_three_nodes_outlives_a_stopped_node() {
         found.len() == 3 && found.iter().all(|(_, text)| text.ends_with('\n'))
     });
     let before = files(&remote);
-    let mut on: Vec<String> = before
-        .iter()
-        .map(|(name, _)| {
-            name.trim_end_matches(".txt")
-                .split('-')
-                .nth(1)
-                .unwrap_or("?")
-                .to_owned()
-        })
-        .collect();
-    on.sort();
+    let on = Fleet::replica_nodes(&before);
     assert_eq!(on, NODES, "one replica per node: {before:?}");
     for node in NODES {
         assert_eq!(fleet.tasks_on(node, &service).len(), 1, "{node}");
