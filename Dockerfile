@@ -28,7 +28,7 @@ WORKDIR /src
 
 # Dependencies first, in a layer of their own: a change to src/ then
 # recompiles netfs alone, not every crate.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
@@ -48,7 +48,7 @@ RUN apt-get $APT_OPTIONS update \
     && DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y --no-install-recommends \
         sshfs rclone nfs-common fuse3 openssh-client ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && mkdir -p /mnt/volumes /var/lib/netfs/state /run/docker/plugins /root/.ssh \
+    && mkdir -p /mnt/volumes /data/staged /data/published /var/lib/netfs/state /run/docker/plugins /root/.ssh \
     && chmod 700 /root/.ssh
 
 COPY --from=build /usr/local/bin/netfs /usr/bin/netfs

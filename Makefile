@@ -19,7 +19,7 @@ REGISTRY ?=
 PUSH_TAG ?=
 
 .PHONY: all build lint fmt-check clippy test test-plugin demo demo-plugin \
-	plugin install push fleet-up fleet-down fuzz bench clean help
+	plugin plugin-csi install push fleet-up fleet-down fuzz bench clean help
 
 all: build
 
@@ -31,6 +31,7 @@ help:
 	@echo "make demo         run netfs as a host service against a local sshd"
 	@echo "make demo-plugin  the same demo through the managed plugin"
 	@echo "make plugin       build the managed plugin $(PLUGIN_NAME) (disabled)"
+	@echo "make plugin-csi   build the CSI plugin netfs-csi for Swarm cluster volumes (disabled)"
 	@echo "make install      build and enable the managed plugin"
 	@echo "make push         push the plugin to REGISTRY as netfs:PUSH_TAG (scripts/push.sh)"
 	@echo "make fleet-up     Docker 28 nodes in a swarm, a registry, an sshd (scripts/fleet.sh)"
@@ -65,6 +66,9 @@ demo-plugin:
 
 plugin:
 	scripts/plugin.sh
+
+plugin-csi:
+	PLUGIN_NAME=netfs-csi PLUGIN_CONFIG=config-csi.json scripts/plugin.sh
 
 install:
 	PLUGIN_ENABLE=1 scripts/plugin.sh

@@ -19,6 +19,8 @@
 #                     -o Acquire::Check-Valid-Until=false, see below)
 #   EXTRA_CA_CERTS    PEM certificates the build stage trusts for crates.io
 #                     (default: those in /usr/local/share/ca-certificates)
+#   PLUGIN_CONFIG     the plugin's config.json in the source tree (default
+#                     config.json; config-csi.json for netfs-csi)
 #   PLUGIN_DIR_ONLY=1 only assemble PLUGIN_BUILD_DIR/plugin (rootfs and
 #                     config.json) for `docker plugin create` elsewhere
 #   KEEP_PLUGIN_DIR=1 keep the assembled plugin directory (rootfs + config.json)
@@ -97,7 +99,7 @@ trap '"$DOCKER" rm -f "$container" >/dev/null 2>&1 || true' EXIT
 "$DOCKER" export "$container" | tar -x -C "$plugin_dir/rootfs"
 "$DOCKER" rm -f "$container" >/dev/null
 trap - EXIT
-cp "$NETFS_TOP/config.json" "$plugin_dir/config.json"
+cp "$NETFS_TOP/${PLUGIN_CONFIG:-config.json}" "$plugin_dir/config.json"
 exec 9>&-
 if [ "${PLUGIN_DIR_ONLY:-0}" = 1 ]; then
     say "plugin directory ready: $plugin_dir"
@@ -149,7 +151,10 @@ for setting in "${old_settings[@]}"; do
     printf '%s\n' "${defaults[@]}" | grep -qxF -- "$setting" || sets+=("$setting")
 done
 old_state=$(printf '%s\n' "${old_settings[@]}" | sed -n 's/^state\.source=//p')
-if [ -n "$EXPLICIT_STATE_DIR" ] || [ -z "$old_state" ]; then
+# netfs-csi has no state mount: Swarm stages again after a restart.
+has_state=false
+printf '%s\n' "${defaults[@]}" | grep -q '^state\.source=' && has_state=true
+if [ "$has_state" = true ] && { [ -n "$EXPLICIT_STATE_DIR" ] || [ -z "$old_state" ]; }; then
     [ "state.source=$PLUGIN_STATE_DIR" = "$(printf '%s\n' "${defaults[@]}" | grep '^state\.source=')" ] ||
         sets+=("state.source=$PLUGIN_STATE_DIR")
 fi
@@ -161,8 +166,12 @@ done
 
 # dockerd refuses to enable a plugin whose bind mount sources are missing.
 state_dir=$(mount_source "$PLUGIN_REF" state)
-mkdir -p "$state_dir"
-chmod 700 "$state_dir"
+if [ -n "$state_dir" ]; then
+    mkdir -p "$state_dir"
+    chmod 700 "$state_dir"
+else
+    state_dir="the plugin (no state mount)"
+fi
 # The key directory (default /etc/netfs/ssh) is the plugin's alone: keys,
 # known_hosts and rclone.conf for its volumes, mounted read-only.
 keys_dir=$(mount_source "$PLUGIN_REF" sshkeys)

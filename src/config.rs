@@ -21,6 +21,16 @@ pub enum Lifecycle {
     Mount,
 }
 
+/// Which protocol netfs serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Docker's volume plugin protocol (HTTP on `--socket`).
+    Plugin,
+    /// The Container Storage Interface (gRPC on `--csi-endpoint`), for
+    /// Swarm cluster volumes.
+    Csi,
+}
+
 /// What to do when a volume's process dies unexpectedly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RecoveryMode {
@@ -145,6 +155,36 @@ pub struct Cli {
     /// Volumes per shared ssh connection: the server's `MaxSessions`.
     #[arg(long, env = "SSH_SESSIONS_PER_CONNECTION", default_value_t = crate::connections::DEFAULT_SESSIONS)]
     pub ssh_sessions_per_connection: usize,
+    /// `plugin`: serve Docker's volume plugin protocol; `csi`: serve CSI
+    /// for Swarm cluster volumes (see docs/csi.md).
+    #[arg(long, env = "MODE", value_enum, default_value = "plugin")]
+    pub mode: Mode,
+
+    /// CSI mode: the unix socket to serve gRPC on (`unix://` optional).
+    #[arg(
+        long,
+        env = "CSI_ENDPOINT",
+        default_value = "unix:///run/docker/plugins/netfs-csi.sock"
+    )]
+    pub csi_endpoint: String,
+
+    /// CSI mode: where volumes are staged (the tool mounts there); Swarm
+    /// asks for `/data/staged/<id>`. --propagated-mount is then the
+    /// publish root, `/data/published` for Swarm.
+    #[arg(long, env = "STAGING_ROOT", default_value = "/data/staged")]
+    pub staging_root: PathBuf,
+
+    /// CSI mode: the node ID reported to the orchestrator (default: the host name).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+}
+
+/// CSI mode's settings (see [`Mode::Csi`]).
+#[derive(Debug, Clone)]
+pub struct CsiConfig {
+    /// Targets of NodePublish must lie below it.
+    pub publish_root: PathBuf,
+    pub node_id: String,
 }
 
 /// Checked settings, built once at start and shared read-only.
@@ -171,6 +211,9 @@ pub struct Config {
     pub share_ssh_connections: bool,
     /// Volumes per shared ssh connection.
     pub ssh_sessions_per_connection: usize,
+    /// Set in CSI mode; `socket` is then the CSI endpoint and `mount_root`
+    /// the staging root.
+    pub csi: Option<CsiConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +236,22 @@ pub enum ConfigError {
     ZeroSessions,
     #[error("--key-dir (KEY_DIR) must be an absolute path, got {0:?}")]
     RelativeKeyDir(PathBuf),
+    #[error("--csi-endpoint (CSI_ENDPOINT) must be a unix socket path, `/path` or `unix:///path`, got {0:?}")]
+    CsiEndpoint(String),
+    #[error("--staging-root (STAGING_ROOT) must be an absolute path, got {0:?}")]
+    RelativeStagingRoot(PathBuf),
+    #[error("cannot read the host name for --node-id (NODE_ID): {0}; set it")]
+    NodeId(std::io::Error),
+}
+
+impl Config {
+    pub fn mode(&self) -> Mode {
+        if self.csi.is_some() {
+            Mode::Csi
+        } else {
+            Mode::Plugin
+        }
+    }
 }
 
 impl Cli {
@@ -272,9 +331,34 @@ impl Cli {
             &list(&self.deny_options),
             self.key_dir,
         )?;
+        let (socket, mount_root, csi) = match self.mode {
+            Mode::Plugin => (self.socket, self.propagated_mount, None),
+            Mode::Csi => {
+                let endpoint = self.csi_endpoint;
+                let socket = PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(&endpoint));
+                if !socket.is_absolute() {
+                    return Err(ConfigError::CsiEndpoint(endpoint));
+                }
+                if !self.staging_root.is_absolute() {
+                    return Err(ConfigError::RelativeStagingRoot(self.staging_root));
+                }
+                let node_id = match self.node_id {
+                    Some(id) => id,
+                    None => nix::unistd::gethostname()
+                        .map_err(|e| ConfigError::NodeId(e.into()))?
+                        .to_string_lossy()
+                        .into_owned(),
+                };
+                let csi = CsiConfig {
+                    publish_root: self.propagated_mount,
+                    node_id,
+                };
+                (socket, self.staging_root, Some(csi))
+            }
+        };
         Ok(Config {
-            socket: self.socket,
-            mount_root: self.propagated_mount,
+            socket,
+            mount_root,
             state_file: self.state_file,
             default_type: self.default_type,
             mount_timeout: self.mount_timeout,
@@ -290,6 +374,7 @@ impl Cli {
             policy,
             share_ssh_connections: self.share_ssh_connections,
             ssh_sessions_per_connection: self.ssh_sessions_per_connection,
+            csi,
         })
     }
 }

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod config;
 pub mod connections;
+pub mod csi;
 pub mod driver;
 pub mod mounts;
 pub mod name;
@@ -28,6 +29,8 @@ pub enum Error {
     State(#[from] state::StateError),
     #[error(transparent)]
     Socket(#[from] server::SocketError),
+    #[error("csi::run needs --mode csi")]
+    NotCsi,
     #[error("cannot create the mount root {path}: {source}")]
     MountRoot {
         path: std::path::PathBuf,

@@ -13,6 +13,11 @@ async fn main() -> anyhow::Result<()> {
     // An empty variable counts as unset (`docker plugin set netfs X=`).
     let cli = netfs::Cli::parse_env();
     let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // gRPC's HTTP/2 layers log every frame at debug: not what LOG_LEVEL=debug is for.
+    let filter = ["h2=info", "tower=info"]
+        .into_iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, EnvFilter::add_directive);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -32,7 +37,11 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    if let Err(e) = netfs::run(config, shutdown).await {
+    let served = match config.mode() {
+        netfs::config::Mode::Plugin => netfs::run(config, shutdown).await,
+        netfs::config::Mode::Csi => netfs::csi::run(config, shutdown).await,
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "netfs cannot start");
         return Err(e.into());
     }

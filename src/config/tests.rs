@@ -59,6 +59,12 @@ fn isolated_parse() {
         Err(e) => json!(e.render().to_string()),
         Ok(cli) => {
             let log_level = cli.log_level.clone();
+            // The CSI flags as given: in plugin mode the config has no trace of them.
+            let raw = json!({
+                "csi_endpoint": cli.csi_endpoint,
+                "staging_root": cli.staging_root,
+                "node_id": cli.node_id,
+            });
             match cli.into_config() {
                 Err(e) => json!(e.to_string()),
                 Ok(c) => json!({
@@ -82,6 +88,12 @@ fn isolated_parse() {
                     "key_dir": c.policy.key_dir(),
                     "share_ssh_connections": c.share_ssh_connections,
                     "ssh_sessions_per_connection": c.ssh_sessions_per_connection,
+                    "mode": format!("{:?}", c.mode()),
+                    "csi_endpoint": raw["csi_endpoint"],
+                    "staging_root": raw["staging_root"],
+                    "node_id": raw["node_id"],
+                    "publish_root": c.csi.as_ref().map(|c| &c.publish_root),
+                    "csi_node_id": c.csi.as_ref().map(|c| &c.node_id),
                 }),
             }
         }
@@ -288,6 +300,43 @@ const FLAGS: &[Flag] = &[
         from_cli: "4",
         from_env: "6",
     },
+    // `csi` changes what other flags mean: see `csi_mode`.
+    Flag {
+        cli: "--mode=plugin",
+        var: "MODE",
+        var_value: "plugin",
+        field: "mode",
+        default: "Plugin",
+        from_cli: "Plugin",
+        from_env: "Plugin",
+    },
+    Flag {
+        cli: "--csi-endpoint=/cli-csi.sock",
+        var: "CSI_ENDPOINT",
+        var_value: "unix:///env-csi.sock",
+        field: "csi_endpoint",
+        default: "unix:///run/docker/plugins/netfs-csi.sock",
+        from_cli: "/cli-csi.sock",
+        from_env: "unix:///env-csi.sock",
+    },
+    Flag {
+        cli: "--staging-root=/cli/staged",
+        var: "STAGING_ROOT",
+        var_value: "/env/staged",
+        field: "staging_root",
+        default: "/data/staged",
+        from_cli: "/cli/staged",
+        from_env: "/env/staged",
+    },
+    Flag {
+        cli: "--node-id=cli-node",
+        var: "NODE_ID",
+        var_value: "env-node",
+        field: "node_id",
+        default: "null",
+        from_cli: "cli-node",
+        from_env: "env-node",
+    },
 ];
 
 #[test]
@@ -452,4 +501,36 @@ fn at_least_one_start_up_per_endpoint() {
         err.contains("MAX_STARTUPS_PER_ENDPOINT") && err.contains("at least 1"),
         "{err}"
     );
+}
+
+#[test]
+fn csi_mode() {
+    let env = [
+        ("MODE", "csi"),
+        ("CSI_ENDPOINT", "unix:///run/docker/plugins/netfs-csi.sock"),
+        ("PROPAGATED_MOUNT", "/data/published"),
+        ("NODE_ID", "n1"),
+    ];
+    let got = parse_with_env(&[], &env).unwrap();
+    assert_eq!(field(&got, "mode"), "Csi");
+    assert_eq!(field(&got, "socket"), "/run/docker/plugins/netfs-csi.sock");
+    assert_eq!(field(&got, "mount_root"), "/data/staged");
+    assert_eq!(field(&got, "publish_root"), "/data/published");
+    assert_eq!(field(&got, "csi_node_id"), "n1");
+    // without NODE_ID, the host name
+    let got = parse_with_env(&["--mode=csi"], &[]).unwrap();
+    let host = nix::unistd::gethostname().unwrap();
+    assert_eq!(field(&got, "csi_node_id"), host.to_string_lossy());
+    for (args, want) in [
+        (
+            &["--mode=csi", "--csi-endpoint=tcp://1.2.3.4:5"][..],
+            "--csi-endpoint (CSI_ENDPOINT) must be a unix socket path, `/path` or `unix:///path`, got \"tcp://1.2.3.4:5\"",
+        ),
+        (
+            &["--mode=csi", "--staging-root=staged"][..],
+            "--staging-root (STAGING_ROOT) must be an absolute path, got \"staged\"",
+        ),
+    ] {
+        assert_eq!(parse_with_env(args, &[]).unwrap_err(), want, "{args:?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The volume driver: what each protocol call does to the volume table, the
 //! state file and the volumes' supervisors. It never sees HTTP.
 
+mod csi;
 mod leftovers;
 mod status;
 

@@ -9,6 +9,7 @@ mod support;
 mod backends;
 mod bad_input;
 mod concurrency;
+mod csi;
 mod docker_sshfs;
 mod endpoints;
 mod faults;

@@ -353,6 +353,56 @@ impl Fleet {
         Path::new(FLEET_DIR).join(node).join("run/docker.sock")
     }
 
+    /// The nodes of the replicas that wrote `<slot>-<node>.txt` files
+    /// ([`Fleet::spread_service`]'s scripts), sorted.
+    pub fn replica_nodes(files: &[(String, String)]) -> Vec<String> {
+        let mut on: Vec<String> = files
+            .iter()
+            .map(|(name, _)| {
+                name.trim_end_matches(".txt")
+                    .split('-')
+                    .nth(1)
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .collect();
+        on.sort();
+        on
+    }
+
+    /// `docker service create` on the manager: three replicas of the test
+    /// image spread one per node, with `mount`, each running `sh -c script`
+    /// with `$SLOT` (the task's slot) and `$NODE` (its node's host name).
+    pub fn spread_service(&self, service: &str, mount: &str, script: &str) {
+        self.docker_ok(
+            NODES[0],
+            &[
+                "service",
+                "create",
+                "--detach",
+                "--no-resolve-image",
+                "--name",
+                service,
+                "--replicas",
+                "3",
+                "--placement-pref",
+                "spread=node.hostname",
+                "--stop-grace-period",
+                "1s",
+                "--env",
+                "SLOT={{.Task.Slot}}",
+                "--env",
+                "NODE={{.Node.Hostname}}",
+                "--mount",
+                mount,
+                crate::support::docker::TEST_IMAGE,
+                "sh",
+                "-c",
+                script,
+            ],
+        );
+    }
+
     /// Names of the running containers of a swarm service on `node`.
     pub fn tasks_on(&self, node: &str, service: &str) -> Vec<String> {
         let filter = format!("label=com.docker.swarm.service.name={service}");

@@ -86,32 +86,10 @@ fn a_swarm_service_on_three_nodes_outlives_a_stopped_node() {
         "type=volume,source={volume},target=/data,volume-driver=netfs,volume-opt=source={}",
         fleet.source(&dir)
     );
-    fleet.docker_ok(
-        manager,
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--no-resolve-image",
-            "--name",
-            &service,
-            "--replicas",
-            "3",
-            "--placement-pref",
-            "spread=node.hostname",
-            "--stop-grace-period",
-            "1s",
-            "--env",
-            "SLOT={{.Task.Slot}}",
-            "--env",
-            "NODE={{.Node.Hostname}}",
-            "--mount",
-            &mount,
-            crate::support::docker::TEST_IMAGE,
-            "sh",
-            "-c",
-            "echo $SLOT on $NODE > /data/$SLOT-$NODE.txt && exec sleep 3600",
-        ],
+    fleet.spread_service(
+        &service,
+        &mount,
+        "echo $SLOT on $NODE > /data/$SLOT-$NODE.txt && exec sleep 3600",
     );
     // One replica on each node, each writing its file through its node's netfs.
     fleet.wait(manager, "three replicas wrote their lines", || {
@@ -119,17 +97,7 @@ fn a_swarm_service_on_three_nodes_outlives_a_stopped_node() {
         found.len() == 3 && found.iter().all(|(_, text)| text.ends_with('\n'))
     });
     let before = files(&remote);
-    let mut on: Vec<String> = before
-        .iter()
-        .map(|(name, _)| {
-            name.trim_end_matches(".txt")
-                .split('-')
-                .nth(1)
-                .unwrap_or("?")
-                .to_owned()
-        })
-        .collect();
-    on.sort();
+    let on = Fleet::replica_nodes(&before);
     assert_eq!(on, NODES, "one replica per node: {before:?}");
     for node in NODES {
         assert_eq!(fleet.tasks_on(node, &service).len(), 1, "{node}");

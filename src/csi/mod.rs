@@ -1,0 +1,131 @@
+//! The Container Storage Interface front end, for Swarm cluster volumes:
+//! gRPC (tonic) on a unix socket, one file per CSI service, all calling the
+//! same driver, option engine and supervisor as the volume plugin. See
+//! docs/csi.md for what Swarm calls and when.
+
+mod controller;
+mod identity;
+mod node;
+pub mod options;
+pub mod proto;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Code, Status};
+
+use crate::config::Config;
+use crate::driver::{Driver, DriverError};
+use crate::{mounts, server, Error};
+
+pub const PLUGIN_NAME: &str = "netfs.csi";
+
+/// How long calls in flight get to finish at shutdown.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves CSI until `shutdown` completes. Volumes staged by an earlier run
+/// are not brought back: Swarm stages again what it still wants, and a
+/// node that returns from a stop must not find old mounts. What an earlier
+/// run left mounted is cleared at start.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let Some(csi) = config.csi.clone() else {
+        return Err(Error::NotCsi);
+    };
+    let config = Arc::new(config);
+    let (driver, _stale) = Driver::open(config.clone())?;
+    let driver = Arc::new(driver);
+    let listener = server::bind(&config.socket).await?;
+    for root in [&config.mount_root, &csi.publish_root] {
+        std::fs::create_dir_all(root).map_err(|source| Error::MountRoot {
+            path: root.clone(),
+            source,
+        })?;
+    }
+    clear_published(&csi.publish_root);
+    driver.recover(Default::default()).await;
+    tracing::info!(socket = %config.socket.display(), node = %csi.node_id, "serving csi");
+    let identity = identity::Identity;
+    let controller = controller::Controller {
+        driver: driver.clone(),
+    };
+    let node = node::Node {
+        driver: driver.clone(),
+        staging_root: config.mount_root.clone(),
+        publish_root: csi.publish_root.clone(),
+        node_id: csi.node_id.clone(),
+    };
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stopped = stopping.clone();
+    let server = tonic::transport::Server::builder()
+        .add_service(proto::identity_server::IdentityServer::new(identity))
+        .add_service(proto::controller_server::ControllerServer::new(controller))
+        .add_service(proto::node_server::NodeServer::new(node))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            stopped.notified().await
+        });
+    tokio::pin!(server, shutdown);
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = &mut shutdown => {
+            // Swarm keeps its connection open: calls in flight get a
+            // moment to finish, idle connections are not waited for.
+            stopping.notify_one();
+            tokio::time::timeout(DRAIN, &mut server).await.unwrap_or(Ok(()))
+        }
+    };
+    if let Err(e) = served {
+        tracing::error!(error = %e, "csi server failed");
+    }
+    tracing::info!("shutting down");
+    clear_published(&csi.publish_root);
+    driver.shutdown().await;
+    let _ = std::fs::remove_file(&config.socket);
+    Ok(())
+}
+
+/// Takes down the bind mounts below the publish root and their directories.
+fn clear_published(root: &Path) {
+    match mounts::mounted_under(root) {
+        Ok(points) => {
+            for point in points {
+                if let Err(e) = mounts::lazy_unmount(&point) {
+                    tracing::warn!(path = %point.display(), error = %e, "cannot unmount a published volume");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the mount table"),
+    }
+    if let Ok(dir) = std::fs::read_dir(root) {
+        for entry in dir.flatten() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
+/// The gRPC status for a driver error, with the driver's message.
+fn status(e: DriverError) -> Status {
+    let code = match &e {
+        DriverError::Name(_)
+        | DriverError::Options { .. }
+        | DriverError::Backend { .. }
+        | DriverError::Refused { .. } => Code::InvalidArgument,
+        DriverError::NotFound(_) => Code::NotFound,
+        DriverError::InUse { .. } => Code::FailedPrecondition,
+        DriverError::Process { .. } | DriverError::State(_) => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+fn invalid(message: impl Into<String>) -> Status {
+    Status::invalid_argument(message.into())
+}
+
+/// Refuses a request without a required string field.
+fn required(value: &str, field: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        return Err(invalid(format!("{field} is missing")));
+    }
+    Ok(())
+}
