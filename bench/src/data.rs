@@ -1,7 +1,9 @@
 //! Part 4: the data path. The same busybox script writes a file of N MiB
 //! (`dd ... conv=fsync`) and reads it back, once in a container on a netfs
 //! volume (through dockerd) and once on the host on a bare sshfs mount with
-//! the same options. The script marks its phases on a FIFO that this
+//! the same options; on request also in containers on the volumes of other
+//! plugins (netfs with other settings, `rclone serve docker`) on the same
+//! remote. The script marks its phases on a FIFO that this
 //! process timestamps, so container start-up is not counted.
 
 use std::io::{BufRead, BufReader};
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::mounts;
-use crate::plugin::Daemon;
+use crate::plugin::{Daemon, Kind};
 use crate::ready::{spawn_sshfs, stop_sshfs};
 use crate::sshd::{Sshd, HELLO};
 use crate::stats::median;
@@ -42,6 +44,10 @@ pub enum Side {
     NetfsHost,
     /// ... and a container on the bare mount (a bind mount).
     BareContainer,
+    /// A container on a volume of netfs sharing ssh connections.
+    NetfsSharedContainer,
+    /// A container on a volume of `rclone serve docker` (its sftp backend).
+    RcloneContainer,
 }
 
 impl Side {
@@ -51,6 +57,8 @@ impl Side {
             Side::BareHost => "bare sshfs, on the host",
             Side::NetfsHost => "netfs volume, on the host",
             Side::BareContainer => "bare sshfs, in a container (bind mount)",
+            Side::NetfsSharedContainer => "netfs volume, sharing on, in a container",
+            Side::RcloneContainer => "rclone serve docker volume, in a container",
         }
     }
 }
@@ -192,17 +200,54 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
+/// One more plugin measured in a container next to the netfs volume.
+pub struct Peer<'a> {
+    pub side: Side,
+    /// Listens on `/run/docker/plugins/<driver>.sock`.
+    pub daemon: &'a mut Daemon,
+    pub driver: String,
+}
+
+/// Creates a volume of `driver` on `remote_dir(sub)`, with the options of
+/// the daemon's kind.
+fn create_volume(sshd: &Sshd, kind: Kind, driver: &str, sub: &str) -> Result<String> {
+    let volume = format!("{driver}-data");
+    let mut args = vec![
+        "volume".to_owned(),
+        "create".into(),
+        "-d".into(),
+        driver.into(),
+    ];
+    let opts = match kind {
+        Kind::Netfs => sshd.netfs_options(sub, "")?,
+        Kind::Rclone => sshd.rclone_options(sub)?,
+    };
+    for (key, value) in opts.as_object().into_iter().flatten() {
+        args.push("-o".into());
+        args.push(format!("{key}={}", value.as_str().unwrap_or_default()));
+    }
+    args.push(volume.clone());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker_ok(&args)?;
+    Ok(volume)
+}
+
 /// `netfs` must listen on `/run/docker/plugins/<driver>.sock`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     sshd: &Sshd,
     dir: &Path,
     netfs: &mut Daemon,
     driver: &str,
+    peers: &mut [Peer<'_>],
     mib: u64,
     rounds: usize,
     detail: bool,
 ) -> Result<DataResult> {
     netfs.start().await?;
+    for peer in peers.iter_mut() {
+        peer.daemon.start().await?;
+    }
     let marks_dir = dir.join("marks");
     mounts::ensure_dir(&marks_dir)?;
     let fifo = marks_dir.join("fifo");
@@ -210,19 +255,23 @@ pub async fn run(
         .with_context(|| format!("mkfifo {}", fifo.display()))?;
     let marks = Marks::open(&fifo)?;
 
-    let volume = format!("{driver}-data");
-    let opts = sshd.netfs_options("data-netfs", "")?;
-    docker_ok(&[
-        "volume",
-        "create",
-        "-d",
-        driver,
-        "-o",
-        &format!("source={}", opts["source"].as_str().unwrap_or_default()),
-        "-o",
-        &format!("o={}", opts["o"].as_str().unwrap_or_default()),
-        &volume,
-    ])?;
+    let volume = create_volume(sshd, Kind::Netfs, driver, "data-netfs")?;
+    let mut volumes = vec![(Side::NetfsContainer, volume.clone())];
+    let mut created = Ok(());
+    for (i, peer) in peers.iter().enumerate() {
+        match create_volume(
+            sshd,
+            peer.daemon.kind,
+            &peer.driver,
+            &format!("data-peer{i}"),
+        ) {
+            Ok(v) => volumes.push((peer.side, v)),
+            Err(e) => {
+                created = Err(e);
+                break;
+            }
+        }
+    }
     let bare_mp = dir.join("bare");
     mounts::ensure_dir(&bare_mp)?;
     let bare = spawn_sshfs(sshd, "data-bare", &bare_mp, "")?;
@@ -230,16 +279,29 @@ pub async fn run(
     if detail {
         sides.extend([Side::NetfsHost, Side::BareContainer]);
     }
+    sides.extend(peers.iter().map(|p| p.side));
     let places = Places {
         fifo: &fifo,
-        volume: &volume,
+        volumes: &volumes,
         netfs_mp: &netfs.mount_root.join(&volume),
         bare_mp: &bare_mp,
     };
-    let result = measure_rounds(&marks, &places, &sides, mib, rounds).await;
+    let result = match created {
+        Ok(()) => measure_rounds(&marks, &places, &sides, mib, rounds).await,
+        Err(e) => Err(e),
+    };
     stop_sshfs(bare, &bare_mp);
-    let removed = docker_ok(&["volume", "rm", &volume]);
+    let mut removed = Ok(String::new());
+    for (_, v) in &volumes {
+        let r = docker_ok(&["volume", "rm", v]);
+        if removed.is_ok() {
+            removed = r;
+        }
+    }
     netfs.terminate(Duration::from_secs(10));
+    for peer in peers.iter_mut() {
+        peer.daemon.terminate(Duration::from_secs(10));
+    }
     let result = result?;
     removed?;
     Ok(result)
@@ -247,7 +309,8 @@ pub async fn run(
 
 struct Places<'a> {
     fifo: &'a Path,
-    volume: &'a str,
+    /// The volume each container side runs on.
+    volumes: &'a [(Side, String)],
     netfs_mp: &'a Path,
     bare_mp: &'a Path,
 }
@@ -275,10 +338,18 @@ impl Places<'_> {
             cmd
         };
         match side {
-            Side::NetfsContainer => container(self.volume),
             Side::BareHost => host(self.bare_mp),
             Side::NetfsHost => host(self.netfs_mp),
             Side::BareContainer => container(&self.bare_mp.to_string_lossy()),
+            Side::NetfsContainer | Side::NetfsSharedContainer | Side::RcloneContainer => {
+                let volume = self
+                    .volumes
+                    .iter()
+                    .find(|(s, _)| *s == side)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or_default();
+                container(volume)
+            }
         }
     }
 }

@@ -491,11 +491,40 @@ async fn one_run(
         let socket = PathBuf::from("/run/docker/plugins").join(format!("{driver}.sock"));
         let d = dir.join("data-netfs");
         let mut n = Daemon::netfs(&args.netfs, &d, &socket, "volume", &args.work.join("sshd"))?;
+        // The same container work on a volume of netfs sharing ssh
+        // connections and on one of rclone serve docker, in the same rounds.
+        let plugin_socket =
+            |driver: &str| PathBuf::from("/run/docker/plugins").join(format!("{driver}.sock"));
+        let shared_driver = format!("{driver}-shared");
+        let d = dir.join("data-netfs-shared");
+        let mut shared = Daemon::netfs(
+            &args.netfs,
+            &d,
+            &plugin_socket(&shared_driver),
+            "volume",
+            &args.work.join("sshd"),
+        )?
+        .with_arg("--share-ssh-connections=true");
+        let rclone_driver = format!("{driver}-rclone");
+        let mut r = Daemon::rclone(&dir.join("data-rclone"), &plugin_socket(&rclone_driver))?;
+        let mut peers = [
+            data::Peer {
+                side: Side::NetfsSharedContainer,
+                daemon: &mut shared,
+                driver: shared_driver,
+            },
+            data::Peer {
+                side: Side::RcloneContainer,
+                daemon: &mut r,
+                driver: rclone_driver,
+            },
+        ];
         let res = data::run(
             sshd,
             &dir.join("data"),
             &mut n,
             &driver,
+            &mut peers,
             args.data_mib,
             5,
             args.data_detail,
@@ -559,9 +588,25 @@ async fn one_run(
                 ),
             ]);
         }
+        let (Some(on), Some(rc)) = (
+            res.of(Side::NetfsSharedContainer),
+            res.of(Side::RcloneContainer),
+        ) else {
+            bail!("data path: sharing on or rclone is missing");
+        };
+        const RCLONE: &str = "rclone serve docker in a container";
+        const ON: &str = "netfs: sharing on, in a container";
+        rows.extend([
+            ("write", ON, on.0, "bare sshfs on the host", bare.0),
+            ("read", ON, on.1, "bare sshfs on the host", bare.1),
+            ("write", "netfs: in a container", netfs.0, RCLONE, rc.0),
+            ("read", "netfs: in a container", netfs.1, RCLONE, rc.1),
+            ("write", ON, on.0, RCLONE, rc.0),
+            ("read", ON, on.1, RCLONE, rc.1),
+        ]);
         for (op, how, v, peer, pv) in rows {
             let what = format!("{op} {} MiB ({how})", args.data_mib);
-            let goal = (how == "netfs: in a container" && peer == "bare sshfs on the host")
+            let goal = (how != "netfs: on the host" && peer == "bare sshfs on the host")
                 .then_some((Goal::RatioAtLeast(0.95), "≥ 0.95×"));
             add(reports, || Figure {
                 part: 4,
@@ -690,6 +735,7 @@ async fn shared_in_a_container(
         &dir.join("shared-dc"),
         &mut n,
         &driver,
+        &mut [],
         args.data_mib,
         3,
         false,
