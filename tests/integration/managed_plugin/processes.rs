@@ -44,6 +44,20 @@ fn pid_in_namespace(pid: i32) -> Option<i32> {
     line.split_whitespace().last()?.parse().ok()
 }
 
+/// Releases the test's own mount ID however the test ends, so that its
+/// volume can be removed and no later test finds it in use.
+struct Release<'a>(&'a str, &'a str);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let _ = client::post(
+            self.0.as_ref(),
+            "/VolumeDriver.Unmount",
+            json!({"Name": self.1, "ID": "reaper-test"}),
+        );
+    }
+}
+
 #[test]
 fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_in_the_plugin() {
     let mut plugin = ManagedPlugin::take(&[("VOLUME_PROCESS_RECOVERY_MAX_PER_MIN", "100")]);
@@ -62,6 +76,7 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_in_the_plugin() {
     // a crashed volume at once, without waiting out the restart backoff.
     let socket = format!("/run/docker/plugins/{}/netfs.sock", plugin.id());
     let call = |endpoint: &str, body: Value| client::post(socket.as_ref(), endpoint, body);
+    let _release = Release(&socket, &volume);
     let mut sshfs = sshfs_serving(&plugin, &volume, None);
     let netfs = stat(sshfs).expect("sshfs runs").1;
     assert_eq!(
@@ -71,8 +86,14 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_in_the_plugin() {
     );
     let rounds = 20;
     for round in 0..rounds {
-        let ssh = ssh_of(sshfs);
-        assert_eq!(ssh.len(), 1, "round {round}: sshfs {sshfs} has one ssh");
+        // sshfs forks its ssh as it starts (and again if it reconnects):
+        // wait for the one serving the mount to have exactly one.
+        let mut ssh = Vec::new();
+        let one = poll_until(T, || {
+            ssh = ssh_of(sshfs);
+            ssh.len() == 1
+        });
+        assert!(one, "round {round}: sshfs {sshfs} has one ssh: {ssh:?}");
         // An orphan from the start: nothing but netfs can reap it.
         assert_eq!(
             stat(ssh[0]).map(|(_, ppid)| ppid),
