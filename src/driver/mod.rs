@@ -176,7 +176,7 @@ impl Driver {
             record,
             mount_point,
             command,
-            handle: SupervisorHandle::spawn(spec, self.policy()),
+            handle: SupervisorHandle::new(spec, self.policy()),
             mounted_at: HashMap::new(),
             busy: Arc::new(tokio::sync::Mutex::new(())),
             ready: true,
@@ -220,7 +220,6 @@ impl Driver {
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
-            one_shot: false,
             hints: &[],
         };
         let spec = ProcessSpec {
@@ -234,7 +233,7 @@ impl Driver {
             record,
             mount_point,
             command: String::new(),
-            handle: SupervisorHandle::spawn(spec, self.policy()),
+            handle: SupervisorHandle::new(spec, self.policy()),
             mounted_at: HashMap::new(),
             busy: Arc::new(tokio::sync::Mutex::new(())),
             ready: true,
