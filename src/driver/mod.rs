@@ -616,7 +616,6 @@ pub struct Restore {
     starts: Vec<(VolumeName, SupervisorHandle)>,
 }
 
-/// Removes an empty, unmounted mountpoint; never anything else.
 /// The directory of the shared connections' control sockets, beside the
 /// state file (short, so the socket paths fit a socket address).
 fn control_dir(state_file: &std::path::Path) -> std::path::PathBuf {
@@ -626,6 +625,7 @@ fn control_dir(state_file: &std::path::Path) -> std::path::PathBuf {
         .join("ssh-control")
 }
 
+/// Removes an empty, unmounted mountpoint; never anything else.
 fn remove_mount_point(path: &std::path::Path) {
     if matches!(mounts::is_mounted(path), Ok(false)) {
         if let Err(e) = std::fs::remove_dir(path) {
