@@ -280,10 +280,6 @@ impl StateStore {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Encodes `volumes` as the state document, straight from the caller's
     /// table: with a thousand volumes, copying the records cost more than
     /// writing them.

@@ -8,49 +8,16 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(field: &str) -> String {
-    let mut out = Vec::with_capacity(field.len());
-    let bytes = field.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        match octal {
-            Some(b) if bytes[i] == b'\\' => {
-                out.push(b);
-                i += 4;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub fn mount_points() -> Vec<PathBuf> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|f| PathBuf::from(unescape(f)))
-        .collect()
-}
+// Mountinfo is read by netfs's own parser (one per kernel file); an
+// unreadable table counts as "nothing mounted" here.
 
 pub fn is_mounted(path: &Path) -> bool {
-    mount_points().iter().any(|p| p == path)
+    netfs::mounts::is_mounted(path).unwrap_or(false)
 }
 
 /// Mount points strictly below `root`.
 pub fn mounted_under(root: &Path) -> Vec<PathBuf> {
-    mount_points()
-        .into_iter()
-        .filter(|p| p != root && p.starts_with(root))
-        .collect()
+    netfs::mounts::mounted_under(root).unwrap_or_default()
 }
 
 /// Lazily detaches whatever is mounted at `path`; "not mounted" is success.

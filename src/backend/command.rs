@@ -32,7 +32,6 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         args,
         env: Vec::new(),
         stdin: req.password.cloned(),
-        one_shot: false,
         hints: &[],
     })
 }

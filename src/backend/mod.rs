@@ -113,8 +113,6 @@ pub struct Invocation {
     pub env: Vec<(String, Secret)>,
     /// Written to stdin, then stdin is closed (sshfs `password_stdin`).
     pub stdin: Option<Secret>,
-    /// The tool exits once mounted (mount.nfs): running means mounted.
-    pub one_shot: bool,
     /// Known messages of the tool (a piece of its stderr) and what they
     /// mean for the user, added to an error that shows such a message.
     pub hints: &'static [(&'static str, &'static str)],
@@ -200,7 +198,6 @@ mod tests {
             ],
             env: vec![("RCLONE_SFTP_PASS".into(), Secret::new("e"))],
             stdin: Some(Secret::new("pw")),
-            one_shot: false,
             hints: &[],
         };
         let secrets: Vec<String> = inv

@@ -21,7 +21,6 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         args,
         env: Vec::new(),
         stdin: None,
-        one_shot: true,
         hints: HINTS,
     })
 }
@@ -68,6 +67,5 @@ mod tests {
                 "vers=4.2,soft"
             ]
         );
-        assert!(inv.one_shot);
     }
 }

@@ -66,7 +66,6 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         args,
         env,
         stdin: None,
-        one_shot: false,
         hints: HINTS,
     })
 }

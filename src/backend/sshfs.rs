@@ -23,7 +23,6 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         args,
         env: Vec::new(),
         stdin,
-        one_shot: false,
         hints: HINTS,
     })
 }

@@ -177,7 +177,7 @@ impl Driver {
             record,
             mount_point,
             command,
-            handle: SupervisorHandle::spawn(spec, self.policy()),
+            handle: SupervisorHandle::new(spec, self.policy()),
             mounted_at: HashMap::new(),
             busy: Arc::new(tokio::sync::Mutex::new(())),
             ready: true,
@@ -221,7 +221,6 @@ impl Driver {
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
-            one_shot: false,
             hints: &[],
         };
         let spec = ProcessSpec {
@@ -235,7 +234,7 @@ impl Driver {
             record,
             mount_point,
             command: String::new(),
-            handle: SupervisorHandle::spawn(spec, self.policy()),
+            handle: SupervisorHandle::new(spec, self.policy()),
             mounted_at: HashMap::new(),
             busy: Arc::new(tokio::sync::Mutex::new(())),
             ready: true,
@@ -618,7 +617,6 @@ pub struct Restore {
     starts: Vec<(VolumeName, SupervisorHandle)>,
 }
 
-/// Removes an empty, unmounted mountpoint; never anything else.
 /// The directory of the shared connections' control sockets, beside the
 /// state file (short, so the socket paths fit a socket address).
 fn control_dir(state_file: &std::path::Path) -> std::path::PathBuf {
@@ -628,6 +626,7 @@ fn control_dir(state_file: &std::path::Path) -> std::path::PathBuf {
         .join("ssh-control")
 }
 
+/// Removes an empty, unmounted mountpoint; never anything else.
 fn remove_mount_point(path: &std::path::Path) {
     if matches!(mounts::is_mounted(path), Ok(false)) {
         if let Err(e) = std::fs::remove_dir(path) {

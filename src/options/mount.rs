@@ -121,10 +121,6 @@ impl MountOptions {
         self.0.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &MountOption> {
         self.0.iter()
     }

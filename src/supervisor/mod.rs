@@ -139,7 +139,7 @@ struct Task {
 
 impl SupervisorHandle {
     /// The volume's supervisor; neither the task nor the process starts yet.
-    pub fn spawn(spec: ProcessSpec, policy: Policy) -> Self {
+    pub fn new(spec: ProcessSpec, policy: Policy) -> Self {
         let lazy = Lazy {
             spec,
             policy,

@@ -115,7 +115,6 @@ impl Harness {
                 args: Vec::new(),
                 stdin: None,
                 env: Vec::new(),
-                one_shot: false,
                 hints: &[],
             },
             endpoint: None,
