@@ -11,6 +11,7 @@ pub mod mounts;
 pub mod name;
 pub mod options;
 pub mod pacing;
+pub mod procfs;
 pub mod protocol;
 pub mod reaper;
 pub mod secret;

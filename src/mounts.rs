@@ -15,38 +15,15 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use sys_mount::UnmountFlags;
 use tokio::task::JoinHandle;
 
-const MOUNTINFO: &str = "/proc/self/mountinfo";
+use crate::procfs;
 
-/// Undoes mountinfo's octal escapes (`\040` for a space, `\012`, `\134`).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            let digits = std::str::from_utf8(d).ok()?;
-            u8::from_str_radix(digits, 8).ok()
-        });
-        match octal {
-            Some(byte) if bytes[i] == b'\\' => {
-                out.push(byte);
-                i += 4;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// Mount points listed in a mountinfo text.
 pub fn parse_mount_points(mountinfo: &str) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| PathBuf::from(unescape(field)))
+    procfs::parse_mountinfo(mountinfo)
+        .into_iter()
+        .map(|entry| entry.mount_point)
         .collect()
 }
 
@@ -192,6 +169,16 @@ impl Prober {
     }
 }
 
+/// The mountinfo entry of the topmost mount at exactly `path`, if any:
+/// what is mounted there, not only whether something is. Read afresh.
+pub fn mount_at(path: &Path) -> io::Result<Option<procfs::MountEntry>> {
+    let want = normalize(path);
+    Ok(procfs::mountinfo()?
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == want || m.mount_point == path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +247,15 @@ mod tests {
             lazy_unmount(&target).unwrap();
             assert!(!is_mounted(&target).unwrap(), "an unmount is seen");
         }
+    }
+
+    #[test]
+    fn the_entry_at_a_mount_point_says_what_is_mounted() {
+        let proc = mount_at(Path::new("/proc"))
+            .unwrap()
+            .expect("/proc is mounted");
+        assert_eq!(proc.fs_type, "proc");
+        assert_eq!(mount_at(Path::new("/proc/self")).unwrap(), None);
     }
 
     #[test]

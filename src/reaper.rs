@@ -8,7 +8,6 @@
 //! zombies, never `waitpid(-1)`.
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard};
@@ -18,6 +17,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
+
+use crate::procfs;
+// The driver's sweep for an earlier run's leftovers reads the same files.
+pub use crate::procfs::{stat, ProcStat};
 
 /// Children tokio waits for: spawned by netfs and not yet let go.
 static TOKIO_CHILDREN: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
@@ -144,40 +147,10 @@ fn reap(zombies: impl IntoIterator<Item = i32>) -> usize {
 
 /// Pids of the zombies whose parent is `parent`.
 fn zombie_children(parent: i32) -> Vec<i32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| stat(*pid).is_some_and(|s| s.state == 'Z' && s.ppid == parent))
+    procfs::pids()
+        .into_iter()
+        .filter(|pid| procfs::stat(*pid).is_some_and(|s| s.state == 'Z' && s.ppid == parent))
         .collect()
-}
-
-/// What /proc/<pid>/stat says of a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcStat {
-    /// `R`, `S`, ..., `Z` for a zombie.
-    pub state: char,
-    pub ppid: i32,
-    pub pgrp: i32,
-}
-
-impl ProcStat {
-    pub fn is_zombie(&self) -> bool {
-        matches!(self.state, 'Z' | 'X')
-    }
-}
-
-/// /proc/<pid>/stat, if the process exists.
-pub fn stat(pid: i32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: skip past the last ')'.
-    let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
-    Some(ProcStat {
-        state: fields.next()?.chars().next()?,
-        ppid: fields.next()?.parse().ok()?,
-        pgrp: fields.next()?.parse().ok()?,
-    })
 }
 
 #[cfg(test)]

@@ -144,43 +144,18 @@ struct Proc {
 }
 
 fn processes() -> HashMap<i32, Proc> {
-    let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = stat[open + 1..close].to_owned();
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // After the command: state, ppid, ... utime is field 14, stime 15 (1-based).
-        let num = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        out.insert(
-            pid,
-            Proc {
-                ppid: fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0),
-                comm,
-                ticks: num(11) + num(12),
-            },
-        );
-    }
-    out
+    netfs::procfs::pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let stat = netfs::procfs::stat(pid)?;
+            let proc = Proc {
+                ppid: stat.ppid,
+                ticks: stat.utime + stat.stime,
+                comm: stat.comm,
+            };
+            Some((pid, proc))
+        })
+        .collect()
 }
 
 fn descends_from(pid: i32, root: i32, procs: &HashMap<i32, Proc>) -> bool {

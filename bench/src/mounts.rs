@@ -63,12 +63,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unescapes_spaces() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-    }
-
-    #[test]
     fn root_is_mounted() {
         assert!(is_mounted(Path::new("/")));
     }

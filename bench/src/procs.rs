@@ -6,43 +6,23 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+// Read through netfs's own /proc parsers (one per kernel file).
+
 /// `VmRSS` of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// The process state letter (`R`, `S`, `Z`, ...), None once it is gone.
-pub fn state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command may contain spaces and parentheses: the state follows the last `)`.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    netfs::procfs::status_kib(pid as i32, "VmRSS")
 }
 
 /// Alive and not a zombie.
 pub fn alive(pid: i32) -> bool {
-    matches!(state(pid), Some(s) if s != 'Z' && s != 'X')
+    netfs::procfs::alive(pid)
 }
 
 /// Direct children of `pid`.
 pub fn children(pid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s.rsplit_once(')')?.1.to_owned();
-                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
-                })
-                == Some(pid)
-        })
+    netfs::procfs::pids()
+        .into_iter()
+        .filter(|child| netfs::procfs::stat(*child).is_some_and(|s| s.ppid == pid))
         .collect()
 }
 

@@ -25,11 +25,9 @@ const T: Duration = Duration::from_secs(30);
 pub fn zombie_children(parent: i32) -> Vec<(i32, String)> {
     all_pids()
         .into_iter()
-        .filter(|p| stat(*p).is_some_and(|(s, ppid)| s == 'Z' && ppid == parent))
-        .map(|p| {
-            let comm = fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-            (p, comm.trim().to_owned())
-        })
+        .filter_map(|p| Some((p, stat(p)?)))
+        .filter(|(_, s)| s.state == 'Z' && s.ppid == parent)
+        .map(|(p, s)| (p, s.comm))
         .collect()
 }
 
@@ -37,19 +35,8 @@ pub fn zombie_children(parent: i32) -> Vec<(i32, String)> {
 pub fn ssh_of(sshfs: i32) -> Vec<i32> {
     all_pids()
         .into_iter()
-        .filter(|p| stat(*p).is_some_and(|(s, _)| s != 'Z'))
-        .filter(|p| pgrp(*p) == Some(sshfs))
-        .filter(|p| fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "ssh"))
+        .filter(|p| stat(*p).is_some_and(|s| s.state != 'Z' && s.pgrp == sshfs && s.comm == "ssh"))
         .collect()
-}
-
-fn pgrp(pid: i32) -> Option<i32> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    text[text.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
 }
 
 /// The daemons the tool left, found by their tag; killed (with their
@@ -61,7 +48,7 @@ impl Daemons {
         processes_with_arg(&self.0)
             .into_iter()
             .map(|(p, _)| p)
-            .filter(|p| stat(*p).is_some_and(|(s, _)| s != 'Z'))
+            .filter(|p| stat(*p).is_some_and(|s| s.state != 'Z'))
             .collect()
     }
 }
@@ -145,7 +132,7 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_and_orphans_stay_netfs_chil
     wait_until(T, "the tool's daemon runs", || !daemons().is_empty());
     let first = daemons()[0];
     assert_eq!(
-        stat(first).map(|(_, ppid)| ppid),
+        stat(first).map(|s| s.ppid),
         Some(netfs),
         "the orphaned daemon {:?} is netfs's child",
         cmdline(first)
@@ -158,7 +145,7 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_and_orphans_stay_netfs_chil
     let left = daemons();
     assert_eq!(left.len(), rounds + 1, "{left:?}");
     for pid in &left {
-        assert_eq!(stat(*pid).map(|(_, ppid)| ppid), Some(netfs), "{pid}");
+        assert_eq!(stat(*pid).map(|s| s.ppid), Some(netfs), "{pid}");
         // With its own child (the sleep), which is then an orphan too.
         let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
     }
@@ -179,12 +166,7 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_and_orphans_stay_netfs_chil
 
 /// Peak resident memory of `pid` in KiB (VmHWM).
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in status")
+    netfs::procfs::status_kib(pid as i32, "VmHWM").expect("VmHWM in status")
 }
 
 #[test]
@@ -279,7 +261,7 @@ fn leftovers_are_known_by_their_mark_and_an_admins_du_on_a_volume_dir_survives()
     let mut tool_pid = None;
     wait_until(T, "the tool runs", || {
         tool_pid = all_pids().into_iter().find(|p| {
-            stat(*p).is_some_and(|(_, ppid)| ppid == netfs)
+            stat(*p).is_some_and(|s| s.ppid == netfs)
                 && cmdline(*p).first().is_some_and(|a| a == "sleep")
         });
         tool_pid.is_some()
@@ -318,10 +300,10 @@ fn leftovers_are_known_by_their_mark_and_an_admins_du_on_a_volume_dir_survives()
     let _admin_gone = KillOnDrop(admin);
     plugin.restart();
     wait_until(T, "the leftover tool is gone", || {
-        stat(tool_pid).is_none_or(|(s, _)| s == 'Z')
+        stat(tool_pid).is_none_or(|s| s.state == 'Z')
     });
     assert!(
-        stat(admin).is_some_and(|(s, _)| s != 'Z'),
+        stat(admin).is_some_and(|s| s.state != 'Z'),
         "the admin's command was killed\n{}",
         plugin.log()
     );

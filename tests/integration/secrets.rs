@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::faults::{create, report, start, try_status, wait_mounted};
 use crate::support::client::{self, err_of};
 use crate::support::docker::{require_docker, run_in_container, volume_inspect, Cleanup};
-use crate::support::mounts::{cmdline, descendants, processes_with_arg};
+use crate::support::mounts::{all_pids, cmdline, descendants, processes_with_arg, stat};
 use crate::support::plugin::Plugin;
 use crate::support::sshd::{Sshd, TEST_PASSWORD};
 use crate::support::unique_name;
@@ -55,27 +55,11 @@ fn plugin_processes(plugin: &Plugin, sshd: &Sshd) -> Vec<i32> {
     pids.extend(
         all_pids()
             .into_iter()
-            .filter(|p| group_of(*p).is_some_and(|g| groups.contains(&g))),
+            .filter(|p| stat(*p).is_some_and(|s| groups.contains(&s.pgrp))),
     );
     pids.sort();
     pids.dedup();
     pids
-}
-
-fn all_pids() -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn group_of(pid: i32) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
 }
 
 /// Counts the places looked at; panics naming the first that shows `secret`.

@@ -28,14 +28,10 @@ const T: Duration = Duration::from_secs(20);
 
 /// Plugin CPU time (user + system, all threads) in seconds, from /proc.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).expect("read plugin stat");
-    let rest = &text[text.rfind(')').expect("stat has a comm") + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the comm: state is field 3, utime field 14, stime field 15.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let stat = netfs::procfs::stat(pid as i32).expect("read plugin stat");
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
+    (stat.utime + stat.stime) as f64 / hz
 }
 
 fn kill9(pid: i64) {

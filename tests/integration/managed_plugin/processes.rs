@@ -3,8 +3,6 @@
 //! one from the start). Killing sshfs and its ssh again and again must
 //! leave no zombie behind it.
 
-use std::fs;
-
 use serde_json::{json, Value};
 
 use crate::processes::{ssh_of, stat, zombie_children};
@@ -28,7 +26,7 @@ fn sshfs_serving(plugin: &ManagedPlugin, volume: &str, not: Option<i32>) -> i32 
             .filter(|(pid, argv)| {
                 argv.first().is_some_and(|a| a == "sshfs")
                     && Some(*pid) != not
-                    && stat(*pid).is_some_and(|(s, _)| s != 'Z')
+                    && stat(*pid).is_some_and(|s| s.state != 'Z')
             })
             .map(|(pid, _)| pid)
             .next();
@@ -39,9 +37,9 @@ fn sshfs_serving(plugin: &ManagedPlugin, volume: &str, not: Option<i32>) -> i32 
 
 /// The pid `pid` has inside its own pid namespace (the last of `NSpid`).
 fn pid_in_namespace(pid: i32) -> Option<i32> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
-    line.split_whitespace().last()?.parse().ok()
+    let status = netfs::procfs::status(pid)?;
+    let nspid = netfs::procfs::status_field(&status, "NSpid")?;
+    nspid.split_whitespace().last()?.parse().ok()
 }
 
 /// Releases the test's own mount ID however the test ends, so that its
@@ -78,7 +76,7 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_in_the_plugin() {
     let call = |endpoint: &str, body: Value| client::post(socket.as_ref(), endpoint, body);
     let _release = Release(&socket, &volume);
     let mut sshfs = sshfs_serving(&plugin, &volume, None);
-    let netfs = stat(sshfs).expect("sshfs runs").1;
+    let netfs = stat(sshfs).expect("sshfs runs").ppid;
     assert_eq!(
         pid_in_namespace(netfs),
         Some(1),
@@ -95,11 +93,7 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_in_the_plugin() {
         });
         assert!(one, "round {round}: sshfs {sshfs} has one ssh: {ssh:?}");
         // An orphan from the start: nothing but netfs can reap it.
-        assert_eq!(
-            stat(ssh[0]).map(|(_, ppid)| ppid),
-            Some(netfs),
-            "round {round}"
-        );
+        assert_eq!(stat(ssh[0]).map(|s| s.ppid), Some(netfs), "round {round}");
         let victim = if round % 2 == 0 { sshfs } else { ssh[0] };
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(victim),
