@@ -1,0 +1,71 @@
+//! The actor's side of a shared ssh connection: a lease taken at the first
+//! start and kept across restarts, the wait for its master, and what a
+//! restart through a master that is still up may skip. The masters
+//! themselves are `crate::connections`'.
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+
+use super::super::tool::Tool;
+use super::super::{ProcessError, ProcessSpec, Request};
+use super::launch::take_requests;
+use super::{Reply, Supervisor};
+
+impl<T: Tool> Supervisor<T> {
+    /// Takes a place on a shared connection (once) and waits for its
+    /// master to be up; the spec to spawn, with the options that make the
+    /// tool's ssh a client of it.
+    pub(super) async fn connection(
+        &mut self,
+        rx: &mut mpsc::Receiver<Request>,
+        waiting: &mut Vec<Reply>,
+        stop_reply: &mut Option<oneshot::Sender<()>>,
+    ) -> Option<Result<ProcessSpec, ProcessError>> {
+        let shared = self.spec.shared.as_ref()?;
+        let lease = self
+            .lease
+            .get_or_insert_with(|| shared.pool.join(&shared.key));
+        let master = lease.master().clone();
+        self.status
+            .send_modify(|s| s.connection = Some(master.clone()));
+        let wait = timeout(self.policy.mount_timeout, lease.ready());
+        let up = match take_requests(rx, &mut self.closed, waiting, stop_reply, wait).await? {
+            Ok(up) => up,
+            Err(_) => {
+                return Some(Err(ProcessError::Connection {
+                    connection: master.name(),
+                    endpoint: shared.key.to_string(),
+                    reason: format!(
+                        "not up within {}",
+                        humantime::format_duration(self.policy.mount_timeout)
+                    ),
+                }))
+            }
+        };
+        Some(up.map(|up| {
+            self.through = Some(up.generation);
+            let mut spec = self.spec.clone();
+            spec.invocation.args.extend(up.client_args);
+            spec
+        }))
+    }
+
+    /// The volume runs through a master whose login it started with is up.
+    pub(super) fn master_still_up(&self) -> bool {
+        match (&self.lease, self.through) {
+            (Some(lease), Some(login)) => {
+                let s = lease.master().status();
+                s.state == crate::connections::ConnState::Up && s.generation == login
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives up the volume's place on its shared connection: the master
+    /// stops when no volume holds one.
+    pub(super) fn leave_connection(&mut self) {
+        self.lease = None;
+        self.through = None;
+        self.status.send_modify(|s| s.connection = None);
+    }
+}
