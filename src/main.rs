@@ -1,3 +1,7 @@
+//! The netfs binary: flags, logging, the reaper, then the library's Docker
+//! plugin or CSI server until SIGTERM or SIGINT. Everything else, and
+//! everything testable, is in the library.
+
 use std::io::IsTerminal;
 
 use tokio::signal::unix::{signal, SignalKind};

@@ -1,3 +1,6 @@
+//! The pool's bookkeeping without a process or a server: which master a
+//! volume gets, when a new one is opened, when one is let go.
+
 use std::time::Duration;
 
 use tokio::time::Instant;

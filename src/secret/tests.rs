@@ -1,3 +1,6 @@
+//! Which keys are secret in every spelling, and that no argument shape lets
+//! a secret value through redaction.
+
 use super::*;
 
 #[test]

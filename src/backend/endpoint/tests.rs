@@ -1,3 +1,6 @@
+//! Where each backend's tool connects, read from sources and options as the
+//! tool would read them: hosts, ports, ssh aliases, rclone remotes.
+
 use super::super::test_support::request;
 use super::super::BackendSettings;
 use super::*;

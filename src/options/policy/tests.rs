@@ -1,3 +1,6 @@
+//! The default policy rule by rule, and how `--allow-options` and
+//! `--deny-options` widen and narrow it.
+
 use std::collections::BTreeMap;
 
 use super::*;
