@@ -18,7 +18,7 @@ TEST_CMD ?= $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 REGISTRY ?=
 PUSH_TAG ?=
 
-.PHONY: all build lint fmt-check clippy test test-plugin demo demo-plugin \
+.PHONY: all build lint fmt-check clippy test unit-as-user test-plugin demo demo-plugin \
 	plugin plugin-csi install push fleet-up fleet-down fuzz bench clean help
 
 all: build
@@ -26,6 +26,7 @@ all: build
 help:
 	@echo "make build        cargo build --release (target/release/netfs)"
 	@echo "make test         setup, fmt, clippy, test plugin, then $(TEST_CMD)"
+	@echo "make unit-as-user cargo test --lib as an unprivileged user (part of make test)"
 	@echo "make test-plugin  build the managed plugin $(TEST_PLUGIN) the tests use"
 	@echo "make lint         cargo fmt --check and clippy -D warnings"
 	@echo "make demo         run netfs as a host service against a local sshd"
@@ -50,10 +51,15 @@ clippy:
 
 lint: fmt-check clippy
 
-test: lint
+# The unit tests must pass as any user: `make test` runs them unprivileged
+# first (scripts/unit-as-user.sh), then everything as root.
+test: lint unit-as-user
 	scripts/setup.sh
 	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) scripts/test-plugin.sh
 	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) $(TEST_CMD); rc=$$?; scripts/fleet.sh down; exit $$rc
+
+unit-as-user:
+	CARGO=$(CARGO) scripts/unit-as-user.sh
 
 test-plugin:
 	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) scripts/test-plugin.sh

@@ -226,29 +226,6 @@ mod tests {
         ));
     }
 
-    /// The cache must never answer from before a change: mount and unmount
-    /// a tmpfs and ask straight after each (needs root, as `make test` has).
-    #[test]
-    fn the_cached_table_sees_every_change_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("t");
-        std::fs::create_dir(&target).unwrap();
-        assert!(!is_mounted(&target).unwrap());
-        for _ in 0..20 {
-            sys_mount::Mount::builder()
-                .fstype("tmpfs")
-                .mount("netfs-test", &target)
-                .expect("mount tmpfs (root needed)");
-            assert!(is_mounted(&target).unwrap(), "a new mount is seen");
-            assert_eq!(
-                mounted_under(dir.path()).unwrap(),
-                std::slice::from_ref(&target)
-            );
-            lazy_unmount(&target).unwrap();
-            assert!(!is_mounted(&target).unwrap(), "an unmount is seen");
-        }
-    }
-
     #[test]
     fn the_entry_at_a_mount_point_says_what_is_mounted() {
         let proc = mount_at(Path::new("/proc"))
@@ -256,12 +233,5 @@ mod tests {
             .expect("/proc is mounted");
         assert_eq!(proc.fs_type, "proc");
         assert_eq!(mount_at(Path::new("/proc/self")).unwrap(), None);
-    }
-
-    #[test]
-    fn unmounting_a_plain_directory_is_success() {
-        let dir = tempfile::tempdir().unwrap();
-        lazy_unmount(dir.path()).unwrap();
-        lazy_unmount(&dir.path().join("missing")).unwrap();
     }
 }

@@ -14,6 +14,7 @@ mod docker_sshfs;
 mod endpoints;
 mod faults;
 mod fleet;
+mod kernel;
 mod managed_plugin;
 mod options;
 mod pacing;
