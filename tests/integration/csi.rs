@@ -8,61 +8,31 @@ mod staging;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use hyper_util::rt::TokioIo;
 use netfs::csi::proto::*;
-use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::support::in_process;
+
 /// The CSI plugin served by this test process until dropped.
-pub struct InProcess {
-    dir: tempfile::TempDir,
-    stop: Arc<Notify>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+pub struct InProcess(in_process::InProcess);
 
 impl InProcess {
     pub fn start() -> InProcess {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let args = vec![
-            "netfs".to_string(),
-            "--mode=csi".to_string(),
-            format!(
-                "--csi-endpoint=unix://{}",
-                dir.path().join("csi.sock").display()
-            ),
-            format!("--staging-root={}", dir.path().join("staged").display()),
-            format!(
-                "--propagated-mount={}",
-                dir.path().join("published").display()
-            ),
-            format!("--state-file={}", dir.path().join("state.json").display()),
-            format!("--key-dir={}", crate::support::sshd::KEY_DIR),
-            "--node-id=node-a".to_string(),
-            "--mount-timeout=10s".to_string(),
-        ];
-        let config = netfs::Cli::try_parse_from(args)
-            .expect("flags")
-            .into_config()
-            .expect("config");
-        let stop = Arc::new(Notify::new());
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(netfs::csi::run(
-                config,
-                async move { stopped.notified().await },
-            ))
-            .expect("netfs::csi::run");
-        });
-        let plugin = InProcess {
-            dir,
-            stop,
-            thread: Some(thread),
-        };
+        let plugin = InProcess(in_process::InProcess::start(|dir| {
+            vec![
+                "--mode=csi".to_string(),
+                format!("--csi-endpoint=unix://{}", dir.join("csi.sock").display()),
+                format!("--staging-root={}", dir.join("staged").display()),
+                format!("--propagated-mount={}", dir.join("published").display()),
+                format!("--state-file={}", dir.join("state.json").display()),
+                format!("--key-dir={}", crate::support::sshd::KEY_DIR),
+                "--node-id=node-a".to_string(),
+                "--mount-timeout=10s".to_string(),
+            ]
+        }));
         let socket = plugin.socket();
         crate::support::wait_until(Duration::from_secs(10), "csi socket exists", || {
             socket.exists()
@@ -71,15 +41,15 @@ impl InProcess {
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.dir.path().join("csi.sock")
+        self.0.dir().join("csi.sock")
     }
 
     pub fn staged(&self, id: &str) -> PathBuf {
-        self.dir.path().join("staged").join(id)
+        self.0.dir().join("staged").join(id)
     }
 
     pub fn published(&self, id: &str) -> PathBuf {
-        self.dir.path().join("published").join(id)
+        self.0.dir().join("published").join(id)
     }
 
     /// A gRPC channel on the plugin's socket.
@@ -96,15 +66,6 @@ impl InProcess {
             }))
             .await
             .expect("connect to the csi socket")
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.stop.notify_one();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

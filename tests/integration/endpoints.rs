@@ -2,55 +2,30 @@
 //! temporary socket, with volumes mounted by real sshfs from a real sshd.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
 use crate::support::client::{self, post};
+use crate::support::in_process;
 use crate::support::mounts::{is_mounted, processes_with_arg};
 use crate::support::sshd::Sshd;
 
 /// The plugin served by this test process until dropped.
-struct InProcess {
-    dir: tempfile::TempDir,
-    stop: Arc<Notify>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+struct InProcess(in_process::InProcess);
 
 impl InProcess {
     fn start(extra: &[&str]) -> InProcess {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("netfs.sock");
-        let mut args = vec![
-            "netfs".to_string(),
-            format!("--socket={}", socket.display()),
-            format!(
-                "--propagated-mount={}",
-                dir.path().join("volumes").display()
-            ),
-            format!("--state-file={}", dir.path().join("state.json").display()),
-            format!("--key-dir={}", crate::support::sshd::KEY_DIR),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let config = netfs::Cli::try_parse_from(args)
-            .expect("flags")
-            .into_config()
-            .expect("config");
-        let stop = Arc::new(Notify::new());
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(netfs::run(config, async move { stopped.notified().await }))
-                .expect("netfs::run");
-        });
-        let plugin = InProcess {
-            dir,
-            stop,
-            thread: Some(thread),
-        };
+        let plugin = InProcess(in_process::InProcess::start(|dir| {
+            let mut args = vec![
+                format!("--socket={}", dir.join("netfs.sock").display()),
+                format!("--propagated-mount={}", dir.join("volumes").display()),
+                format!("--state-file={}", dir.join("state.json").display()),
+                format!("--key-dir={}", crate::support::sshd::KEY_DIR),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            args
+        }));
         crate::support::wait_until(Duration::from_secs(10), "socket answers", || {
             client::try_request(&plugin.socket(), "POST", "/Plugin.Activate", b"{}".to_vec())
                 .is_ok()
@@ -59,24 +34,15 @@ impl InProcess {
     }
 
     fn socket(&self) -> PathBuf {
-        self.dir.path().join("netfs.sock")
+        self.0.dir().join("netfs.sock")
     }
 
     fn root(&self) -> PathBuf {
-        self.dir.path().join("volumes")
+        self.0.dir().join("volumes")
     }
 
     fn post(&self, endpoint: &str, body: Value) -> (u16, Value) {
         post(&self.socket(), endpoint, body)
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.stop.notify_one();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -312,7 +278,7 @@ fn bad_input_gets_a_clear_error_and_the_plugin_keeps_serving() {
         processes_with_arg(plugin.root().to_str().unwrap()).is_empty(),
         "no process left"
     );
-    let state = std::fs::read_to_string(plugin.dir.path().join("state.json")).unwrap_or_default();
+    let state = std::fs::read_to_string(plugin.0.dir().join("state.json")).unwrap_or_default();
     assert!(
         !state.contains("unreachable") && !state.contains("silent"),
         "{state}"

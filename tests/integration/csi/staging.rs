@@ -171,7 +171,7 @@ async fn a_restart_leaves_nothing_staged_or_published() {
             .await
             .expect("publish");
     }
-    let dir = plugin.dir.path().to_path_buf();
+    let dir = plugin.0.dir().to_path_buf();
     drop(plugin);
     assert!(!is_mounted(&staged) && !is_mounted(&target));
     assert!(processes_with_arg(&staged.display().to_string()).is_empty());
