@@ -1,7 +1,8 @@
 //! Fixtures shared by every integration test: a real sshd on 127.0.0.1, the
 //! netfs binary (or the library in-process) on a private socket, a
-//! plugin-protocol client, docker CLI helpers and mount/process inspection. Include it from a test crate with
-//! `#[path = "support/mod.rs"] mod support;` (or `"../support/mod.rs"`).
+//! plugin-protocol client, docker CLI helpers and mount/process inspection.
+//! Include it from a test crate with `#[path = "support/mod.rs"] mod
+//! support;` (or `"../support/mod.rs"`).
 //! Tests wait with [`mounts::wait_until`], never with fixed sleeps.
 #![allow(dead_code)]
 
