@@ -12,7 +12,8 @@ use crate::supervision::{pid_of, script};
 use crate::support::calls::{create, start, status, wait_state};
 use crate::support::client::err_of;
 use crate::support::docker::{
-    docker, docker_ok, require_docker, run_in_container, volume_inspect, Cleanup,
+    docker, docker_ok, require_docker, run_in_container, volume_create_args, volume_inspect,
+    Cleanup,
 };
 use crate::support::mounts::{is_mounted, process_alive, processes_with_arg, wait_until};
 use crate::support::sshd::{Sshd, TEST_PASSWORD};
@@ -20,17 +21,7 @@ use crate::support::unique_name;
 
 /// `docker volume create -d <plugin> -o k=v ... name`.
 fn docker_create(driver: &str, name: &str, opts: &[(&str, String)]) -> std::process::Output {
-    let mut args = vec![
-        "volume".to_owned(),
-        "create".into(),
-        "-d".into(),
-        driver.into(),
-    ];
-    for (k, v) in opts {
-        args.push("-o".into());
-        args.push(format!("{k}={v}"));
-    }
-    args.push(name.into());
+    let args = volume_create_args(driver, name, opts);
     docker(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 

@@ -313,17 +313,7 @@ fn bad_input_gets_netfs_errors_through_docker_28() {
     let pid_before = fleet.plugin_inspect(node)["Id"].clone();
     for (what, opts, mention) in &cases {
         let name = unique_name("fl-bad");
-        let mut args = vec![
-            "volume".to_owned(),
-            "create".into(),
-            "-d".into(),
-            ALIAS.into(),
-        ];
-        for (k, v) in opts {
-            args.push("-o".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.push(name.clone());
+        let args = crate::support::docker::volume_create_args(ALIAS, &name, opts);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let stderr = fleet.docker_fails(node, &args);
         let prefix = format!("Error response from daemon: create {name}: VolumeDriver.Create: ");

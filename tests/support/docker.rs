@@ -107,6 +107,22 @@ fn show(args: &[&str], out: &Output) -> String {
 
 /// Runs `docker args...`, panics with its stderr unless it succeeds;
 /// returns stdout.
+/// The argv of `docker volume create -d <driver> -o k=v ... <name>`.
+pub fn volume_create_args(driver: &str, name: &str, opts: &[(&str, String)]) -> Vec<String> {
+    let mut args = vec![
+        "volume".to_owned(),
+        "create".into(),
+        "-d".into(),
+        driver.into(),
+    ];
+    for (k, v) in opts {
+        args.push("-o".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.push(name.into());
+    args
+}
+
 pub fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
     assert!(out.status.success(), "{}", show(args, &out));

@@ -240,17 +240,7 @@ impl ManagedPlugin {
 
     /// `docker volume create -d <plugin> -o k=v ... volume`.
     pub fn create(&self, volume: &str, opts: &[(&str, String)]) {
-        let mut args = vec![
-            "volume".to_owned(),
-            "create".into(),
-            "-d".into(),
-            self.name.clone(),
-        ];
-        for (k, v) in opts {
-            args.push("-o".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.push(volume.into());
+        let args = crate::support::docker::volume_create_args(&self.name, volume, opts);
         let out = docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(
             out.status.success(),
