@@ -321,8 +321,8 @@ pub fn restart_dockerd() {
             .ok()
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("no dockerd pid in {DOCKERD_PID}"));
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        assert_eq!(comm.trim(), "dockerd", "{DOCKERD_PID} names pid {pid}");
+        let comm = netfs::procfs::stat(pid).map(|s| s.comm).unwrap_or_default();
+        assert_eq!(comm, "dockerd", "{DOCKERD_PID} names pid {pid}");
         kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM dockerd");
         wait_until(T, "dockerd exits after SIGTERM", || !process_alive(pid));
         if let Err(e) = start_dockerd() {
