@@ -52,13 +52,27 @@ pub fn is_mounted(path: impl AsRef<Path>) -> bool {
     netfs::mounts::is_mounted(path.as_ref()).expect("read /proc/self/mountinfo")
 }
 
-/// Mount points at or below `root`, deepest first (the order to unmount in).
+/// Mount points at or below `root`, deepest first (the order to unmount in);
+/// `root` as given and with its parent resolved, as mountinfo shows it (not
+/// `root` itself: a hung or dead network mount there must not be touched).
 pub fn mounts_under(root: impl AsRef<Path>) -> Vec<PathBuf> {
     let root = root.as_ref();
-    let mut found = netfs::mounts::mounted_under(root).expect("read /proc/self/mountinfo");
-    if is_mounted(root) {
-        found.push(root.to_path_buf());
+    let resolved = match (root.parent().map(Path::canonicalize), root.file_name()) {
+        (Some(Ok(parent)), Some(name)) => parent.join(name),
+        _ => root.to_path_buf(),
+    };
+    let mut found = Vec::new();
+    for root in [root, resolved.as_path()] {
+        found.extend(netfs::mounts::mounted_under(root).expect("read /proc/self/mountinfo"));
+        if is_mounted(root) {
+            found.push(root.to_path_buf());
+        }
     }
+    found.sort_by(|a, b| {
+        let depth = |p: &PathBuf| p.components().count();
+        depth(b).cmp(&depth(a)).then_with(|| a.cmp(b))
+    });
+    found.dedup();
     found
 }
 
