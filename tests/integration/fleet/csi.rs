@@ -234,22 +234,24 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
             .stdout
             .starts_with(b"true")
     });
-    // Swarm may stage again on the returning node (for the task it had
-    // there, or a new one) before it settles; what is left then is Swarm's
-    // to release, and the drain and rm below must leave nothing on any
-    // node, this one included. Say what was seen.
+    // Swarm may give the returning node its old task's volume again
+    // before it releases it; once no task of the service runs there,
+    // nothing of the volume may be left.
     let mut seen = String::new();
-    let gone = crate::support::mounts::poll_until(super::fixture::T, || {
+    let mut tasks = 0;
+    let settled = crate::support::mounts::poll_until(super::fixture::T, || {
+        tasks = fleet.tasks_on(lost, service).len();
         seen = leftovers(lost);
-        seen.trim().is_empty()
+        tasks == 0 && seen.trim().is_empty()
     });
-    let tasks = fleet.tasks_on(lost, service).len();
     crate::faults::report(
         "fleet",
-        &format!(
-            "csi: after {lost} returned: staged mount gone: {gone}; tasks of the service there: {tasks}{}",
-            if gone { String::new() } else { format!("; left: {}", seen.trim()) }
-        ),
+        &format!("csi: after {lost} returned: nothing staged: {settled}; tasks there: {tasks}"),
+    );
+    assert!(
+        settled || tasks > 0,
+        "{lost} returned with no task of {service} but keeps: {}",
+        seen.trim()
     );
 
     // Drain stops the tasks and unpublishes; rm leaves nothing anywhere.
