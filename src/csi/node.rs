@@ -198,12 +198,14 @@ impl node_server::Node for Node {
             };
             let mut targets = stages.lock(&name).await;
             unpublish(&target)?;
-            stages.remove(&mut targets, &target);
             tracing::info!(volume = %req.volume_id, target = %target.display(), "unpublished");
-            if targets.is_empty() {
+            // The target is forgotten only once its stage is settled, so
+            // that a retry after a failed unstage tries that again.
+            if targets.iter().all(|t| *t == target) {
                 driver.unstage(name.as_str()).await.map_err(status)?;
                 tracing::info!(volume = %req.volume_id, name = %name, "unstaged with its last publish");
             }
+            stages.remove(&mut targets, &target);
             Ok(())
         })
         .await?;
