@@ -194,12 +194,18 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
     let before = files(&remote);
     let on = Fleet::replica_nodes(&before);
     assert_eq!(on, NODES, "one replica per node: {before:?}");
-    for what in [
-        fleet.docker_ok(manager, &["volume", "inspect", volume]),
-        fleet.docker_ok(manager, &["service", "inspect", service]),
+    for (what, names) in [
+        (
+            fleet.docker_ok(manager, &["volume", "inspect", volume]),
+            csi,
+        ),
+        (
+            fleet.docker_ok(manager, &["service", "inspect", service]),
+            volume.as_str(),
+        ),
     ] {
         assert!(!what.contains(&password), "the password shows: {what}");
-        assert!(what.contains(csi), "{what}");
+        assert!(what.contains(names), "{names} in {what}");
     }
 
     // A node stops: its replica runs elsewhere and writes again.
