@@ -19,7 +19,7 @@ REGISTRY ?=
 PUSH_TAG ?=
 
 .PHONY: all build lint fmt-check clippy test unit-as-user test-plugin demo demo-plugin \
-	plugin plugin-csi install push fleet-up fleet-down fuzz bench clean help
+	plugin plugin-csi install push push-csi fleet-up fleet-down fuzz bench clean help
 
 all: build
 
@@ -35,6 +35,7 @@ help:
 	@echo "make plugin-csi   build the CSI plugin netfs-csi for Swarm cluster volumes (disabled)"
 	@echo "make install      build and enable the managed plugin"
 	@echo "make push         push the plugin to REGISTRY as netfs:PUSH_TAG (scripts/push.sh)"
+	@echo "make push-csi     push the CSI plugin to REGISTRY as netfs-csi:PUSH_TAG"
 	@echo "make fleet-up     Docker 28 nodes in a swarm, a registry, an sshd (scripts/fleet.sh)"
 	@echo "make fleet-down   remove the fleet (its cached image stays)"
 	@echo "make fuzz|bench   run scripts/fuzz.sh or scripts/bench.sh"
@@ -81,6 +82,10 @@ install:
 
 push:
 	REGISTRY=$(REGISTRY) PUSH_TAG=$(PUSH_TAG) scripts/push.sh
+
+push-csi:
+	REGISTRY=$(REGISTRY) PUSH_TAG=$(PUSH_TAG) PUSH_NAME=netfs-csi \
+		PLUGIN_CONFIG=config-csi.json scripts/push.sh
 
 fleet-up:
 	scripts/fleet.sh up

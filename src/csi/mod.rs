@@ -8,6 +8,7 @@ mod identity;
 mod node;
 pub mod options;
 pub mod proto;
+mod stages;
 
 use std::future::Future;
 use std::path::Path;
@@ -20,7 +21,8 @@ use crate::config::Config;
 use crate::driver::{Driver, DriverError};
 use crate::{mounts, server, Error};
 
-pub const PLUGIN_NAME: &str = "netfs.csi";
+/// The plugin name in GetPluginInfo: the managed plugin's own name.
+pub const PLUGIN_NAME: &str = "netfs-csi";
 
 /// How long calls in flight get to finish at shutdown.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -55,6 +57,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         staging_root: config.mount_root.clone(),
         publish_root: csi.publish_root.clone(),
         node_id: csi.node_id.clone(),
+        stages: Default::default(),
     };
     let stopping = Arc::new(tokio::sync::Notify::new());
     let stopped = stopping.clone();

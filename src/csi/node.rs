@@ -1,17 +1,19 @@
 //! CSI Node: stage = the volume's supervised tool mounts at the staging
 //! path (the driver's mountpoint of a volume named after it); publish = a
-//! bind mount of the staged path onto the target. Each call checks its
-//! input, answers a done request as success, then does the work.
+//! bind mount of the staged path onto the target, and the last unpublish
+//! of a stage unstages it. Each call checks its input, answers a done
+//! request as success, then does the work, one call per volume at a time.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use nix::mount::MsFlags;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::controller::check_capability;
 use super::options::volume_options;
 use super::proto::*;
+use super::stages::Stages;
 use super::{invalid, required, status};
 use crate::driver::Driver;
 use crate::mounts;
@@ -22,6 +24,7 @@ pub struct Node {
     pub staging_root: PathBuf,
     pub publish_root: PathBuf,
     pub node_id: String,
+    pub stages: Arc<Stages>,
 }
 
 impl Node {
@@ -94,9 +97,11 @@ impl node_server::Node for Node {
         check_capability(capability)?;
         let opts = volume_options(&req.volume_context, &req.secrets)
             .map_err(|e| invalid(e.to_string()))?;
-        let driver = self.driver.clone();
+        tracing::debug!(volume = %req.volume_id, name = %name, "stage requested");
+        let (driver, stages) = (self.driver.clone(), self.stages.clone());
         let volume = req.volume_id;
         detached(async move {
+            let _targets = stages.lock(&name).await;
             driver.stage(name.as_str(), opts).await.map_err(status)?;
             tracing::info!(volume = %volume, name = %name, "staged");
             Ok(())
@@ -112,8 +117,18 @@ impl node_server::Node for Node {
         let req = request.into_inner();
         required(&req.volume_id, "volume_id")?;
         let name = self.staged_name(&req.staging_target_path)?;
-        let driver = self.driver.clone();
+        tracing::debug!(volume = %req.volume_id, name = %name, "unstage requested");
+        let (driver, stages) = (self.driver.clone(), self.stages.clone());
         detached(async move {
+            // A stage still under way finishes first, and is undone here.
+            let targets = stages.lock(&name).await;
+            if let Some(target) = targets.first() {
+                return Err(Status::failed_precondition(format!(
+                    "volume {} is still published at {}; unpublish it first",
+                    req.volume_id,
+                    target.display()
+                )));
+            }
             driver.unstage(name.as_str()).await.map_err(status)?;
             tracing::info!(volume = %req.volume_id, name = %name, "unstaged");
             Ok(())
@@ -135,31 +150,39 @@ impl node_server::Node for Node {
             .as_ref()
             .ok_or_else(|| invalid("volume_capability is missing"))?;
         check_capability(capability)?;
-        if !self.driver.is_staged(name.as_str()) {
-            return Err(Status::new(
-                Code::FailedPrecondition,
-                format!(
-                    "volume {} is not staged at {}; stage it first",
-                    req.volume_id, req.staging_target_path
-                ),
-            ));
-        }
         let readonly = req.readonly
             || matches!(
                 capability.access_mode.as_ref().map(|m| m.mode()),
                 Some(Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly)
             );
         let staged = self.staging_root.join(name.as_str());
-        if mounts::is_mounted(&target).unwrap_or(false) {
-            return Ok(Response::new(NodePublishVolumeResponse {}));
-        }
-        bind(&staged, &target, readonly).map_err(|e| {
-            Status::internal(format!("cannot publish at {}: {e}", target.display()))
-        })?;
-        tracing::info!(volume = %req.volume_id, target = %target.display(), readonly, "published");
+        let (driver, stages) = (self.driver.clone(), self.stages.clone());
+        detached(async move {
+            let mut targets = stages.lock(&name).await;
+            if !driver.is_staged(name.as_str()) {
+                return Err(Status::failed_precondition(format!(
+                    "volume {} is not staged at {}; stage it first",
+                    req.volume_id, req.staging_target_path
+                )));
+            }
+            if !mounts::is_mounted(&target).unwrap_or(false) {
+                bind(&staged, &target, readonly).map_err(|e| {
+                    Status::internal(format!("cannot publish at {}: {e}", target.display()))
+                })?;
+                tracing::info!(volume = %req.volume_id, target = %target.display(), readonly, "published");
+            }
+            stages.add(&mut targets, &name, &target);
+            Ok(())
+        })
+        .await?;
         Ok(Response::new(NodePublishVolumeResponse {}))
     }
 
+    /// Takes the target down; the last target of a stage takes the stage
+    /// down too. Swarm stages again before every publish, but sends no
+    /// NodeUnstageVolume for a volume its agent staged since it started
+    /// (see docs/csi.md): without this a released volume's tool would run
+    /// until the plugin stops.
     async fn node_unpublish_volume(
         &self,
         request: Request<NodeUnpublishVolumeRequest>,
@@ -167,17 +190,25 @@ impl node_server::Node for Node {
         let req = request.into_inner();
         required(&req.volume_id, "volume_id")?;
         let target = self.target(&req.target_path)?;
-        let fail = |e: std::io::Error| {
-            Status::internal(format!("cannot unpublish {}: {e}", target.display()))
-        };
-        if mounts::is_mounted(&target).map_err(fail)? {
-            mounts::lazy_unmount(&target).map_err(fail)?;
-        }
-        match std::fs::remove_dir(&target) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
-            _ => {}
-        }
-        tracing::info!(volume = %req.volume_id, target = %target.display(), "unpublished");
+        tracing::debug!(volume = %req.volume_id, target = %target.display(), "unpublish requested");
+        let (driver, stages) = (self.driver.clone(), self.stages.clone());
+        detached(async move {
+            let Some(name) = stages.staged_for(&target) else {
+                return unpublish(&target);
+            };
+            let mut targets = stages.lock(&name).await;
+            unpublish(&target)?;
+            tracing::info!(volume = %req.volume_id, target = %target.display(), "unpublished");
+            // The target is forgotten only once its stage is settled, so
+            // that a retry after a failed unstage tries that again.
+            if targets.iter().all(|t| *t == target) {
+                driver.unstage(name.as_str()).await.map_err(status)?;
+                tracing::info!(volume = %req.volume_id, name = %name, "unstaged with its last publish");
+            }
+            stages.remove(&mut targets, &target);
+            Ok(())
+        })
+        .await?;
         Ok(Response::new(NodeUnpublishVolumeResponse {}))
     }
 
@@ -219,4 +250,18 @@ fn bind(staged: &Path, target: &Path, readonly: bool) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Unmounts a publish target if mounted and removes its directory; what
+/// is not there counts as done.
+fn unpublish(target: &Path) -> Result<(), Status> {
+    let fail =
+        |e: std::io::Error| Status::internal(format!("cannot unpublish {}: {e}", target.display()));
+    if mounts::is_mounted(target).map_err(fail)? {
+        mounts::lazy_unmount(target).map_err(fail)?;
+    }
+    match std::fs::remove_dir(target) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fail(e)),
+        _ => Ok(()),
+    }
 }

@@ -18,7 +18,7 @@ async fn identity_reports_the_plugin_its_controller_and_readiness() {
         .await
         .expect("GetPluginInfo")
         .into_inner();
-    assert_eq!(info.name, "netfs.csi");
+    assert_eq!(info.name, "netfs-csi");
     assert_eq!(info.vendor_version, env!("CARGO_PKG_VERSION"));
     let caps = identity
         .get_plugin_capabilities(GetPluginCapabilitiesRequest {})

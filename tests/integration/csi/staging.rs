@@ -1,6 +1,7 @@
 //! Stage, publish, unpublish and unstage with a real sshfs and a password
 //! from the secrets; every call twice; a stage cut short by the caller's
-//! deadline converges on the retry with one tool.
+//! deadline converges on the retry with one tool, or is undone by an
+//! unstage that waits for it.
 
 use std::time::Duration;
 
@@ -84,7 +85,21 @@ async fn stage_publish_and_back_with_a_password_from_the_secrets() {
     let err = std::fs::write(readonly.join("x"), "no").expect_err("read-only");
     assert_eq!(err.raw_os_error(), Some(nix::libc::EROFS));
 
-    for target in ["task1", "task2"] {
+    let published = node
+        .node_unstage_volume(NodeUnstageVolumeRequest {
+            volume_id: "shared".into(),
+            staging_target_path: staged_arg.clone(),
+        })
+        .await
+        .expect_err("unstaging a volume still published");
+    assert_eq!(published.code(), Code::FailedPrecondition, "{published:?}");
+    assert!(
+        published.message().contains("unpublish it first"),
+        "{published:?}"
+    );
+    assert!(is_mounted(&target), "a refused unstage changes nothing");
+
+    for (target, last) in [("task1", false), ("task2", true)] {
         for _ in 0..2 {
             node.node_unpublish_volume(NodeUnpublishVolumeRequest {
                 volume_id: "shared".into(),
@@ -94,6 +109,14 @@ async fn stage_publish_and_back_with_a_password_from_the_secrets() {
             .expect("NodeUnpublishVolume, also when already unpublished");
         }
         assert!(!plugin.published(target).exists(), "the target is removed");
+        // Swarm sends no NodeUnstageVolume for what its agent staged: the
+        // last unpublish takes the stage down.
+        assert_eq!(
+            is_mounted(&staged),
+            !last,
+            "staged while published, after {target}"
+        );
+        assert_eq!(processes_with_arg(&staged_arg).len(), usize::from(!last));
     }
     for _ in 0..2 {
         node.node_unstage_volume(NodeUnstageVolumeRequest {
@@ -152,6 +175,32 @@ async fn a_stage_past_the_deadline_converges_on_the_retry_with_one_tool() {
     .await
     .expect("unstage");
     assert!(!staged.exists());
+}
+
+/// Swarm may give up on a stage and release the volume while netfs still
+/// mounts it: the unstage waits for the stage, then undoes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unstage_during_a_stage_waits_and_undoes_it() {
+    let sshd = Sshd::with_password();
+    let plugin = InProcess::start();
+    let mut node = node_client::NodeClient::new(plugin.channel().await);
+    let staged = plugin.staged("swarmid4");
+    let staged_arg = staged.display().to_string();
+
+    let mut hurried = tonic::Request::new(stage_request(&plugin, "swarmid4", &sshd));
+    hurried.set_timeout(Duration::from_millis(20));
+    node.node_stage_volume(hurried)
+        .await
+        .expect_err("past the deadline");
+    node.node_unstage_volume(NodeUnstageVolumeRequest {
+        volume_id: "shared".into(),
+        staging_target_path: staged_arg.clone(),
+    })
+    .await
+    .expect("the unstage waits for the stage, then undoes it");
+    assert!(!is_mounted(&staged), "nothing mounted once unstaged");
+    assert!(!staged.exists(), "the staging directory is removed");
+    assert!(processes_with_arg(&staged_arg).is_empty(), "no tool left");
 }
 
 /// A plugin that stops takes its mounts down; the next start brings back
