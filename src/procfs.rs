@@ -1,6 +1,6 @@
 //! The kernel's `/proc` files, parsed in one place for netfs, its tests and
-//! its benchmark: mountinfo lines, a process's `stat`, `cmdline` and
-//! `status`, the list of pids. Plain reads: nothing here caches or acts.
+//! its benchmark: mountinfo lines, a process's `stat`, `cmdline`, `environ`
+//! and `status`, the list of pids. Plain reads: nothing here caches or acts.
 
 use std::fs;
 use std::io;
@@ -144,6 +144,21 @@ pub fn cmdline(pid: i32) -> Vec<String> {
     nul_separated(&fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
 }
 
+/// `/proc/<pid>/environ`, raw (readable only for processes of the same
+/// user, or as root).
+pub fn environ(pid: i32) -> Option<Vec<u8>> {
+    fs::read(format!("/proc/{pid}/environ")).ok()
+}
+
+/// The value of `key` in an environment as `environ` holds it
+/// (`KEY=value`, NUL-separated); `None` if unset or not UTF-8.
+pub fn env_var<'a>(environ: &'a [u8], key: &str) -> Option<&'a str> {
+    environ.split(|b| *b == 0).find_map(|var| {
+        let value = var.strip_prefix(key.as_bytes())?.strip_prefix(b"=")?;
+        std::str::from_utf8(value).ok()
+    })
+}
+
 /// The value of `key` in a `status` text (`VmRSS`, `NSpid`, ...), trimmed.
 pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|line| {
@@ -231,6 +246,7 @@ mod tests {
         assert!(alive(me));
         assert!(pids().contains(&me));
         assert!(!cmdline(me).is_empty());
+        assert!(environ(me).is_some());
         assert!(status_kib(me, "VmRSS").is_some_and(|kib| kib > 0));
     }
 
@@ -241,5 +257,9 @@ mod tests {
         assert_eq!(status_field(status, "NSpid"), Some("77\t1"));
         assert_eq!(status_field(status, "VmRS"), None);
         assert_eq!(nul_separated(b"a\0b c\0\0"), ["a", "b c"]);
+        let env = b"PATH=/bin\0XKEY=1\0KEY=a=b\0EMPTY=\0";
+        assert_eq!(env_var(env, "KEY"), Some("a=b"));
+        assert_eq!(env_var(env, "EMPTY"), Some(""));
+        assert_eq!(env_var(env, "PAT"), None);
     }
 }

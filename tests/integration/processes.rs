@@ -229,11 +229,8 @@ fn a_tool_writing_64_mib_without_a_newline_costs_bounded_memory_and_is_logged_cu
 
 /// The value of `key` in the environment of `pid`.
 fn environ_var(pid: i32, key: &str) -> Option<String> {
-    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
-    raw.split(|b| *b == 0).find_map(|var| {
-        let value = var.strip_prefix(key.as_bytes())?.strip_prefix(b"=")?;
-        Some(String::from_utf8_lossy(value).into_owned())
-    })
+    let environ = netfs::procfs::environ(pid)?;
+    netfs::procfs::env_var(&environ, key).map(str::to_owned)
 }
 
 /// netfs is killed while a Create waits for its tool; the next start

@@ -82,7 +82,7 @@ impl Audit {
                 &cmdline(*pid).join(" "),
                 secret,
             );
-            let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let env = netfs::procfs::environ(*pid).unwrap_or_default();
             self.clean(
                 &format!("the environment of {pid}"),
                 &String::from_utf8_lossy(&env),
