@@ -3,9 +3,8 @@
 //! it, logged in again after it dies, stopped when its last volume leaves.
 //! `ControlPersist` is off: netfs, not ssh, decides how long it lives.
 
-use std::collections::VecDeque;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{killpg, Signal};
@@ -15,11 +14,11 @@ use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
 
 use super::{ConnState, ConnStatus, Master, Settings};
+use crate::marks::MARK_ROOT;
+use crate::output::{self, Lines, Tail};
 use crate::reaper::{self, Tracked};
-use crate::supervisor::{pump_output, Tail, MARK_ROOT};
 
-/// Marks a master as this netfs's (its id), beside `MARK_ROOT`.
-pub const MARK_CONNECTION: &str = "NETFS_CONNECTION";
+pub use crate::marks::MARK_CONNECTION;
 const POLL: Duration = Duration::from_millis(10);
 /// A master that stayed up this long starts its backoff afresh.
 const STABLE: Duration = Duration::from_secs(60);
@@ -30,17 +29,12 @@ struct Running {
     child: Tracked,
     group: Option<Pid>,
     pid: Option<u32>,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    tail: Lines,
 }
 
 impl Running {
     fn tail(&self) -> Tail {
-        Tail(
-            self.tail
-                .lock()
-                .map(|t| t.iter().cloned().collect())
-                .unwrap_or_default(),
-        )
+        Tail::of(&self.tail)
     }
 }
 
@@ -184,9 +178,15 @@ async fn connect(master: &Master, settings: &Settings) -> Result<Running, String
     let mut child = reaper::spawn(&mut command).map_err(|e| format!("cannot start ssh: {e}"))?;
     let pid = child.id();
     tracing::info!(connection = %master.name(), endpoint = %master.key, pid, "ssh connection started");
-    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    let tail = output::lines();
     if let Some(err) = child.stderr.take() {
-        pump_output(master.name(), err, tail.clone());
+        output::pump(
+            master.name(),
+            "stderr",
+            err,
+            Arc::from([]),
+            Some(tail.clone()),
+        );
     }
     let mut running = Running {
         child,

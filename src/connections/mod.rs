@@ -27,7 +27,6 @@ pub use master::MARK_CONNECTION;
 
 use crate::backend::Server;
 use crate::pacing::Gate;
-use crate::supervisor::ProcessError;
 
 /// OpenSSH's default `MaxSessions`: sessions one connection may carry.
 pub const DEFAULT_SESSIONS: usize = 10;
@@ -219,6 +218,17 @@ pub struct Lease {
     master: Arc<Master>,
 }
 
+/// A volume cannot go through its shared connection: the master did not
+/// come up.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the shared ssh connection {connection} to {endpoint} is not up: {reason}")]
+pub struct NotUp {
+    pub connection: String,
+    pub endpoint: String,
+    /// What the ssh master wrote on stderr, then maybe a hint.
+    pub reason: String,
+}
+
 impl Lease {
     pub fn master(&self) -> &Arc<Master> {
         &self.master
@@ -226,7 +236,7 @@ impl Lease {
 
     /// Waits until the master is up: its control socket and the login it
     /// holds, or the error of its next failed login.
-    pub async fn ready(&self) -> Result<Up, ProcessError> {
+    pub async fn ready(&self) -> Result<Up, NotUp> {
         let mut rx = self.master.status.subscribe();
         let failures = rx.borrow().failures;
         let status = rx
@@ -238,8 +248,8 @@ impl Lease {
                 generation: s.generation,
                 client_args: client_args(&self.master.socket),
             }),
-            Ok(s) => Err(self.error(s.last_error.unwrap_or_default())),
-            Err(_) => Err(self.error("its supervisor is gone".to_owned())),
+            Ok(s) => Err(self.not_up(s.last_error.unwrap_or_default())),
+            Err(_) => Err(self.not_up("its supervisor is gone".to_owned())),
         }
     }
 
@@ -267,8 +277,9 @@ impl Lease {
         );
     }
 
-    fn error(&self, reason: String) -> ProcessError {
-        ProcessError::Connection {
+    /// The error of a master that is not up, with `reason`.
+    pub fn not_up(&self, reason: String) -> NotUp {
+        NotUp {
             connection: self.master.name(),
             endpoint: self.master.key.to_string(),
             reason,

@@ -3,11 +3,10 @@
 //! stopped (SIGTERM to the group, a grace period, SIGKILL, lazy unmount).
 //! Whether to run it again is the actor's business, not this module's.
 
-use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -18,16 +17,15 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
 use super::error::{ProcessError, Tail};
-use super::output::{pump, Lines, TAIL_LINES};
 use super::{Policy, ProcessSpec};
 use crate::mounts::{self, Probe, Prober};
+use crate::output::{self, pump, Lines};
 use crate::reaper::{self, Tracked};
 use crate::secret::Secret;
 
 /// The variables that mark a tool netfs started: its volume, and the mount
 /// root of the netfs that started it.
-pub const MARK_VOLUME: &str = "NETFS_VOLUME";
-pub const MARK_ROOT: &str = "NETFS_MOUNT_ROOT";
+pub use crate::marks::{MARK_ROOT, MARK_VOLUME};
 const READY_POLL_MIN: Duration = Duration::from_millis(10);
 const READY_POLL_MAX: Duration = Duration::from_millis(200);
 /// How long a tool that exited 0 (one-shot or daemonising) has for its
@@ -55,12 +53,7 @@ pub struct Running {
 impl Running {
     /// The last lines the tool wrote on stderr.
     pub fn tail(&self) -> Tail {
-        Tail(
-            self.tail
-                .lock()
-                .map(|t| t.iter().cloned().collect())
-                .unwrap_or_default(),
-        )
+        Tail::of(&self.tail)
     }
 
     /// Waits a moment for the tool's output to reach the log and the tail.
@@ -212,7 +205,7 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
     }
     let pid = child.id();
     tracing::info!(volume = %spec.name, pid, command = %inv.display(), "volume process started");
-    let tail: Lines = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+    let tail = output::lines();
     let name = spec.name.to_string();
     let mut pumps = Vec::new();
     let secrets: Arc<[Secret]> = inv.secrets().into();

@@ -1,25 +1,8 @@
 //! Why a volume's process could not be had, in words a `docker run` user can
 //! act on: each error names the tool and ends with what it wrote on stderr.
 
-/// The last lines a tool wrote on stderr, shown after an error message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tail(pub Vec<String>);
-
-impl Tail {
-    pub fn text(&self) -> String {
-        self.0.join("\n")
-    }
-}
-
-impl std::fmt::Display for Tail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            write!(f, ": {}", self.0.join("; "))
-        }
-    }
-}
+use crate::connections::NotUp;
+pub use crate::output::Tail;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProcessError {
@@ -51,13 +34,8 @@ pub enum ProcessError {
         limit: usize,
         timeout: String,
     },
-    #[error("the shared ssh connection {connection} to {endpoint} is not up: {reason}")]
-    Connection {
-        connection: String,
-        endpoint: String,
-        /// What the ssh master wrote on stderr, then maybe a hint.
-        reason: String,
-    },
+    #[error(transparent)]
+    Connection(#[from] NotUp),
     #[error("the volume was stopped while it was being mounted")]
     Stopped,
     #[error("the volume's supervisor is gone (netfs is shutting down)")]

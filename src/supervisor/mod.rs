@@ -9,7 +9,6 @@ mod actor;
 mod budget;
 mod child;
 mod error;
-mod output;
 mod tool;
 
 use std::path::PathBuf;
@@ -27,16 +26,6 @@ use crate::pacing::Gate;
 
 pub use child::{MARK_ROOT, MARK_VOLUME};
 pub use error::{ProcessError, Tail};
-
-/// Logs what another supervised process (an ssh master) writes on a
-/// stream, keeping its last lines in `tail`.
-pub fn pump_output(
-    name: String,
-    reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    tail: output::Lines,
-) {
-    output::pump(name, "stderr", reader, Arc::from([]), Some(tail));
-}
 
 /// Where a volume's process is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

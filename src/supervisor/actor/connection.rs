@@ -10,6 +10,7 @@ use super::super::tool::Tool;
 use super::super::{ProcessError, ProcessSpec, Request};
 use super::launch::take_requests;
 use super::{Reply, Supervisor};
+use crate::connections::NotUp;
 
 impl<T: Tool> Supervisor<T> {
     /// Takes a place on a shared connection (once) and waits for its
@@ -32,17 +33,17 @@ impl<T: Tool> Supervisor<T> {
         let up = match take_requests(rx, &mut self.closed, waiting, stop_reply, wait).await? {
             Ok(up) => up,
             Err(_) => {
-                return Some(Err(ProcessError::Connection {
+                return Some(Err(ProcessError::Connection(NotUp {
                     connection: master.name(),
                     endpoint: shared.key.to_string(),
                     reason: format!(
                         "not up within {}",
                         humantime::format_duration(self.policy.mount_timeout)
                     ),
-                }))
+                })))
             }
         };
-        Some(up.map(|up| {
+        Some(up.map_err(ProcessError::from).map(|up| {
             self.through = Some(up.generation);
             let mut spec = self.spec.clone();
             spec.invocation.args.extend(up.client_args);

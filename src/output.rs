@@ -2,7 +2,9 @@
 //! every secret of its command hidden; stderr lines also go to a short tail
 //! for errors and Status. Lines are read with a bound, so a tool that
 //! writes without newlines costs netfs a fixed amount of memory: a longer
-//! line is logged cut, marked, and the rest of it skipped.
+//! line is logged cut, marked, and the rest of it skipped. Used for the
+//! volumes' tools (`supervisor`) and the ssh masters (`connections`) alike;
+//! it knows neither.
 
 use std::collections::VecDeque;
 use std::io;
@@ -20,6 +22,41 @@ const TAIL_LINE_MAX: usize = 400;
 pub const LOG_LINE_MAX: usize = 8 * 1024;
 
 pub type Lines = Arc<Mutex<VecDeque<String>>>;
+
+/// A new, empty tail for [`pump`].
+pub fn lines() -> Lines {
+    Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)))
+}
+
+/// The last lines a tool wrote on stderr, shown after an error message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tail(pub Vec<String>);
+
+impl Tail {
+    /// What `lines` holds now.
+    pub fn of(lines: &Lines) -> Tail {
+        Tail(
+            lines
+                .lock()
+                .map(|t| t.iter().cloned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    pub fn text(&self) -> String {
+        self.0.join("\n")
+    }
+}
+
+impl std::fmt::Display for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, ": {}", self.0.join("; "))
+        }
+    }
+}
 
 /// Reads bytes, not UTF-8, so odd output never stops the pump (a full pipe
 /// would block the tool).
