@@ -65,6 +65,6 @@ impl Driver {
         table
             .entries
             .get(&name)
-            .is_some_and(|e| e.ready && e.record.mount_ids.contains(STAGE_ID))
+            .is_some_and(|e| e.phase.stored() && e.record.mount_ids.contains(STAGE_ID))
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::Entry;
+use super::table::{Entry, Phase};
 use crate::name::VolumeName;
 use crate::options::remote::{self, RcloneSource};
 use crate::options::BackendKind;
@@ -35,40 +35,54 @@ fn shown_source(entry: &Entry) -> Option<String> {
 }
 
 fn status(entry: &Entry) -> Map<String, Value> {
-    let process = entry.handle.status();
-    let mut ids: Vec<&String> = entry.record.mount_ids.iter().collect();
-    ids.sort();
-    let stale: Vec<&String> = ids
-        .iter()
-        .copied()
-        .filter(|id| {
-            entry
-                .mounted_at
-                .get(*id)
-                .is_none_or(|g| *g < process.generation)
-        })
-        .collect();
+    let ids: Vec<&String> = entry.record.mount_ids.iter().collect();
     let mut map = Map::new();
-    map.insert("state".into(), json!(process.state));
-    map.insert("since".into(), json!(rfc3339(process.since)));
-    map.insert("pid".into(), json!(process.pid));
-    map.insert("restarts".into(), json!(process.restarts));
     map.insert("backend".into(), json!(entry.record.setup.backend_name()));
     map.insert("source".into(), json!(shown_source(entry)));
-    map.insert("command".into(), json!(entry.command));
     map.insert("mountIds".into(), json!(ids));
-    if !stale.is_empty() {
-        map.insert("mountIdsBeforeLastRestart".into(), json!(stale));
-    }
-    if let Some(master) = &process.connection {
-        map.insert("connection".into(), crate::connections::status_json(master));
-    }
-    if let Some(err) = &process.last_error {
-        map.insert("lastError".into(), json!(err));
-    }
-    if let Some(reason) = &entry.refused {
-        map.insert("state".into(), json!("failed"));
-        map.insert("lastError".into(), json!(reason));
+    match &entry.phase {
+        Phase::Ready(process) => {
+            let status = process.handle.status();
+            // IDs taken before the tool's last restart hold its old mount.
+            let stale: Vec<&String> = ids
+                .iter()
+                .copied()
+                .filter(|id| {
+                    process
+                        .mounted_at
+                        .get(*id)
+                        .is_none_or(|g| *g < status.generation)
+                })
+                .collect();
+            map.insert("state".into(), json!(status.state));
+            map.insert("since".into(), json!(rfc3339(status.since)));
+            map.insert("pid".into(), json!(status.pid));
+            map.insert("restarts".into(), json!(status.restarts));
+            map.insert("command".into(), json!(process.command));
+            if !stale.is_empty() {
+                map.insert("mountIdsBeforeLastRestart".into(), json!(stale));
+            }
+            if let Some(master) = &status.connection {
+                map.insert("connection".into(), crate::connections::status_json(master));
+            }
+            if let Some(err) = &status.last_error {
+                map.insert("lastError".into(), json!(err));
+            }
+        }
+        Phase::Refused { reason, since } => {
+            map.insert("state".into(), json!("failed"));
+            map.insert("since".into(), json!(rfc3339(*since)));
+            map.insert("pid".into(), Value::Null);
+            map.insert("restarts".into(), json!(0));
+            map.insert("command".into(), json!(""));
+            // Every ID it holds was taken by an earlier run.
+            if !ids.is_empty() {
+                map.insert("mountIdsBeforeLastRestart".into(), json!(ids));
+            }
+            map.insert("lastError".into(), json!(reason));
+        }
+        // Never shown: Get and List see stored volumes only.
+        Phase::Creating { .. } | Phase::Removing { .. } => {}
     }
     map
 }
