@@ -10,6 +10,8 @@ mod mount;
 mod restore;
 mod status;
 mod table;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
