@@ -98,10 +98,14 @@ async fn concurrent_creates_of_one_name_start_one_tool() {
     for _ in 0..10 {
         let driver = h.driver.clone();
         let opts = [("source".to_owned(), "u@h:/x".to_owned())];
-        creates.spawn(async move { driver.create("v", opts.into()).await });
+        creates.spawn(async move {
+            driver.create("v", opts.into()).await?;
+            // Done means there: a Create answers once the volume exists.
+            driver.get("v").map(|_| ())
+        });
     }
     while let Some(created) = creates.join_next().await {
-        created.expect("no panic").expect("created");
+        created.expect("no panic").expect("created and found");
     }
     assert_eq!(h.tool.script().spawns, 1);
     assert_eq!(h.listed(), ["v"]);
