@@ -28,7 +28,7 @@ use crate::pacing::Gate;
 pub use child::{MARK_ROOT, MARK_VOLUME};
 pub use error::{ProcessError, Tail};
 #[cfg(test)]
-pub(crate) use {child::Watch, tool::Tool};
+pub(crate) mod scripted;
 
 /// Logs what another supervised process (an ssh master) writes on a
 /// stream, keeping its last lines in `tail`.
@@ -135,7 +135,7 @@ impl Launcher {
     }
 
     #[cfg(test)]
-    pub(crate) fn tool<T: Tool + Clone>(tool: T) -> Self {
+    pub(crate) fn tool<T: tool::Tool + Clone>(tool: T) -> Self {
         Self(Arc::new(move |spec, policy, rx, status| {
             tokio::spawn(actor::run(tool.clone(), spec, policy, rx, status));
         }))

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -21,105 +21,8 @@ use crate::config::{Config, Lifecycle, RecoveryMode};
 use crate::mounts::recorded::Recorded;
 use crate::options::{BackendKind, MountOptions, Policy, ProcessOptions};
 use crate::state::{self, Volumes};
-use crate::supervisor::{
-    Launcher, Policy as RunPolicy, ProcessError, ProcessSpec, Tail, Tool, Watch,
-};
-
-/// How long the scripted tool takes to mount.
-const MOUNTING: Duration = Duration::from_millis(10);
-
-#[derive(Default)]
-struct Script {
-    spawns: u32,
-    stops: u32,
-    /// The program is missing: spawning fails.
-    missing: bool,
-    /// It starts but exits before mounting (the remote refuses).
-    refuse: bool,
-}
-
-/// A tool that makes its mount point, mounts it in the recorded table
-/// after [`MOUNTING`], and unmounts it when stopped.
-#[derive(Clone)]
-struct Scripted {
-    script: Arc<Mutex<Script>>,
-    mounts: Arc<Recorded>,
-}
-
-impl Scripted {
-    fn script(&self) -> MutexGuard<'_, Script> {
-        self.script.lock().expect("script lock")
-    }
-
-    /// Tools started and not stopped.
-    fn running(&self) -> u32 {
-        let script = self.script();
-        script.spawns - script.stops
-    }
-}
-
-struct Run {
-    pid: u32,
-}
-
-impl Tool for Scripted {
-    type Run = Run;
-
-    fn spawn(&self, spec: &ProcessSpec) -> Result<Run, ProcessError> {
-        let mut script = self.script();
-        if script.missing {
-            return Err(ProcessError::Spawn {
-                program: "tool".into(),
-                reason: "No such file or directory".into(),
-            });
-        }
-        std::fs::create_dir_all(&spec.mount_point).expect("make the mount point");
-        script.spawns += 1;
-        Ok(Run { pid: script.spawns })
-    }
-
-    fn pid(run: &Run) -> Option<u32> {
-        Some(run.pid)
-    }
-
-    fn tail(_: &Run) -> Tail {
-        Tail::default()
-    }
-
-    async fn wait_ready(
-        &self,
-        _: &mut Run,
-        spec: &ProcessSpec,
-        _: &RunPolicy,
-    ) -> Result<(), ProcessError> {
-        tokio::time::sleep(MOUNTING).await;
-        let mut script = self.script();
-        if script.refuse {
-            script.stops += 1;
-            return Err(ProcessError::Exited {
-                program: "tool".into(),
-                status: "exit status 1".into(),
-                detail: ": Connection refused".into(),
-            });
-        }
-        self.mounts.mount(&spec.mount_point);
-        Ok(())
-    }
-
-    async fn watch(&self, _: &mut Run, _: &ProcessSpec, _: Duration) -> Watch {
-        // Runs until stopped.
-        std::future::pending().await
-    }
-
-    async fn check_now(&self, _: &mut Run, _: &ProcessSpec) -> Option<String> {
-        None
-    }
-
-    async fn stop(&self, _: &mut Run, spec: &ProcessSpec, _: &RunPolicy) {
-        self.script().stops += 1;
-        self.mounts.unmount(&spec.mount_point);
-    }
-}
+use crate::supervisor::scripted::Scripted;
+use crate::supervisor::Launcher;
 
 /// A driver on a temporary directory, with the fakes it runs on.
 struct Harness {
@@ -141,10 +44,7 @@ impl Harness {
     /// A driver on `dir`, reading the state file there: a restart.
     fn open(dir: TempDir, lifecycle: Lifecycle) -> Self {
         let mounts = Arc::new(Recorded::default());
-        let tool = Scripted {
-            script: Arc::default(),
-            mounts: mounts.clone(),
-        };
+        let tool = Scripted::mounting_in(mounts.clone());
         let fail_writes = Arc::new(AtomicBool::new(false));
         let fail = fail_writes.clone();
         let seams = Seams {

@@ -1,5 +1,6 @@
-//! What a restart brings back from the state file, what it clears of an
-//! earlier run, and one tool per volume however many calls race.
+//! What a restart of netfs brings back from the state file and clears of
+//! the earlier run, what a restart of a tool shows, and one tool per
+//! volume however many calls race.
 
 use std::fs;
 
@@ -116,4 +117,34 @@ async fn concurrent_creates_of_one_name_start_one_tool() {
     mounted.unwrap();
     assert_eq!(h.tool.script().spawns, 2);
     assert_eq!(h.stored_ids("v"), ["c1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ids_taken_before_the_tool_restarted_are_shown_apart() {
+    let h = Harness::new(Lifecycle::Mount);
+    h.create("v").await.unwrap();
+    h.driver.mount("v", "c1").await.unwrap();
+    assert!(!h.status("v").contains_key("mountIdsBeforeLastRestart"));
+    h.tool.kill();
+    // Restarted after its backoff, on the paused clock.
+    for _ in 0..100 {
+        if h.tool.script().spawns == 2 && h.status("v")["state"] == "mounted" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status = h.status("v");
+    assert_eq!(status["restarts"], 1, "{status:?}");
+    assert_eq!(status["state"], "mounted", "{status:?}");
+    assert_eq!(
+        status["mountIdsBeforeLastRestart"],
+        serde_json::json!(["c1"])
+    );
+    h.driver.mount("v", "c2").await.unwrap();
+    let status = h.status("v");
+    assert_eq!(status["mountIds"], serde_json::json!(["c1", "c2"]));
+    assert_eq!(
+        status["mountIdsBeforeLastRestart"],
+        serde_json::json!(["c1"])
+    );
 }
