@@ -39,8 +39,7 @@ impl Driver {
         opts: BTreeMap<String, String>,
     ) -> Result<PathBuf, DriverError> {
         self.create(name, opts).await?;
-        let path = self.mount(name, STAGE_ID).await?;
-        Ok(PathBuf::from(path))
+        self.mount(name, STAGE_ID).await
     }
 
     /// Unmounts and removes a staged volume; one that is not there counts

@@ -25,11 +25,11 @@ use crate::mounts::{self, MountTable};
 use crate::name::{NameError, VolumeName};
 use crate::options::OptionError;
 use crate::pacing::Gate;
-use crate::protocol::Volume;
 use crate::state::{self, StateError, StateStore, Volumes};
 use crate::supervisor::{Launcher, ProcessError};
 
 pub use restore::Restore;
+pub use status::VolumeInfo;
 use table::{Snapshot, Table};
 
 #[derive(Debug, thiserror::Error)]
@@ -168,20 +168,19 @@ impl Driver {
         Ok((guard, f(&mut table)?))
     }
 
-    pub fn path(&self, name: &str) -> Result<String, DriverError> {
+    pub fn path(&self, name: &str) -> Result<PathBuf, DriverError> {
         let name = VolumeName::parse(name)?;
         let table = self.table();
-        let entry = table.stored(&name)?;
-        Ok(entry.mount_point.to_string_lossy().into_owned())
+        Ok(table.stored(&name)?.mount_point.clone())
     }
 
-    pub fn get(&self, name: &str) -> Result<Volume, DriverError> {
+    pub fn get(&self, name: &str) -> Result<VolumeInfo, DriverError> {
         let name = VolumeName::parse(name)?;
         let table = self.table();
         Ok(status::volume(&name, table.stored(&name)?, true))
     }
 
-    pub fn list(&self) -> Vec<Volume> {
+    pub fn list(&self) -> Vec<VolumeInfo> {
         let table = self.table();
         table
             .entries

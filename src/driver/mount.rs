@@ -2,13 +2,17 @@
 //! mount ID. The IDs are stored before they count, and a write that fails
 //! is undone, so memory and the state file agree on who holds a volume.
 
+use std::path::PathBuf;
+
 use super::table::Phase;
 use super::{Driver, DriverError};
 use crate::config::Lifecycle;
 use crate::name::VolumeName;
 
 impl Driver {
-    pub async fn mount(&self, name: &str, id: &str) -> Result<String, DriverError> {
+    /// Makes sure the volume is mounted and records `id` as using it;
+    /// answers its mountpoint.
+    pub async fn mount(&self, name: &str, id: &str) -> Result<PathBuf, DriverError> {
         let name = VolumeName::parse(name)?;
         let (_guard, handle) = self
             .lock(&name, |table| match &table.get_mut(&name)?.phase {
@@ -37,7 +41,7 @@ impl Driver {
             if let Phase::Ready(process) = &mut entry.phase {
                 process.mounted_at.insert(id.to_owned(), generation);
             }
-            let mount_point = entry.mount_point.to_string_lossy().into_owned();
+            let mount_point = entry.mount_point.clone();
             (mount_point, new, table.snapshot(&self.store))
         };
         if let Err(e) = self.save(snapshot).await {

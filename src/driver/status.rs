@@ -1,5 +1,7 @@
-//! A volume as `docker volume inspect` shows it: the protocol's Volume with
-//! a Status map of the process state, never a secret.
+//! A volume as Get and List show it: its mountpoint and creation time,
+//! and for Get a Status map of the process state, never a secret.
+
+use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
@@ -7,17 +9,27 @@ use super::table::{Entry, Phase};
 use crate::name::VolumeName;
 use crate::options::remote::{self, RcloneSource};
 use crate::options::BackendKind;
-use crate::protocol::Volume;
 use crate::secret::redact_arg;
 
 fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-pub(super) fn volume(name: &VolumeName, entry: &Entry, with_status: bool) -> Volume {
-    Volume {
+/// A volume as Get and List show it.
+#[derive(Clone, Debug)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub mount_point: PathBuf,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Get's only (what `docker volume inspect` shows as Status).
+    pub status: Option<Map<String, Value>>,
+}
+
+pub(super) fn volume(name: &VolumeName, entry: &Entry, with_status: bool) -> VolumeInfo {
+    VolumeInfo {
         name: name.to_string(),
-        mountpoint: entry.mount_point.to_string_lossy().into_owned(),
+        mount_point: entry.mount_point.clone(),
         created_at: entry.record.created_at.clone(),
         status: with_status.then(|| status(entry)),
     }
