@@ -1,6 +1,7 @@
 //! What the kernel says about mounts: `/proc/self/mountinfo`, a bounded
 //! `stat` probe that notices dead FUSE mounts, and lazy unmount. Nothing
-//! here starts or stops a process.
+//! here starts or stops a process. The driver sees the mount table through
+//! [`MountTable`], so its unit tests run on a recorded one.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -121,6 +122,47 @@ pub fn lazy_unmount(path: &Path) -> io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+/// The kernel's mount table as the driver uses it: [`Kernel`] in netfs,
+/// [`recorded::Recorded`] in unit tests.
+pub trait MountTable: Send + Sync {
+    fn is_mounted(&self, path: &Path) -> io::Result<bool>;
+    /// Mount points strictly below `root`, deepest first.
+    fn mounted_under(&self, root: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Detaches what is mounted at `path`; nothing mounted is success.
+    fn lazy_unmount(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty, unmounted mount point, never anything else; true
+    /// if it did.
+    fn remove_mount_point(&self, path: &Path) -> io::Result<bool>;
+}
+
+/// The mount table of this process's mount namespace.
+pub struct Kernel;
+
+impl MountTable for Kernel {
+    fn is_mounted(&self, path: &Path) -> io::Result<bool> {
+        is_mounted(path)
+    }
+
+    fn mounted_under(&self, root: &Path) -> io::Result<Vec<PathBuf>> {
+        mounted_under(root)
+    }
+
+    fn lazy_unmount(&self, path: &Path) -> io::Result<()> {
+        lazy_unmount(path)
+    }
+
+    fn remove_mount_point(&self, path: &Path) -> io::Result<bool> {
+        if !is_mounted(path)? {
+            std::fs::remove_dir(path)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+pub mod recorded;
 
 /// How a mountpoint answered a `stat`.
 #[derive(Debug, Clone, PartialEq, Eq)]

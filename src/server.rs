@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::driver::{Driver, DriverError};
+use crate::driver::{Driver, DriverError, VolumeInfo};
 use crate::protocol::*;
 
 pub const MAX_BODY: usize = 1 << 20;
@@ -91,6 +91,22 @@ pub async fn serve(
         }
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+/// The protocol's shape of a volume the driver shows.
+fn volume(v: VolumeInfo) -> Volume {
+    Volume {
+        name: v.name,
+        mountpoint: v.mount_point.to_string_lossy().into_owned(),
+        created_at: v.created_at,
+        status: v.status,
+    }
+}
+
+fn mountpoint(path: PathBuf) -> MountpointResponse {
+    MountpointResponse {
+        mountpoint: path.to_string_lossy().into_owned(),
+    }
 }
 
 fn reply(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
@@ -205,7 +221,7 @@ async fn dispatch(endpoint: &str, body: &Bytes, driver: &Driver) -> Result<Reply
         }
         "VolumeDriver.Mount" => {
             let r: MountRequest = decode(endpoint, body)?;
-            ok(endpoint, driver.mount(&r.name, &r.id).await.map(|mountpoint| MountpointResponse { mountpoint }))
+            ok(endpoint, driver.mount(&r.name, &r.id).await.map(mountpoint))
         }
         "VolumeDriver.Unmount" => {
             let r: MountRequest = decode(endpoint, body)?;
@@ -213,13 +229,13 @@ async fn dispatch(endpoint: &str, body: &Bytes, driver: &Driver) -> Result<Reply
         }
         "VolumeDriver.Path" => {
             let r: NameRequest = decode(endpoint, body)?;
-            ok(endpoint, driver.path(&r.name).map(|mountpoint| MountpointResponse { mountpoint }))
+            ok(endpoint, driver.path(&r.name).map(mountpoint))
         }
         "VolumeDriver.Get" => {
             let r: NameRequest = decode(endpoint, body)?;
-            ok(endpoint, driver.get(&r.name).map(|volume| GetResponse { volume }))
+            ok(endpoint, driver.get(&r.name).map(|v| GetResponse { volume: volume(v) }))
         }
-        "VolumeDriver.List" => reply(StatusCode::OK, &ListResponse { volumes: driver.list() }),
+        "VolumeDriver.List" => reply(StatusCode::OK, &ListResponse { volumes: driver.list().into_iter().map(volume).collect() }),
         _ => error(StatusCode::NOT_FOUND, format!("unknown endpoint /{endpoint}; this plugin implements Plugin.Activate and VolumeDriver.*")),
     })
 }

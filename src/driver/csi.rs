@@ -39,8 +39,7 @@ impl Driver {
         opts: BTreeMap<String, String>,
     ) -> Result<PathBuf, DriverError> {
         self.create(name, opts).await?;
-        let path = self.mount(name, STAGE_ID).await?;
-        Ok(PathBuf::from(path))
+        self.mount(name, STAGE_ID).await
     }
 
     /// Unmounts and removes a staged volume; one that is not there counts
@@ -65,6 +64,6 @@ impl Driver {
         table
             .entries
             .get(&name)
-            .is_some_and(|e| e.ready && e.record.mount_ids.contains(STAGE_ID))
+            .is_some_and(|e| e.phase.stored() && e.record.mount_ids.contains(STAGE_ID))
     }
 }

@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::connections::MARK_CONNECTION;
-use crate::mounts;
+use crate::mounts::MountTable;
 use crate::name::VolumeName;
 use crate::reaper::{stat, ProcStat};
 use crate::supervisor::{MARK_ROOT, MARK_VOLUME};
@@ -46,11 +46,11 @@ pub struct Orphan {
 /// - then every mount under the root is detached lazily (containers keep
 ///   theirs), and empty directories of volumes that are not stored are
 ///   removed.
-pub async fn clean_up(root: &Path, stored: &BTreeSet<VolumeName>) {
+pub async fn clean_up(root: &Path, stored: &BTreeSet<VolumeName>, table: &dyn MountTable) {
     // The tools' mark has the root as configured; mountinfo has it resolved.
     let given = root;
     let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
-    let mounted: BTreeSet<PathBuf> = mounted_under(&root).into_iter().collect();
+    let mounted: BTreeSet<PathBuf> = mounted_under(table, &root).into_iter().collect();
     let mut killed = Vec::new();
     let mut serving = 0;
     let mut orphans = find(given);
@@ -104,17 +104,17 @@ pub async fn clean_up(root: &Path, stored: &BTreeSet<VolumeName>) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Read again: a killed tool may have mounted just before it died.
-    for path in mounted_under(&root) {
+    for path in mounted_under(table, &root) {
         tracing::info!(path = %path.display(), "detaching stale mount");
-        if let Err(e) = mounts::lazy_unmount(&path) {
+        if let Err(e) = table.lazy_unmount(&path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot detach stale mount");
         }
     }
-    remove_empty_dirs(&root, stored);
+    remove_empty_dirs(&root, stored, table);
 }
 
-fn mounted_under(root: &Path) -> Vec<PathBuf> {
-    mounts::mounted_under(root).unwrap_or_else(|e| {
+fn mounted_under(table: &dyn MountTable, root: &Path) -> Vec<PathBuf> {
+    table.mounted_under(root).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read mountinfo");
         Vec::new()
     })
@@ -122,7 +122,7 @@ fn mounted_under(root: &Path) -> Vec<PathBuf> {
 
 /// Mountpoint directories of volumes that are not stored: what a Create
 /// that never finished left. `remove_dir` only removes an empty directory.
-fn remove_empty_dirs(root: &Path, stored: &BTreeSet<VolumeName>) {
+fn remove_empty_dirs(root: &Path, stored: &BTreeSet<VolumeName>, table: &dyn MountTable) {
     let Ok(entries) = fs::read_dir(root) else {
         return;
     };
@@ -133,10 +133,7 @@ fn remove_empty_dirs(root: &Path, stored: &BTreeSet<VolumeName>) {
             .to_str()
             .and_then(|n| VolumeName::parse(n).ok())
             .is_some_and(|n| !stored.contains(&n));
-        if unknown
-            && matches!(mounts::is_mounted(&path), Ok(false))
-            && fs::remove_dir(&path).is_ok()
-        {
+        if unknown && table.remove_mount_point(&path).is_ok_and(|removed| removed) {
             tracing::debug!(path = %path.display(), "removed the empty mountpoint of a volume that is not stored");
         }
     }
@@ -226,6 +223,7 @@ fn alive(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mounts;
     use std::process::{Command, Stdio};
 
     #[test]
@@ -322,7 +320,7 @@ mod tests {
             "{orphans:?}"
         );
         let stored = [VolumeName::parse("kept").unwrap()].into();
-        clean_up(&root, &stored).await;
+        clean_up(&root, &stored, &mounts::Kernel).await;
         let admin_alive = alive(admin);
         let _ = kill(Pid::from_raw(admin), Signal::SIGKILL);
         assert!(!alive(tool), "the leftover was killed");

@@ -1,23 +1,35 @@
-//! A volume as `docker volume inspect` shows it: the protocol's Volume with
-//! a Status map of the process state, never a secret.
+//! A volume as Get and List show it: its mountpoint and creation time,
+//! and for Get a Status map of the process state, never a secret.
+
+use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
-use super::Entry;
+use super::table::{Entry, Phase};
 use crate::name::VolumeName;
 use crate::options::remote::{self, RcloneSource};
 use crate::options::BackendKind;
-use crate::protocol::Volume;
 use crate::secret::redact_arg;
 
 fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-pub(super) fn volume(name: &VolumeName, entry: &Entry, with_status: bool) -> Volume {
-    Volume {
+/// A volume as Get and List show it.
+#[derive(Clone, Debug)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub mount_point: PathBuf,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Get's only (what `docker volume inspect` shows as Status).
+    pub status: Option<Map<String, Value>>,
+}
+
+pub(super) fn volume(name: &VolumeName, entry: &Entry, with_status: bool) -> VolumeInfo {
+    VolumeInfo {
         name: name.to_string(),
-        mountpoint: entry.mount_point.to_string_lossy().into_owned(),
+        mount_point: entry.mount_point.clone(),
         created_at: entry.record.created_at.clone(),
         status: with_status.then(|| status(entry)),
     }
@@ -35,40 +47,54 @@ fn shown_source(entry: &Entry) -> Option<String> {
 }
 
 fn status(entry: &Entry) -> Map<String, Value> {
-    let process = entry.handle.status();
-    let mut ids: Vec<&String> = entry.record.mount_ids.iter().collect();
-    ids.sort();
-    let stale: Vec<&String> = ids
-        .iter()
-        .copied()
-        .filter(|id| {
-            entry
-                .mounted_at
-                .get(*id)
-                .is_none_or(|g| *g < process.generation)
-        })
-        .collect();
+    let ids: Vec<&String> = entry.record.mount_ids.iter().collect();
     let mut map = Map::new();
-    map.insert("state".into(), json!(process.state));
-    map.insert("since".into(), json!(rfc3339(process.since)));
-    map.insert("pid".into(), json!(process.pid));
-    map.insert("restarts".into(), json!(process.restarts));
     map.insert("backend".into(), json!(entry.record.setup.backend_name()));
     map.insert("source".into(), json!(shown_source(entry)));
-    map.insert("command".into(), json!(entry.command));
     map.insert("mountIds".into(), json!(ids));
-    if !stale.is_empty() {
-        map.insert("mountIdsBeforeLastRestart".into(), json!(stale));
-    }
-    if let Some(master) = &process.connection {
-        map.insert("connection".into(), crate::connections::status_json(master));
-    }
-    if let Some(err) = &process.last_error {
-        map.insert("lastError".into(), json!(err));
-    }
-    if let Some(reason) = &entry.refused {
-        map.insert("state".into(), json!("failed"));
-        map.insert("lastError".into(), json!(reason));
+    match &entry.phase {
+        Phase::Ready(process) => {
+            let status = process.handle.status();
+            // IDs taken before the tool's last restart hold its old mount.
+            let stale: Vec<&String> = ids
+                .iter()
+                .copied()
+                .filter(|id| {
+                    process
+                        .mounted_at
+                        .get(*id)
+                        .is_none_or(|g| *g < status.generation)
+                })
+                .collect();
+            map.insert("state".into(), json!(status.state));
+            map.insert("since".into(), json!(rfc3339(status.since)));
+            map.insert("pid".into(), json!(status.pid));
+            map.insert("restarts".into(), json!(status.restarts));
+            map.insert("command".into(), json!(process.command));
+            if !stale.is_empty() {
+                map.insert("mountIdsBeforeLastRestart".into(), json!(stale));
+            }
+            if let Some(master) = &status.connection {
+                map.insert("connection".into(), crate::connections::status_json(master));
+            }
+            if let Some(err) = &status.last_error {
+                map.insert("lastError".into(), json!(err));
+            }
+        }
+        Phase::Refused { reason, since } => {
+            map.insert("state".into(), json!("failed"));
+            map.insert("since".into(), json!(rfc3339(*since)));
+            map.insert("pid".into(), Value::Null);
+            map.insert("restarts".into(), json!(0));
+            map.insert("command".into(), json!(""));
+            // Every ID it holds was taken by an earlier run.
+            if !ids.is_empty() {
+                map.insert("mountIdsBeforeLastRestart".into(), json!(ids));
+            }
+            map.insert("lastError".into(), json!(reason));
+        }
+        // Never shown: Get and List see stored volumes only.
+        Phase::Creating { .. } | Phase::Removing { .. } => {}
     }
     map
 }

@@ -26,6 +26,8 @@ use crate::pacing::Gate;
 
 pub use child::{MARK_ROOT, MARK_VOLUME};
 pub use error::{ProcessError, Tail};
+#[cfg(test)]
+pub(crate) mod scripted;
 
 /// Where a volume's process is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -105,6 +107,30 @@ enum Request {
     Stop(oneshot::Sender<()>),
 }
 
+/// Spawns a volume's supervisor task with the tool it runs: real processes
+/// in netfs ([`Launcher::processes`]), a scripted tool in unit tests.
+#[derive(Clone)]
+pub struct Launcher(Arc<LaunchFn>);
+
+type LaunchFn = dyn Fn(ProcessSpec, Policy, mpsc::Receiver<Request>, watch::Sender<ProcessStatus>)
+    + Send
+    + Sync;
+
+impl Launcher {
+    pub fn processes() -> Self {
+        Self(Arc::new(|spec, policy, rx, status| {
+            tokio::spawn(actor::run(tool::Processes, spec, policy, rx, status));
+        }))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn tool<T: tool::Tool + Clone>(tool: T) -> Self {
+        Self(Arc::new(move |spec, policy, rx, status| {
+            tokio::spawn(actor::run(tool.clone(), spec, policy, rx, status));
+        }))
+    }
+}
+
 /// A volume's supervisor. The task is spawned at the first start, so a
 /// volume that is never mounted (lifecycle `mount`) costs no task and no
 /// channels: with a thousand idle volumes that is most of netfs's memory.
@@ -116,6 +142,7 @@ pub struct SupervisorHandle {
 struct Lazy {
     spec: ProcessSpec,
     policy: Policy,
+    launcher: Launcher,
     /// What status shows until the task runs.
     initial: ProcessStatus,
     task: OnceLock<Task>,
@@ -128,10 +155,11 @@ struct Task {
 
 impl SupervisorHandle {
     /// The volume's supervisor; neither the task nor the process starts yet.
-    pub fn new(spec: ProcessSpec, policy: Policy) -> Self {
+    pub fn new(spec: ProcessSpec, policy: Policy, launcher: Launcher) -> Self {
         let lazy = Lazy {
             spec,
             policy,
+            launcher,
             initial: ProcessStatus::new(),
             task: OnceLock::new(),
         };
@@ -146,13 +174,7 @@ impl SupervisorHandle {
         lazy.task.get_or_init(|| {
             let (tx, rx) = mpsc::channel(8);
             let (status_tx, status) = watch::channel(lazy.initial.clone());
-            tokio::spawn(actor::run(
-                tool::Processes,
-                lazy.spec.clone(),
-                lazy.policy.clone(),
-                rx,
-                status_tx,
-            ));
+            (lazy.launcher.0)(lazy.spec.clone(), lazy.policy.clone(), rx, status_tx);
             Task { tx, status }
         })
     }

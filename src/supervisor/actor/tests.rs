@@ -2,101 +2,23 @@
 //! paused clock: backoff, the crash budget, giving up and starting afresh,
 //! and the sliding minute, without a minute of waiting.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::super::budget::{FIRST_BACKOFF, MAX_BACKOFF};
-use super::super::child::Watch;
-use super::super::tool::Tool;
-use super::super::{Policy, ProcState, ProcessError, ProcessSpec, ProcessStatus, Request, Tail};
+use super::super::scripted::{Scripted, MOUNTING};
+use super::super::{Policy, ProcState, ProcessError, ProcessSpec, ProcessStatus, Request};
 use super::run;
 use crate::backend::Invocation;
 use crate::config::RecoveryMode;
 use crate::name::VolumeName;
 use crate::pacing::Gate;
 
-/// How long the scripted tool takes to mount.
-const MOUNTING: Duration = Duration::from_millis(10);
 /// Far longer than anything the supervisor waits for.
 const NEVER: Duration = Duration::from_secs(3600);
-
-#[derive(Default)]
-struct Script {
-    spawns: u32,
-    /// Starts fail before mounting (the remote is down).
-    refuse: bool,
-}
-
-/// A tool that mounts after [`MOUNTING`] (or fails to, when told), and
-/// dies when killed.
-#[derive(Clone, Default)]
-struct Scripted {
-    script: Arc<Mutex<Script>>,
-    kill: Arc<Notify>,
-}
-
-struct Run {
-    pid: u32,
-    kill: Arc<Notify>,
-}
-
-impl Scripted {
-    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
-        self.script.lock().expect("script lock")
-    }
-}
-
-impl Tool for Scripted {
-    type Run = Run;
-
-    fn spawn(&self, _: &ProcessSpec) -> Result<Run, ProcessError> {
-        let mut script = self.script();
-        script.spawns += 1;
-        Ok(Run {
-            pid: script.spawns,
-            kill: self.kill.clone(),
-        })
-    }
-
-    fn pid(run: &Run) -> Option<u32> {
-        Some(run.pid)
-    }
-
-    fn tail(_: &Run) -> Tail {
-        Tail::default()
-    }
-
-    async fn wait_ready(
-        &self,
-        _: &mut Run,
-        _: &ProcessSpec,
-        _: &Policy,
-    ) -> Result<(), ProcessError> {
-        tokio::time::sleep(MOUNTING).await;
-        if self.script().refuse {
-            return Err(ProcessError::Exited {
-                program: "tool".into(),
-                status: "exit status 1".into(),
-                detail: ": Connection refused".into(),
-            });
-        }
-        Ok(())
-    }
-
-    async fn watch(&self, run: &mut Run, _: &ProcessSpec, _: Duration) -> Watch {
-        run.kill.notified().await;
-        Watch::Died("tool exited unexpectedly (killed by signal 9, SIGKILL)".into())
-    }
-
-    async fn check_now(&self, _: &mut Run, _: &ProcessSpec) -> Option<String> {
-        None
-    }
-
-    async fn stop(&self, _: &mut Run, _: &ProcessSpec, _: &Policy) {}
-}
 
 struct Harness {
     tool: Scripted,
@@ -173,7 +95,7 @@ impl Harness {
     async fn crash_and_remount(&mut self) -> Duration {
         let pid = self.now().pid;
         let at = Instant::now();
-        self.tool.kill.notify_one();
+        self.tool.kill();
         self.wait("mounted again", |s| {
             s.state == ProcState::Mounted && s.pid != pid
         })
@@ -182,7 +104,7 @@ impl Harness {
     }
 
     async fn crash_and_fail(&mut self) -> ProcessStatus {
-        self.tool.kill.notify_one();
+        self.tool.kill();
         self.wait("failed", |s| s.state == ProcState::Failed).await
     }
 }

@@ -1,0 +1,127 @@
+//! How a volume's record becomes something that can run: its options
+//! checked against the plugin's policy, its tool's command line, its
+//! supervisor (idle until started) and its shared ssh connection.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::table::Process;
+use super::{Driver, DriverError};
+use crate::backend::{self, BackendSettings, Request};
+use crate::connections;
+use crate::name::VolumeName;
+use crate::options::{BackendKind, OptionError, Placeholders, VolumeOptions};
+use crate::state::{Setup, VolumeRecord};
+use crate::supervisor::{Policy, ProcessSpec, Shared, SupervisorHandle};
+
+impl Driver {
+    pub(super) fn mount_point(&self, name: &VolumeName) -> PathBuf {
+        self.config.mount_root.join(name.as_str())
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            mount_timeout: self.config.mount_timeout,
+            stop_timeout: self.config.stop_timeout,
+            recovery: self.config.recovery,
+            max_restarts_per_min: self.config.recovery_max_per_min,
+            health_interval: Duration::from_secs(2),
+            pacing: self.pacing.clone(),
+        }
+    }
+
+    /// Checks a volume's options against the plugin's option policy, as
+    /// the tool of its type will get them.
+    pub(super) fn check_policy(
+        &self,
+        name: &VolumeName,
+        options: &VolumeOptions,
+        kind: BackendKind,
+    ) -> Result<(), OptionError> {
+        let mount_point = self.mount_point(name);
+        let places = Placeholders {
+            mount_point: &mount_point.to_string_lossy(),
+            source: "",
+            name: name.as_str(),
+        };
+        Ok(self.config.policy.check(options, kind, &places)?)
+    }
+
+    /// The process of a stored or new volume, its supervisor idle.
+    pub(super) fn process(
+        &self,
+        name: &VolumeName,
+        record: &VolumeRecord,
+    ) -> Result<Process, DriverError> {
+        let mount_point = self.mount_point(name);
+        let (kind, opts) = match &record.setup {
+            Setup::Valid { backend, options } => (*backend, options),
+            Setup::Unaccepted { reason, .. } => {
+                return Err(DriverError::Refused {
+                    name: name.to_string(),
+                    reason: reason.clone(),
+                })
+            }
+        };
+        let settings = BackendSettings {
+            command_binary: self.config.command_binary.clone(),
+            command_mount_option_flag: self.config.command_mount_option_flag.clone(),
+        };
+        let request = Request {
+            name: name.as_str(),
+            source: opts.source.as_deref(),
+            mount_point: &mount_point,
+            process_options: self.config.process_options.concat(&opts.process_options),
+            mount_options: self.config.mount_options.merge(&opts.mount_options),
+            password: opts.password.as_ref(),
+            settings: &settings,
+        };
+        let invocation = backend::build(kind, &request).map_err(|source| DriverError::Backend {
+            name: name.to_string(),
+            source,
+        })?;
+        let command = invocation.display();
+        let endpoint = backend::endpoint(kind, &request);
+        let shared = self.shared(name, kind, &request, endpoint.as_ref());
+        let spec = ProcessSpec {
+            name: name.clone(),
+            mount_point: mount_point.clone(),
+            invocation,
+            endpoint,
+            shared,
+        };
+        Ok(Process {
+            handle: SupervisorHandle::new(spec, self.policy(), self.launcher.clone()),
+            command,
+            mounted_at: HashMap::new(),
+        })
+    }
+
+    /// The shared connection a volume runs through, if sharing is on and
+    /// it can share.
+    fn shared(
+        &self,
+        name: &VolumeName,
+        kind: BackendKind,
+        request: &Request<'_>,
+        endpoint: Option<&backend::Endpoint>,
+    ) -> Option<Shared> {
+        let pool = self.connections.as_ref()?;
+        if kind != BackendKind::Sshfs {
+            return None;
+        }
+        let args = request.process_args();
+        let has_password = request.password.is_some();
+        match connections::key(endpoint?, &args, &request.mount_options, has_password) {
+            Ok(key) => Some(Shared {
+                pool: pool.clone(),
+                key,
+            }),
+            Err(why) => {
+                tracing::info!(volume = %name, reason = %why, "volume keeps an ssh connection of its own");
+                None
+            }
+        }
+    }
+}

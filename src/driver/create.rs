@@ -1,0 +1,157 @@
+//! Create and Remove: a volume comes into the table and the state file,
+//! and goes out of them. Each either happens whole or is undone: a failed
+//! start or write leaves no volume, a failed write leaves it as it was.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use super::table::{Entry, Phase, Process};
+use super::{Driver, DriverError};
+use crate::config::Lifecycle;
+use crate::name::VolumeName;
+use crate::options::VolumeOptions;
+use crate::state::{Setup, VolumeRecord};
+
+impl Driver {
+    pub async fn create(
+        &self,
+        name: &str,
+        opts: BTreeMap<String, String>,
+    ) -> Result<(), DriverError> {
+        let name = VolumeName::parse(name)?;
+        let bad = |source| DriverError::Options {
+            name: name.to_string(),
+            source,
+        };
+        let options = VolumeOptions::parse(&opts).map_err(bad)?;
+        let kind = options.kind.unwrap_or(self.config.default_type);
+        self.check_policy(&name, &options, kind).map_err(bad)?;
+        let record = VolumeRecord {
+            setup: Setup::Valid {
+                backend: kind,
+                options,
+            },
+            created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            mount_ids: Default::default(),
+        };
+        loop {
+            let taken = self
+                .table()
+                .entries
+                .get(&name)
+                .map(|e| (e.phase.stored(), e.busy.clone()));
+            match taken {
+                // An existing volume makes Create a no-op, as for Docker's
+                // local driver.
+                Some((true, _)) => return Ok(()),
+                // Someone else is creating or removing this name: look
+                // again once they are done.
+                Some((false, busy)) => {
+                    let _wait = busy.lock_owned().await;
+                    continue;
+                }
+                None => {}
+            }
+            let process = self.process(&name, &record)?;
+            let handle = process.handle.clone();
+            let entry = Entry::new(
+                record.clone(),
+                self.mount_point(&name),
+                Phase::Creating { handle },
+            );
+            let guard = entry
+                .busy
+                .clone()
+                .try_lock_owned()
+                .expect("a new lock is free");
+            {
+                let mut table = self.table();
+                if table.entries.contains_key(&name) {
+                    // Taken while this one was built.
+                    continue;
+                }
+                table.entries.insert(name.clone(), entry);
+            }
+            let result = self.finish_create(&name, process).await;
+            drop(guard);
+            return result;
+        }
+    }
+
+    async fn finish_create(&self, name: &VolumeName, process: Process) -> Result<(), DriverError> {
+        let handle = process.handle.clone();
+        let started = match self.config.lifecycle {
+            Lifecycle::Volume => handle.start().await,
+            Lifecycle::Mount => Ok(()),
+        };
+        let result = match started {
+            Ok(()) => self.store_created(name, process).await,
+            Err(source) => Err(DriverError::Process {
+                name: name.to_string(),
+                source,
+            }),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(volume = %name, error = %e, "create failed; nothing kept");
+            handle.stop().await;
+            let removed = self.table().entries.remove(name);
+            self.remove_mount_point(&self.mount_point(name));
+            if removed.is_some_and(|e| e.phase.stored()) {
+                let snapshot = self.table().snapshot(&self.store);
+                self.save_after_rollback(snapshot).await;
+            }
+        } else {
+            tracing::info!(volume = %name, "created");
+        }
+        result
+    }
+
+    /// Makes a started volume ready, and stores it.
+    async fn store_created(&self, name: &VolumeName, process: Process) -> Result<(), DriverError> {
+        let snapshot = {
+            let mut table = self.table();
+            table.get_mut(name)?.phase = Phase::Ready(process);
+            table.snapshot(&self.store)
+        };
+        Ok(self.save(snapshot).await?)
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), DriverError> {
+        let name = VolumeName::parse(name)?;
+        // The state forgets the volume first: if that cannot be written the
+        // volume is left whole and running. A crash after it leaves a tool
+        // that the next start kills (see `leftovers`).
+        let (_guard, (was, mount_point, snapshot)) = self
+            .lock(&name, |table| {
+                let entry = table.get_mut(&name)?;
+                let count = entry.record.mount_ids.len();
+                if count > 0 {
+                    return Err(DriverError::InUse {
+                        name: name.to_string(),
+                        count,
+                    });
+                }
+                let handle = entry.phase.handle().cloned();
+                let was = std::mem::replace(&mut entry.phase, Phase::Removing { handle });
+                let mount_point = entry.mount_point.clone();
+                Ok((was, mount_point, table.snapshot(&self.store)))
+            })
+            .await?;
+        if let Err(e) = self.save(snapshot).await {
+            let snapshot = {
+                let mut table = self.table();
+                table.get_mut(&name)?.phase = was;
+                table.snapshot(&self.store)
+            };
+            self.save_after_rollback(snapshot).await;
+            return Err(e.into());
+        }
+        if let Some(handle) = was.handle() {
+            handle.stop().await;
+        }
+        self.remove_mount_point(&mount_point);
+        self.table().entries.remove(&name);
+        tracing::info!(volume = %name, "removed");
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! What a restart of netfs brings back from the state file and clears of
+//! the earlier run, what a restart of a tool shows, and one tool per
+//! volume however many calls race.
+
+use std::fs;
+
+use super::Harness;
+use crate::config::Lifecycle;
+use crate::driver::DriverError;
+use crate::mounts::recorded::Call;
+
+#[tokio::test(start_paused = true)]
+async fn restore_keeps_mount_ids_and_lists_a_refused_volume_with_its_reason() {
+    let h = Harness::new(Lifecycle::Mount);
+    h.create("good").await.unwrap();
+    h.driver.mount("good", "c1").await.unwrap();
+    h.create("idle").await.unwrap();
+    h.driver.shutdown().await;
+    // An older netfs stored options this one does not accept; another
+    // volume's option is now denied by the policy.
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&fs::read(h.state_file()).unwrap()).unwrap();
+    let volumes = &mut doc["volumes"];
+    volumes["old"] = serde_json::json!({
+        "backend": "sshfs", "options": {"source": "u@h:/y", "cache": "yes"},
+        "createdAt": "2026-01-02T00:00:00Z", "mountIds": ["c2"]});
+    volumes["denied"] = serde_json::json!({
+        "backend": "sshfs", "options": {"source": "u@h:/z", "o": "ssh_command=/bin/sh"},
+        "createdAt": "2026-01-03T00:00:00Z"});
+    fs::write(h.state_file(), serde_json::to_vec(&doc).unwrap()).unwrap();
+
+    let (h, volumes) = h.reopen();
+    let starts = h.driver.recover(volumes).await;
+    h.driver.restore(starts).await;
+    assert_eq!(h.listed(), ["denied", "good", "idle", "old"]);
+    assert_eq!(h.tool.running(), 1, "only the volume in use is started");
+    let good = h.status("good");
+    assert_eq!(good["state"], "mounted");
+    assert_eq!(good["mountIds"], serde_json::json!(["c1"]));
+    assert_eq!(
+        good["mountIdsBeforeLastRestart"],
+        serde_json::json!(["c1"]),
+        "taken by the earlier run"
+    );
+    let old = h.status("old");
+    assert_eq!(old["state"], "failed");
+    assert_eq!(old["mountIds"], serde_json::json!(["c2"]));
+    let reason = old["lastError"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        reason.contains("unknown volume option \"cache\""),
+        "{reason}"
+    );
+    let err = h.driver.mount("old", "c3").await.unwrap_err();
+    assert!(matches!(err, DriverError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains(&reason), "{err}");
+    let err = h.driver.mount("denied", "c4").await.unwrap_err();
+    assert!(err.to_string().contains("ssh_command"), "{err}");
+    assert_eq!(h.tool.running(), 1, "a refused volume never runs");
+    // Stored exactly as it was, then released and removed like any other.
+    assert_eq!(h.stored_ids("old"), ["c2"]);
+    h.driver.unmount("old", "c2").await.unwrap();
+    h.driver.remove("old").await.unwrap();
+    h.driver.remove("denied").await.unwrap();
+    assert_eq!(h.stored_names(), ["good", "idle"]);
+    assert_eq!(h.stored_ids("good"), ["c1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn recover_clears_what_an_earlier_run_left_under_the_mount_root() {
+    let h = Harness::new(Lifecycle::Mount);
+    h.create("kept").await.unwrap();
+    let (h, volumes) = h.restart().await;
+    for name in ["kept", "gone"] {
+        fs::create_dir_all(h.mount_point(name)).unwrap();
+        h.mounts.mount(&h.mount_point(name));
+    }
+    let not_a_volume = h.dir.path().join("volumes").join(".not a volume");
+    fs::create_dir(&not_a_volume).unwrap();
+    h.driver.recover(volumes).await;
+    let calls = h.mounts.calls();
+    for name in ["kept", "gone"] {
+        assert!(
+            calls.contains(&Call::LazyUnmount(h.mount_point(name))),
+            "{calls:?}"
+        );
+    }
+    assert!(
+        h.mount_point("kept").exists(),
+        "a stored volume's dir stays"
+    );
+    assert!(!h.mount_point("gone").exists());
+    assert!(not_a_volume.exists(), "only volumes' dirs are removed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_creates_of_one_name_start_one_tool() {
+    let h = Harness::new(Lifecycle::Volume);
+    let mut creates = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let driver = h.driver.clone();
+        let opts = [("source".to_owned(), "u@h:/x".to_owned())];
+        creates.spawn(async move {
+            driver.create("v", opts.into()).await?;
+            // Done means there: a Create answers once the volume exists.
+            driver.get("v").map(|_| ())
+        });
+    }
+    while let Some(created) = creates.join_next().await {
+        created.expect("no panic").expect("created and found");
+    }
+    assert_eq!(h.tool.script().spawns, 1);
+    assert_eq!(h.listed(), ["v"]);
+    // And Mounts racing a Create wait for it.
+    h.driver.remove("v").await.unwrap();
+    let (created, mounted) = tokio::join!(h.create("v"), h.driver.mount("v", "c1"));
+    created.unwrap();
+    mounted.unwrap();
+    assert_eq!(h.tool.script().spawns, 2);
+    assert_eq!(h.stored_ids("v"), ["c1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ids_taken_before_the_tool_restarted_are_shown_apart() {
+    let h = Harness::new(Lifecycle::Mount);
+    h.create("v").await.unwrap();
+    h.driver.mount("v", "c1").await.unwrap();
+    assert!(!h.status("v").contains_key("mountIdsBeforeLastRestart"));
+    h.tool.kill();
+    // Restarted after its backoff, on the paused clock.
+    for _ in 0..100 {
+        if h.tool.script().spawns == 2 && h.status("v")["state"] == "mounted" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status = h.status("v");
+    assert_eq!(status["restarts"], 1, "{status:?}");
+    assert_eq!(status["state"], "mounted", "{status:?}");
+    assert_eq!(
+        status["mountIdsBeforeLastRestart"],
+        serde_json::json!(["c1"])
+    );
+    h.driver.mount("v", "c2").await.unwrap();
+    let status = h.status("v");
+    assert_eq!(status["mountIds"], serde_json::json!(["c1", "c2"]));
+    assert_eq!(
+        status["mountIdsBeforeLastRestart"],
+        serde_json::json!(["c1"])
+    );
+}
