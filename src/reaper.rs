@@ -19,8 +19,6 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::procfs;
-// The driver's sweep for an earlier run's leftovers reads the same files.
-pub use crate::procfs::{stat, ProcStat};
 
 /// Children tokio waits for: spawned by netfs and not yet let go.
 static TOKIO_CHILDREN: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());

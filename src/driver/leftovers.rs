@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use crate::connections::MARK_CONNECTION;
 use crate::mounts::MountTable;
 use crate::name::VolumeName;
-use crate::reaper::{stat, ProcStat};
+use crate::procfs::{self, alive, stat, ProcStat};
 use crate::supervisor::{MARK_ROOT, MARK_VOLUME};
 
 /// How long killed leftovers get to disappear before start-up goes on.
@@ -144,25 +144,16 @@ fn remove_empty_dirs(root: &Path, stored: &BTreeSet<VolumeName>, table: &dyn Mou
 /// of it.
 pub fn find(root: &Path) -> Vec<Orphan> {
     let me = std::process::id() as i32;
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let my_ns = fs::read_link("/proc/self/ns/pid").ok();
     let mut found = Vec::new();
-    for pid in dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
+    for pid in procfs::pids() {
         let Some(ProcStat { ppid, pgrp, .. }) = stat(pid).filter(|s| !s.is_zombie()) else {
             continue;
         };
         if pid == me || ppid == me {
             continue;
         }
-        let Some(volume) = fs::read(format!("/proc/{pid}/environ"))
-            .ok()
-            .and_then(|env| marked_volume(&env, root))
-        else {
+        let Some(volume) = procfs::environ(pid).and_then(|env| marked_volume(&env, root)) else {
             continue;
         };
         // A pid namespace of its own is another netfs's (a managed plugin
@@ -187,37 +178,22 @@ fn marked_volume(environ: &[u8], root: &Path) -> Option<VolumeName> {
 
 /// The value of the mark `key` in an environment, if it is marked under `root`.
 fn marked<'a>(environ: &'a [u8], root: &Path, key: &str) -> Option<&'a str> {
-    let value = |key: &str| {
-        environ.split(|b| *b == 0).find_map(|var| {
-            var.strip_prefix(key.as_bytes())?
-                .strip_prefix(b"=")
-                .and_then(|v| std::str::from_utf8(v).ok())
-        })
-    };
-    if Path::new(value(MARK_ROOT)?) != root {
+    if Path::new(procfs::env_var(environ, MARK_ROOT)?) != root {
         return None;
     }
-    value(key)
+    procfs::env_var(environ, key)
 }
 
 /// Shared ssh connections (masters) an earlier run left under `root`.
 fn masters(root: &Path) -> Vec<i32> {
     let me = std::process::id() as i32;
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    procfs::pids()
+        .into_iter()
         .filter(|pid| *pid != me && stat(*pid).is_some_and(|s| s.ppid != me && !s.is_zombie()))
         .filter(|pid| {
-            fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| marked(&env, root, MARK_CONNECTION).is_some())
+            procfs::environ(*pid).is_some_and(|env| marked(&env, root, MARK_CONNECTION).is_some())
         })
         .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    stat(pid).is_some_and(|s| !s.is_zombie())
 }
 
 #[cfg(test)]
@@ -265,15 +241,13 @@ mod tests {
 
     /// The pid of the process whose argv ends with `last`.
     fn pid_with_last_arg(last: &Path) -> Option<i32> {
-        let dir = fs::read_dir("/proc").ok()?;
-        dir.flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .find(|pid| {
-                fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
-                    raw.split(|b| *b == 0).rfind(|a| !a.is_empty())
-                        == Some(last.as_os_str().as_encoded_bytes())
-                })
-            })
+        let last = last.to_string_lossy();
+        procfs::pids().into_iter().find(|pid| {
+            procfs::cmdline(*pid)
+                .iter()
+                .rfind(|a| !a.is_empty())
+                .is_some_and(|a| *a == last)
+        })
     }
 
     #[tokio::test]
