@@ -231,15 +231,6 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
     }
     // It returns with nothing staged: its plugin starts afresh.
     fleet.start_node(lost);
-    fleet.wait(manager, &format!("{lost} is ready again"), || {
-        fleet
-            .docker(
-                manager,
-                &["node", "inspect", "-f", "{{.Status.State}}", lost],
-            )
-            .stdout
-            .starts_with(b"ready")
-    });
     fleet.wait(lost, &format!("{csi} is enabled on {lost}"), || {
         fleet
             .docker(lost, &["plugin", "inspect", "-f", "{{.Enabled}}", csi])

@@ -437,8 +437,21 @@ impl Fleet {
 
     /// Starts the fleet member again after [`Fleet::stop_node`]: `fleet.sh
     /// up` starts what is stopped (and removes default routes).
-    pub fn start_node(&self, _node: &str) {
+    /// Starts a stopped node and waits until the managers see it ready.
+    pub fn start_node(&self, node: &str) {
         fleet_sh(&["up"]);
+        self.wait(
+            NODES[0],
+            &format!("{node} is ready in the swarm again"),
+            || {
+                self.docker(
+                    NODES[0],
+                    &["node", "inspect", "-f", "{{.Status.State}}", node],
+                )
+                .stdout
+                .starts_with(b"ready")
+            },
+        );
     }
 
     /// Stops the fleet member's container on the host: its dockerd stops.

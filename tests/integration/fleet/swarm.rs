@@ -140,19 +140,6 @@ fn a_swarm_service_on_three_nodes_outlives_a_stopped_node() {
 
     // The node returns: its volume is mounted again by its own netfs.
     fleet.start_node(lost);
-    fleet.wait(
-        manager,
-        &format!("{lost} is ready in the swarm again"),
-        || {
-            fleet
-                .docker(
-                    manager,
-                    &["node", "inspect", "-f", "{{.Status.State}}", lost],
-                )
-                .stdout
-                .starts_with(b"ready")
-        },
-    );
     let status = fleet.mounted(lost, &volume);
     assert_eq!(status["backend"], "sshfs", "{status}");
     let seen = fleet.run(lost, &volume, "ls /data");
