@@ -2,6 +2,8 @@
 //! One file per backend; nothing here spawns a process.
 
 mod command;
+#[cfg(test)]
+mod doc_examples;
 mod endpoint;
 mod nfs;
 mod rclone;

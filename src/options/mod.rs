@@ -10,8 +10,6 @@ pub mod remote;
 mod volume;
 
 #[cfg(test)]
-mod doc_examples;
-#[cfg(test)]
 mod proptests;
 
 pub use kind::BackendKind;

@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{MountOptions, ProcessOptions, VolumeOptions};
 use crate::backend::{self, BackendSettings, Request};
-use crate::options::BackendKind;
+use crate::options::{BackendKind, MountOptions, ProcessOptions, VolumeOptions};
 
 struct Example<'a> {
     plugin_o: &'a str,
