@@ -14,6 +14,9 @@
 #                    do not reach the plugin image
 
 FROM debian:trixie-slim AS build
+# Marks the build stage's images, which the classic builder leaves untagged
+# as its cache: scripts/plugin.sh keeps the newest and removes the others.
+LABEL org.netfs.stage=build
 ARG APT_OPTIONS=
 RUN apt-get $APT_OPTIONS update \
     && DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y --no-install-recommends \

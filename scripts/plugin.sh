@@ -87,6 +87,16 @@ new_image=$("$DOCKER" image inspect -f '{{.Id}}' "$ROOTFS_IMAGE")
 if [ -n "$old_image" ] && [ "$old_image" != "$new_image" ]; then
     "$DOCKER" rmi "$old_image" >/dev/null 2>&1 || true
 fi
+# The build stage stays behind untagged, as the next build's cache (its
+# dependency layer above all). Only the newest is worth keeping: each
+# earlier one holds a compile of netfs nothing will reuse.
+stale_build_stages() {
+    "$DOCKER" images --no-trunc -f dangling=true -f label=org.netfs.stage=build \
+        --format '{{.CreatedAt}} {{.ID}}' | sort -r | tail -n +2 | awk '{print $NF}'
+}
+for id in $(stale_build_stages); do
+    "$DOCKER" rmi "$id" >/dev/null 2>&1 || true
+done
 
 say "exporting the root filesystem to $PLUGIN_BUILD_DIR/plugin/rootfs"
 plugin_dir=$PLUGIN_BUILD_DIR/plugin
