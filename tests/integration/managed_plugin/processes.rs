@@ -15,21 +15,26 @@ use crate::support::unique_name;
 use super::fixture::{ManagedPlugin, T};
 use super::{sshfs_options, MOUNT_ROOT};
 
+/// The host pid of a live sshfs for `volume` other than `not`, if any.
+fn sshfs_now(volume: &str, not: Option<i32>) -> Option<i32> {
+    let mountpoint = format!("{MOUNT_ROOT}/{volume}");
+    processes_with_arg(&mountpoint)
+        .into_iter()
+        .filter(|(pid, argv)| {
+            argv.first().is_some_and(|a| a == "sshfs")
+                && Some(*pid) != not
+                && stat(*pid).is_some_and(|s| s.state != 'Z')
+        })
+        .map(|(pid, _)| pid)
+        .next()
+}
+
 /// The host pid of the sshfs serving `volume`, once there is one other
 /// than `not`.
 fn sshfs_serving(plugin: &ManagedPlugin, volume: &str, not: Option<i32>) -> i32 {
-    let mountpoint = format!("{MOUNT_ROOT}/{volume}");
     let mut found = None;
-    plugin.wait(&format!("a new sshfs serves {mountpoint}"), || {
-        found = processes_with_arg(&mountpoint)
-            .into_iter()
-            .filter(|(pid, argv)| {
-                argv.first().is_some_and(|a| a == "sshfs")
-                    && Some(*pid) != not
-                    && stat(*pid).is_some_and(|s| s.state != 'Z')
-            })
-            .map(|(pid, _)| pid)
-            .next();
+    plugin.wait(&format!("a new sshfs serves {MOUNT_ROOT}/{volume}"), || {
+        found = sshfs_now(volume, not);
         found.is_some()
     });
     found.expect("an sshfs")
@@ -85,13 +90,22 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_in_the_plugin() {
     let rounds = 20;
     for round in 0..rounds {
         // sshfs forks its ssh as it starts (and again if it reconnects):
-        // wait for the one serving the mount to have exactly one.
+        // wait for the one serving the mount to have exactly one. On a
+        // busy machine the restart may itself fail and be retried, so the
+        // sshfs is looked up again while waiting.
         let mut ssh = Vec::new();
         let one = poll_until(T, || {
+            if let Some(now) = sshfs_now(&volume, None) {
+                sshfs = now;
+            }
             ssh = ssh_of(sshfs);
             ssh.len() == 1
         });
-        assert!(one, "round {round}: sshfs {sshfs} has one ssh: {ssh:?}");
+        assert!(
+            one,
+            "round {round}: sshfs {sshfs} has one ssh: {ssh:?}\n{}",
+            plugin.log_tail()
+        );
         // An orphan from the start: nothing but netfs can reap it.
         assert_eq!(stat(ssh[0]).map(|s| s.ppid), Some(netfs), "round {round}");
         let victim = if round % 2 == 0 { sshfs } else { ssh[0] };
