@@ -209,21 +209,12 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
     }
 
     // A node stops: its replica runs elsewhere and writes again.
-    let lost_slot = before
-        .iter()
-        .find(|(name, _)| name.ends_with(&format!("-{lost}.txt")))
-        .map(|(name, _)| name.split('-').next().unwrap_or("?").to_owned())
-        .expect("a replica on the node to stop");
+    let lost_slot = Fleet::slot_on(&before, lost);
     fleet.stop_node(lost);
     fleet.wait(
         manager,
         &format!("slot {lost_slot} writes again elsewhere"),
-        || {
-            files(&remote).iter().any(|(name, _)| {
-                name.starts_with(&format!("{lost_slot}-"))
-                    && !name.ends_with(&format!("-{lost}.txt"))
-            })
-        },
+        || Fleet::moved(&files(&remote), &lost_slot, lost).is_some(),
     );
     let after = files(&remote);
     for file in &before {

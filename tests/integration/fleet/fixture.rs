@@ -370,6 +370,23 @@ impl Fleet {
         on
     }
 
+    /// The slot of the replica that wrote from `node` (files are named
+    /// `SLOT-NODE.txt`, as [`Fleet::spread_service`]'s scripts write them).
+    pub fn slot_on(files: &[(String, String)], node: &str) -> String {
+        files
+            .iter()
+            .find(|(name, _)| name.ends_with(&format!("-{node}.txt")))
+            .map(|(name, _)| name.split('-').next().unwrap_or("?").to_owned())
+            .unwrap_or_else(|| panic!("a replica on {node}: {files:?}"))
+    }
+
+    /// The file `slot` wrote from a node other than `from`, if any.
+    pub fn moved<'a>(files: &'a [(String, String)], slot: &str, from: &str) -> Option<&'a str> {
+        files.iter().map(|(name, _)| name.as_str()).find(|name| {
+            name.starts_with(&format!("{slot}-")) && !name.ends_with(&format!("-{from}.txt"))
+        })
+    }
+
     /// `docker service create` on the manager: three replicas of the test
     /// image spread one per node, with `mount`, each running `sh -c script`
     /// with `$SLOT` (the task's slot) and `$NODE` (its node's host name).

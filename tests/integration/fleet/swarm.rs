@@ -103,11 +103,7 @@ fn a_swarm_service_on_three_nodes_outlives_a_stopped_node() {
         assert_eq!(fleet.tasks_on(node, &service).len(), 1, "{node}");
         assert_eq!(fleet.mounted(node, &volume)["backend"], "sshfs");
     }
-    let lost_slot = before
-        .iter()
-        .find(|(name, _)| name.ends_with(&format!("-{lost}.txt")))
-        .map(|(name, _)| name.split('-').next().unwrap_or("?").to_owned())
-        .expect("a replica on the node to stop");
+    let lost_slot = Fleet::slot_on(&before, lost);
 
     // The node stops: swarm marks it down and runs its task elsewhere.
     fleet.stop_node(lost);
@@ -117,12 +113,9 @@ fn a_swarm_service_on_three_nodes_outlives_a_stopped_node() {
         &format!("slot {lost_slot} runs again on another node"),
         || {
             let found = files(&remote);
-            match found.iter().find(|(name, _)| {
-                name.starts_with(&format!("{lost_slot}-"))
-                    && !name.ends_with(&format!("-{lost}.txt"))
-            }) {
-                Some((name, _)) => {
-                    *restarted.borrow_mut() = name.clone();
+            match Fleet::moved(&found, &lost_slot, lost) {
+                Some(name) => {
+                    *restarted.borrow_mut() = name.to_owned();
                     true
                 }
                 None => false,
