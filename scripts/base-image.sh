@@ -7,7 +7,10 @@
 #   scripts/base-image.sh [SUITE...]   (default: trixie, what the Dockerfile uses)
 #
 # Environment:
-#   DEBIAN_MIRROR  mirror for debootstrap (default http://deb.debian.org/debian)
+#   DEBIAN_MIRROR  mirror for debootstrap (default: the Debian archive the
+#                  host's apt sources name, else http://deb.debian.org/debian)
+#   DEBIAN_SECURITY_MIRROR  its security archive (default: the host's, else
+#                  debian-security beside DEBIAN_MIRROR)
 #   NETFS_CACHE    cache directory (default /var/cache/netfs)
 #   DOCKER_HOST    the dockerd to import into (default: the machine's)
 #   FORCE=1        re-import even if the tag exists
@@ -17,6 +20,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_root
 pick_docker || die "dockerd does not answer; run scripts/setup.sh first"
+need_debian_mirror
 
 [ $# -gt 0 ] || set -- trixie
 
@@ -57,7 +61,7 @@ base_image() {
         cat >"$rootfs/etc/apt/sources.list" <<SOURCES
 deb $DEBIAN_MIRROR $suite main
 deb $DEBIAN_MIRROR $suite-updates main
-deb ${DEBIAN_MIRROR%/debian}/debian-security $suite-security main
+deb $DEBIAN_SECURITY_MIRROR $suite-security main
 SOURCES
         cat >"$rootfs/etc/apt/apt.conf.d/docker-clean" <<'APT'
 DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };

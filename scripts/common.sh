@@ -5,7 +5,67 @@
 NETFS_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NETFS_CACHE=${NETFS_CACHE:-/var/cache/netfs}
 BUSYBOX_IMAGE=${BUSYBOX_IMAGE:-netfs-test-busybox:latest}
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+# The Debian mirrors this host's apt uses, one "URI SUITE" line per source
+# entry (one-line and deb822 formats), so that a machine behind a company
+# mirror builds its images from that mirror too.
+host_apt_sources() {
+    local f
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        awk '$1 == "deb" {
+                i = 2
+                if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                print $i, $(i + 1)
+            }' "$f"
+    done
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        # One stanza per blank-line-separated block; only "Types: deb" ones.
+        awk 'function flush() {
+                 if (deb && uris != "") {
+                     n = split(uris, u, " "); m = split(suites, s, " ")
+                     for (a = 1; a <= n; a++) for (b = 1; b <= m; b++) print u[a], s[b]
+                 }
+                 deb = 0; uris = ""; suites = ""
+             }
+             /^[ \t]*$/ { flush(); next }
+             /^Types:/ { deb = ($0 ~ /[ \t]deb([ \t]|$)/) }
+             /^URIs:/ { sub(/^URIs:[ \t]*/, ""); uris = $0 }
+             /^Suites:/ { sub(/^Suites:[ \t]*/, ""); suites = $0 }
+             END { flush() }' "$f"
+    done
+}
+
+# The first Debian archive (not its security archive) among the host's
+# sources: one that serves the host's own release, or failing that any
+# entry of a Debian suite. Empty if the host has none (not Debian).
+host_debian_mirror() {
+    local codename
+    codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+    host_apt_sources | awk -v c="$codename" '
+        $2 ~ /-security$/ || $1 ~ /-security\/?$/ { next }
+        $2 == c || $2 == c "-updates" { print $1; found = 1; exit }
+        first == "" && $2 ~ /^(stable|testing|unstable|sid|bookworm|trixie|forky|duke)(-updates)?$/ { first = $1 }
+        END { if (!found && first != "") print first }' | sed 's:/*$::'
+}
+
+# The security archive beside it: the host's own, else the Debian layout.
+host_debian_security_mirror() {
+    local found
+    found=$(host_apt_sources | awk '$2 ~ /-security$/ { print $1; exit }' | sed 's:/*$::')
+    echo "${found:-${DEBIAN_MIRROR%/debian}/debian-security}"
+}
+
+# DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR override what the host's apt uses.
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-$(host_debian_mirror)}
+DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-$(host_debian_security_mirror)}
+
+# For the scripts that fetch from the mirror: stop early, saying how to set it.
+need_debian_mirror() {
+    [ -n "$DEBIAN_MIRROR" ] ||
+        die "no Debian archive found in this host's apt sources; set DEBIAN_MIRROR=http://<mirror>/debian"
+}
 
 say() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }

@@ -66,7 +66,7 @@ lock_dockerd() {
     flock -s 7
 }
 
-running() { [ "$("$DOCKER" inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
+running() { [ "$("$DOCKER" container inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
 
 # The fleet image, rebuilt only when its Dockerfile or entry point changes.
 ensure_image() {
@@ -128,7 +128,7 @@ CONF
 start_member() {
     local name=$1
     shift
-    if "$DOCKER" inspect "$name" >/dev/null 2>&1; then
+    if "$DOCKER" container inspect "$name" >/dev/null 2>&1; then
         running "$name" || "$DOCKER" start "$name" >/dev/null
         return 0
     fi
@@ -195,7 +195,7 @@ load_test_image() {
 seal() {
     local name pid
     for name in $("$DOCKER" ps -q --filter "label=$LABEL=1"); do
-        pid=$("$DOCKER" inspect -f '{{.State.Pid}}' "$name")
+        pid=$("$DOCKER" container inspect -f '{{.State.Pid}}' "$name")
         [ "$pid" -gt 0 ] 2>/dev/null || continue
         while nsenter -t "$pid" -n ip route show default | grep -q .; do
             nsenter -t "$pid" -n ip route del default

@@ -69,7 +69,7 @@ ensure_fuse() {
 # Found on the reference machine (Debian 12, kernel 6.18, ext4 root, cgroup v1
 # hybrid, iptables-nft): plain `dockerd` works with no flags at all; it picks
 # overlay2 by itself, iptables NAT works, so containers and `docker build`
-# reach deb.debian.org over the default bridge. The probes below only add
+# reach the Debian mirror over the default bridge. The probes below only add
 # flags on machines where that is not so:
 #   - overlayfs cannot be mounted where /var/lib/docker lives (docker in
 #     docker, some CI sandboxes): --storage-driver=vfs (slow but works);

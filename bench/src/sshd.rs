@@ -18,7 +18,7 @@ mod stock_sshd;
 pub struct Sshd {
     dir: PathBuf,
     remote: PathBuf,
-    port: u16,
+    port: stock_sshd::PortLease,
     child: Child,
 }
 
@@ -52,7 +52,7 @@ impl Sshd {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.port.port()
     }
 
     pub fn key(&self) -> PathBuf {
@@ -80,7 +80,7 @@ impl Sshd {
     pub fn sshfs_options(&self, extra: &str) -> String {
         let mut o = format!(
             "port={},IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null",
-            self.port,
+            self.port.port(),
             self.key().display()
         );
         if !extra.is_empty() {
@@ -97,7 +97,7 @@ impl Sshd {
     pub fn rclone_options(&self, sub: &str) -> Result<serde_json::Value> {
         let remote = format!(
             ":sftp,host=127.0.0.1,port={},user=root,key_file={}:{}",
-            self.port,
+            self.port.port(),
             self.key().display(),
             self.remote_dir(sub)?.display()
         );

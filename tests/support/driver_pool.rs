@@ -10,6 +10,10 @@
 //! which also works between test processes; the lock file's existence marks
 //! a name ever used, the only ones the caretaker serves. It binds a socket
 //! only while holding the lock, so it never races an owner's plugin.
+//!
+//! One more name, `netfs-t64`, lies outside the pool that `acquire` draws
+//! from: the test of the caretaker itself takes it, so no plugin can start
+//! on it while that test watches the caretaker answer.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -25,7 +29,12 @@ use nix::fcntl::{Flock, FlockArg};
 use super::mounts::{poll_until, POLL};
 use super::plugin::PLUGIN_DIR;
 
+/// The pool `DriverSlot::acquire` draws from.
 pub const SLOTS: usize = 64;
+/// The name outside the pool, for the caretaker's own test.
+const RESERVED: usize = SLOTS;
+/// Every name the caretaker may serve: the pool and the reserved one.
+const SERVED_SLOTS: usize = SLOTS + 1;
 const LOCK_DIR: &str = "/run/netfs-test";
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(120);
 const UPKEEP_EVERY: Duration = Duration::from_millis(500);
@@ -56,14 +65,6 @@ fn try_lock(slot: usize, create: bool) -> Option<Flock<File>> {
     Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
 }
 
-/// True if a test owns the slot right now.
-pub fn is_owned(slot: usize) -> bool {
-    Path::new(LOCK_DIR)
-        .join(format!("slot-{slot}.lock"))
-        .exists()
-        && try_lock(slot, false).is_none()
-}
-
 /// A driver name owned by one test plugin until dropped.
 pub struct DriverSlot {
     slot: usize,
@@ -85,6 +86,24 @@ impl DriverSlot {
             "all {SLOTS} test driver names busy for {ACQUIRE_TIMEOUT:?}"
         );
         let (slot, lock) = found.expect("a slot");
+        DriverSlot::own(slot, lock)
+    }
+
+    /// Takes the name outside the pool, waiting (bounded) while another
+    /// test process holds it. No `acquire` can take it from its owner, nor
+    /// from the caretaker once the owner drops it.
+    pub fn reserved() -> DriverSlot {
+        start_caretaker();
+        let mut found = None;
+        let ok = poll_until(ACQUIRE_TIMEOUT, || {
+            found = try_lock(RESERVED, true);
+            found.is_some()
+        });
+        assert!(ok, "the reserved driver name busy for {ACQUIRE_TIMEOUT:?}");
+        DriverSlot::own(RESERVED, found.expect("the reserved slot"))
+    }
+
+    fn own(slot: usize, lock: Flock<File>) -> DriverSlot {
         // A caretaker's socket, or one a crashed test left: the plugin binds anew.
         served()[slot] = None;
         let _ = fs::remove_file(slot_socket(slot));
@@ -160,7 +179,7 @@ static SERVED: OnceLock<Mutex<Vec<Option<Served>>>> = OnceLock::new();
 
 fn served() -> MutexGuard<'static, Vec<Option<Served>>> {
     SERVED
-        .get_or_init(|| Mutex::new((0..SLOTS).map(|_| None).collect()))
+        .get_or_init(|| Mutex::new((0..SERVED_SLOTS).map(|_| None).collect()))
         .lock()
         .unwrap_or_else(|e| e.into_inner())
 }

@@ -27,7 +27,7 @@ pub const KEY_DIR: &str = "/run/netfs-test/keys";
 pub struct Sshd {
     dir: TempDir,
     remote: TempDir,
-    port: u16,
+    port: stock_sshd::PortLease,
     password: bool,
     child: Option<Child>,
 }
@@ -82,9 +82,12 @@ impl Sshd {
         if self.is_running() {
             return;
         }
-        match stock_sshd::spawn(self.dir.path(), self.port) {
+        match stock_sshd::spawn(self.dir.path(), self.port.port()) {
             Ok(child) => self.child = Some(child),
-            Err(log) => panic!("sshd did not start again on port {}:\n{log}", self.port),
+            Err(log) => panic!(
+                "sshd did not start again on port {}:\n{log}",
+                self.port.port()
+            ),
         }
     }
 
@@ -126,7 +129,7 @@ impl Sshd {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.port.port()
     }
 
     /// The `sshd_config` it runs with.
@@ -177,7 +180,7 @@ impl Sshd {
     pub fn sshfs_options(&self) -> String {
         format!(
             "port={},IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null",
-            self.port,
+            self.port.port(),
             self.key_path().display()
         )
     }
@@ -188,7 +191,7 @@ impl Sshd {
         format!(
             "port={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,\
              PubkeyAuthentication=no,PreferredAuthentications=password",
-            self.port
+            self.port.port()
         )
     }
 
@@ -197,7 +200,7 @@ impl Sshd {
     pub fn rclone_remote(&self, subdir: &str) -> String {
         format!(
             ":sftp,host=127.0.0.1,port={},user=root,key_file={},shell_type=unix:{}",
-            self.port,
+            self.port.port(),
             self.key_path().display(),
             self.remote_path(subdir).display()
         )

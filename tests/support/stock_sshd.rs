@@ -5,15 +5,17 @@
 //! sftp, and a log verbose enough to show every connection and every one it
 //! dropped. What is measured against it is what users get.
 //!
-//! Std only, so that both `tests/support` and the benchmark crate (which
-//! includes this file by path) can use it; callers turn the `String`
-//! errors into their own.
+//! Std and nix only, so that both `tests/support` and the benchmark crate
+//! (which includes this file by path) can use it; callers turn the
+//! `String` errors into their own.
 
-use std::fs;
+use std::fs::{self, File};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 /// How long sshd gets to listen after its spawn.
@@ -107,29 +109,58 @@ pub fn spawn(dir: &Path, port: u16) -> Result<Child, String> {
     ))
 }
 
-/// Writes the config and starts sshd on a free port, trying another port
-/// when someone else took the one found free before sshd bound it.
-pub fn start(dir: &Path, password: bool) -> Result<(Child, u16), String> {
-    let mut last = String::new();
-    for _ in 0..5 {
-        let port = free_port()?;
-        write_config(dir, port, password)?;
-        match spawn(dir, port) {
-            Ok(child) => return Ok((child, port)),
-            Err(log) if log.contains("Address already in use") => last = log,
-            Err(log) => return Err(log),
-        }
-    }
-    Err(format!("sshd found no free port in 5 tries:\n{last}"))
+/// Writes the config and starts sshd on a port leased for its lifetime:
+/// a server stopped and started again finds its port still its own.
+pub fn start(dir: &Path, password: bool) -> Result<(Child, PortLease), String> {
+    let lease = PortLease::take()?;
+    write_config(dir, lease.port(), password)?;
+    let child = spawn(dir, lease.port())?;
+    Ok((child, lease))
 }
 
-pub fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
+/// Where leases are kept, shared by every test and benchmark process.
+const LEASE_DIR: &str = "/run/netfs-test/ports";
+/// Leased ports lie below the kernel's ephemeral range (32768 and up by
+/// default), so no outgoing connection is ever given one.
+const LEASED_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A TCP port on 127.0.0.1 that one server of one test owns until the
+/// lease is dropped: an exclusive lock on `LEASE_DIR/<port>.lock`, held
+/// by every process that honours it, and checked free by a bind.
+pub struct PortLease {
+    port: u16,
+    _lock: Flock<File>,
+}
+
+impl PortLease {
+    pub fn take() -> Result<PortLease, String> {
+        fs::create_dir_all(LEASE_DIR).map_err(|e| format!("cannot create {LEASE_DIR}: {e}"))?;
+        let span = LEASED_PORTS.end - LEASED_PORTS.start;
+        // Start where this process is unlikely to meet another one.
+        let offset = (std::process::id() as u16).wrapping_mul(97) % span;
+        for i in 0..span {
+            let port = LEASED_PORTS.start + (offset + i) % span;
+            let path = Path::new(LEASE_DIR).join(format!("{port}.lock"));
+            let lock = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let Ok(lock) = Flock::lock(lock, FlockArg::LockExclusiveNonblock) else {
+                continue;
+            };
+            // Something that does not take leases may listen there.
+            if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return Ok(PortLease { port, _lock: lock });
+            }
+        }
+        Err(format!("no free port in {LEASED_PORTS:?}"))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
 }
 
 /// The lines of an sshd log that say it refused connections.
