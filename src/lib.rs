@@ -3,6 +3,7 @@
 //! or any binary), one process per volume.
 
 pub mod backend;
+pub mod build_info;
 pub mod config;
 pub mod connections;
 pub mod csi;

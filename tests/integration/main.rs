@@ -8,6 +8,7 @@ mod support;
 
 mod backends;
 mod bad_input;
+mod build_info;
 mod concurrency;
 mod csi;
 mod docker_sshfs;
