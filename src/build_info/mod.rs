@@ -136,20 +136,20 @@ pub async fn log_at_start() {
     let info = BuildInfo::gather(std::env::var_os("PATH").as_deref()).await;
     let b = &info.build;
     tracing::info!(
-        version = b.version,
+        version = %b.version,
         revision = %b.revision_word(),
         built_at = %b.built_at,
-        profile = b.profile,
+        profile = %b.profile,
         "netfs build"
     );
     for tool in &info.tools {
         match &tool.probe {
             Probe::Found { path, version } => {
-                tracing::info!(tool = tool.name, path = %path.display(), version = %version, "tool")
+                tracing::info!(tool = %tool.name, path = %path.display(), version = %version, "tool")
             }
-            Probe::Missing => tracing::info!(tool = tool.name, "tool not on PATH"),
+            Probe::Missing => tracing::info!(tool = %tool.name, "tool not on PATH"),
             Probe::Failed { path, error } => {
-                tracing::warn!(tool = tool.name, path = %path.display(), error = %error, "tool does not tell its version")
+                tracing::warn!(tool = %tool.name, path = %path.display(), error = %error, "tool does not tell its version")
             }
         }
     }
