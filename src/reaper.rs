@@ -66,6 +66,11 @@ impl Drop for Tracked {
 /// Spawns `command` as a child tokio waits for. The registry is held across
 /// the spawn, so the reaper never sees the new child before it is known.
 pub fn spawn(command: &mut Command) -> io::Result<Tracked> {
+    // What systemd told netfs of the sockets it passed (see `listener`) is
+    // netfs's alone: no tool is to take it for its own.
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        command.env_remove(var);
+    }
     let mut known = tokio_children();
     let child = command.spawn()?;
     let pid = child.id().map(|p| p as i32);
