@@ -23,7 +23,9 @@ pub enum SocketError {
     Bind { path: PathBuf, source: io::Error },
     #[error("cannot read the sockets systemd passed (LISTEN_FDS, LISTEN_FDNAMES): {0}")]
     Passed(io::Error),
-    #[error("fd {fd} that systemd passed (LISTEN_FDS) is not a listening unix stream socket: {reason}")]
+    #[error(
+        "fd {fd} that systemd passed (LISTEN_FDS) is not a listening unix stream socket: {reason}"
+    )]
     NotListening { fd: RawFd, reason: String },
     #[error("systemd passed {count} sockets and none is {path} (--socket); passed: {passed}")]
     NoneMatches {
@@ -73,7 +75,9 @@ impl Origin {
                     tracing::warn!(socket = %path.display(), error = %e, "cannot remove the socket");
                 }
             }
-            Ok(_) => tracing::info!(socket = %path.display(), "the socket path is another's now; left in place"),
+            Ok(_) => {
+                tracing::info!(socket = %path.display(), "the socket path is another's now; left in place")
+            }
             Err(_) => {}
         }
     }
@@ -108,7 +112,8 @@ fn take_passed(passed: Vec<(RawFd, String)>, path: &Path) -> Result<Listener, So
         // nothing else in netfs uses them; PASSED_TAKEN makes this the
         // only place that takes them, once.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let bound = check_listening(&owned).map_err(|reason| SocketError::NotListening { fd, reason })?;
+        let bound =
+            check_listening(&owned).map_err(|reason| SocketError::NotListening { fd, reason })?;
         checked.push((owned, fd, name, bound));
     }
     let count = checked.len();
@@ -154,7 +159,8 @@ fn take_passed(passed: Vec<(RawFd, String)>, path: &Path) -> Result<Listener, So
 /// A listening unix stream socket, and the path it is bound to (None for
 /// an abstract or unnamed one).
 fn check_listening(fd: &OwnedFd) -> Result<Option<PathBuf>, String> {
-    let kind = getsockopt(&fd.as_fd(), sockopt::SockType).map_err(|e| format!("not a socket ({e})"))?;
+    let kind =
+        getsockopt(&fd.as_fd(), sockopt::SockType).map_err(|e| format!("not a socket ({e})"))?;
     if kind != SockType::Stream {
         return Err(format!("a {kind:?} socket, not a stream"));
     }

@@ -192,4 +192,28 @@ mod tests {
         assert!(!tokio_children().contains(&ours_pid));
         drop(orphan);
     }
+
+    /// What systemd passed netfs (socket activation) never reaches a tool.
+    #[tokio::test]
+    async fn tools_get_no_socket_activation_variables() {
+        let mut command = Command::new("sh");
+        command
+            .args([
+                "-c",
+                "echo \"[$LISTEN_PID][$LISTEN_FDS][$LISTEN_FDNAMES][$OTHER]\"",
+            ])
+            .env("LISTEN_PID", "1")
+            .env("LISTEN_FDS", "1")
+            .env("LISTEN_FDNAMES", "netfs.socket")
+            .env("OTHER", "kept")
+            .stdout(std::process::Stdio::piped());
+        let mut child = spawn(&mut command).unwrap();
+        let mut out = String::new();
+        let mut stdout = child.stdout.take().unwrap();
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out)
+            .await
+            .unwrap();
+        child.wait().await.unwrap();
+        assert_eq!(out, "[][][][kept]\n");
+    }
 }

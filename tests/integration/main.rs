@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod activation;
 mod backends;
 mod bad_input;
 mod build_info;
