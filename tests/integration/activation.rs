@@ -493,12 +493,15 @@ fn failed_connects(mark: usize, socket: &Path) -> (usize, f64) {
 /// One phase: `docker volume inspect <unknown>` and a Compose `up` of a new
 /// named volume on `driver`, timed, then `down -v`; and what dockerd's log
 /// says of its attempts to reach `watched` meanwhile.
-fn phase(
-    driver: &str,
-    sshd: &Sshd,
-    unknown: &str,
-    watched: &Path,
-) -> (f64, f64, String, usize, f64) {
+struct Phase {
+    inspect: f64,
+    up: f64,
+    outcome: String,
+    failed: usize,
+    span: f64,
+}
+
+fn phase(driver: &str, sshd: &Sshd, unknown: &str, watched: &Path) -> Phase {
     let mark = log_mark();
     let (inspect, found) = timed(&["volume", "inspect", unknown]);
     assert!(!found, "{unknown} is unknown");
@@ -507,25 +510,50 @@ fn phase(
         driver,
         sshd.source(""),
         sshd.sshfs_options(),
-    )
-    .default_timeout();
+    );
     let (up, outcome) = timed_compose(&compose);
-    let (count, span) = failed_connects(mark, watched);
+    let (failed, span) = failed_connects(mark, watched);
     drop(compose);
-    (inspect, up, outcome, count, span)
+    Phase {
+        inspect,
+        up,
+        outcome,
+        failed,
+        span,
+    }
+}
+
+/// Every legacy plugin dockerd could not reach over the last `lines` of its
+/// log: the others that slow each look-up here.
+fn dead_plugins(lines: usize) -> Vec<String> {
+    let log = fs::read_to_string(DOCKERD_LOG).unwrap_or_default();
+    let all: Vec<&str> = log.lines().collect();
+    let mut dead: Vec<String> = all[all.len().saturating_sub(lines)..]
+        .iter()
+        .filter_map(|l| l.split("Unable to connect to plugin: ").nth(1))
+        .filter_map(|rest| rest.split("/VolumeDriver").next().map(str::to_owned))
+        .collect();
+    dead.sort();
+    dead.dedup();
+    dead
 }
 
 /// What a stopped host-service plugin costs dockerd, side by side in one
-/// run: with socket activation the next request starts it; without,
+/// run: with socket activation the next request starts netfs; without,
 /// dockerd retries the missing socket on every look-up of a volume name it
-/// does not know, Compose's included. dockerd is held alone meanwhile, so
-/// no other test meets those retries; plugins other runs left stopped
-/// still add theirs, which is why the first row is measured too.
+/// does not know, Compose's included. dockerd's own log tells which of its
+/// failed attempts were at this plugin, apart from those at plugins other
+/// runs left stopped on a shared dockerd.
+///
+/// A measurement, not a check `make test` needs: each phase waits as long
+/// as dockerd's retries take, and while the plain plugin is down every
+/// other test's look-ups wait too. Run it by hand:
+/// `cargo test --test integration -- --ignored --nocapture activation::measure`.
 #[test]
-fn a_stopped_plugin_costs_dockerd_nothing_with_socket_activation() {
+#[ignore = "a measurement of minutes that slows the shared dockerd; run by hand (docs/install.md)"]
+fn measure_a_stopped_plugin_with_and_without_socket_activation() {
     require_docker();
     let sshd = Sshd::new();
-    let _daemon = crate::support::docker::own_daemon();
     let mut activated = netfs().socket_activated();
     spawn_waiting(&mut activated);
     let mut plain = netfs().start();
@@ -538,8 +566,6 @@ fn a_stopped_plugin_costs_dockerd_nothing_with_socket_activation() {
     let unknown = unique_name("activation-no-such-volume");
     let (a_sock, p_sock) = (activated.socket(), plain.socket());
 
-    // Both running.
-    let base = phase(plain.driver_name(), &sshd, &unknown, &p_sock);
     // With socket activation: netfs stopped, the socket held.
     assert!(activated.terminate().success());
     spawn_waiting(&mut activated);
@@ -551,22 +577,25 @@ fn a_stopped_plugin_costs_dockerd_nothing_with_socket_activation() {
     let off = phase(plain.driver_name(), &sshd, &unknown, &p_sock);
     // Recovery: the plugin back on its socket.
     plain.restart();
+    let others: Vec<String> = dead_plugins(20_000)
+        .into_iter()
+        .filter(|p| Path::new(p) != p_sock && Path::new(p) != a_sock)
+        .collect();
 
     eprintln!(
-        "stopped host-service plugin, dockerd {}:\n\
-         | netfs | `docker volume inspect <unknown>` | `docker-compose up`, new named volume | dockerd's failed attempts to reach it |\n\
-         | running | {:.1} s | {:.1} s ({}) | {} |\n\
-         | stopped, socket activation | {:.1} s | {:.1} s ({}) | {} |\n\
-         | stopped, no socket activation | {:.1} s | {:.1} s ({}) | {} over {:.0} s |",
+        "stopped host-service plugin, dockerd {}, {} other stopped plugins known to it ({}):\n\
+         | netfs stopped | `docker volume inspect <unknown>` | `docker-compose up`, new named volume | dockerd's failed attempts at this plugin |\n\
+         | with socket activation | {:.1} s | {:.1} s ({}) | {} |\n\
+         | without | {:.1} s | {:.1} s ({}) | {} over {:.0} s |",
         docker_ok(&["version", "-f", "{{.Server.Version}}"]).trim(),
-        base.0, base.1, base.2, base.3,
-        on.0, on.1, on.2, on.3,
-        off.0, off.1, off.2, off.3, off.4,
+        others.len(),
+        others.join(", "),
+        on.inspect, on.up, on.outcome, on.failed,
+        off.inspect, off.up, off.outcome, off.failed, off.span,
     );
-    assert_eq!(base.2, "ok");
-    assert_eq!(on.2, "ok", "compose up with socket activation");
+    assert_eq!(on.outcome, "ok", "compose up with socket activation");
     assert_eq!(
-        on.3, 0,
+        on.failed, 0,
         "dockerd always reached the socket-activated plugin"
     );
     assert!(
@@ -574,6 +603,5 @@ fn a_stopped_plugin_costs_dockerd_nothing_with_socket_activation() {
         "the requests started netfs: {}",
         activated.log()
     );
-    assert!(off.3 > 0, "dockerd retried the stopped plugin");
-    assert!(off.0 > on.0, "{} vs {}", off.0, on.0);
+    assert!(off.failed > 0, "dockerd retried the stopped plugin");
 }
