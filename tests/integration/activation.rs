@@ -8,7 +8,7 @@ use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -448,12 +448,18 @@ fn timed_compose(compose: &Compose) -> (f64, String) {
     (start.elapsed().as_secs_f64(), outcome)
 }
 
-/// dockerd's log, where setup.sh started it.
-const DOCKERD_LOG: &str = "/var/log/netfs-dockerd.log";
+/// dockerd's log: where setup.sh started it, or `NETFS_DOCKERD_LOG` for a
+/// dockerd of one's own (`DOCKER_HOST`), which knows no stopped plugin of
+/// other runs.
+fn dockerd_log() -> PathBuf {
+    std::env::var_os("NETFS_DOCKERD_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/log/netfs-dockerd.log"))
+}
 
 /// The log's length now, to read what comes after.
 fn log_mark() -> usize {
-    fs::metadata(DOCKERD_LOG)
+    fs::metadata(dockerd_log())
         .map(|m| m.len() as usize)
         .unwrap_or(0)
 }
@@ -461,7 +467,7 @@ fn log_mark() -> usize {
 /// How often, since `mark`, dockerd could not reach `socket`, and over how
 /// many seconds (first to last attempt).
 fn failed_connects(mark: usize, socket: &Path) -> (usize, f64) {
-    let log = fs::read(DOCKERD_LOG).unwrap_or_default();
+    let log = fs::read(dockerd_log()).unwrap_or_default();
     let text = String::from_utf8_lossy(log.get(mark..).unwrap_or_default());
     let needle = format!("Unable to connect to plugin: {}/", socket.display());
     let times: Vec<f64> = text
@@ -526,7 +532,7 @@ fn phase(driver: &str, sshd: &Sshd, unknown: &str, watched: &Path) -> Phase {
 /// Every legacy plugin dockerd could not reach over the last `lines` of its
 /// log: the others that slow each look-up here.
 fn dead_plugins(lines: usize) -> Vec<String> {
-    let log = fs::read_to_string(DOCKERD_LOG).unwrap_or_default();
+    let log = fs::read_to_string(dockerd_log()).unwrap_or_default();
     let all: Vec<&str> = log.lines().collect();
     let mut dead: Vec<String> = all[all.len().saturating_sub(lines)..]
         .iter()
@@ -548,7 +554,9 @@ fn dead_plugins(lines: usize) -> Vec<String> {
 /// A measurement, not a check `make test` needs: each phase waits as long
 /// as dockerd's retries take, and while the plain plugin is down every
 /// other test's look-ups wait too. Run it by hand:
-/// `cargo test --test integration -- --ignored --nocapture activation::measure`.
+/// `cargo test --test integration -- --ignored --nocapture activation::measure`,
+/// best against a dockerd of one's own (`DOCKER_HOST`, `NETFS_DOCKERD_LOG`,
+/// see docs/install.md) where no stopped plugin of other runs adds its wait.
 #[test]
 #[ignore = "a measurement of minutes that slows the shared dockerd; run by hand (docs/install.md)"]
 fn measure_a_stopped_plugin_with_and_without_socket_activation() {
