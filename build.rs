@@ -123,6 +123,12 @@ fn env(name: &str) -> String {
 /// git or the repository is missing. Cargo looks again when HEAD moves.
 fn git_revision(dir: &Path, inputs: &[&str]) -> (Option<String>, Option<bool>) {
     let git = |args: &[&str]| output(Command::new("git").arg("-C").arg(dir).args(args));
+    // Only a checkout of netfs itself: a tarball unpacked inside another
+    // repository is not that repository's commit.
+    let top = git(&["rev-parse", "--show-toplevel"]).and_then(|t| std::fs::canonicalize(t).ok());
+    if top.is_none() || top != std::fs::canonicalize(dir).ok() {
+        return (None, None);
+    }
     let Some(commit) = git(&["rev-parse", "HEAD"]) else {
         return (None, None);
     };
