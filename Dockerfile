@@ -6,12 +6,13 @@
 # is imported locally by scripts/base-image.sh (debootstrap), so this builds
 # without a registry; the build stage fetches crates from crates.io.
 #
-# Build arguments (scripts/plugin.sh sets both):
+# Build arguments (scripts/plugin.sh sets them):
 #   APT_OPTIONS      extra apt-get options, e.g. -o Acquire::Check-Valid-Until=false
 #                    on a machine whose clock is past the Release files' Valid-Until
 #   EXTRA_CA_CERTS   PEM certificates the build stage trusts besides Debian's,
 #                    for a network whose proxy re-signs TLS (crates.io); they
 #                    do not reach the plugin image
+#   NETFS_REVISION   the git commit built from, for `netfs --build-info`
 
 FROM debian:trixie-slim AS build
 # Marks the build stage's images, which the classic builder leaves untagged
@@ -40,6 +41,10 @@ RUN mkdir src \
         target/release/deps/libnetfs-* target/release/netfs
 
 COPY src ./src
+# The commit `netfs --build-info` names (`<commit>` or `<commit>-dirty`):
+# the build context has no .git. Declared here, after the dependencies'
+# layer, so that a new commit recompiles netfs alone.
+ARG NETFS_REVISION=
 # COPY keeps the files' times, which may be older than the placeholders'.
 RUN find src -type f -exec touch {} + \
     && cargo build --release --locked --bin netfs \
@@ -55,5 +60,11 @@ RUN apt-get $APT_OPTIONS update \
     && chmod 700 /root/.ssh
 
 COPY --from=build /usr/local/bin/netfs /usr/bin/netfs
+# The image records what it was built from and the tools it ships, as
+# `netfs --build-info` saw them here (read them on the host under the
+# plugin's rootfs, see docs/install.md); netfs logs the same at start.
+RUN mkdir -p /usr/share/netfs \
+    && netfs --build-info > /usr/share/netfs/build-info.txt \
+    && netfs --build-info=json > /usr/share/netfs/build-info.json
 
 ENTRYPOINT ["/usr/bin/netfs"]

@@ -70,6 +70,15 @@ if ! timeout 20 "$DOCKER" run --rm "$BUSYBOX_IMAGE" \
     network=(--network host)
 fi
 
+# The commit `netfs --build-info` names: the build context has no .git.
+# "-dirty" when the files the binary is built from differ from it, as
+# build.rs says it outside Docker.
+REVISION=$(git -C "$NETFS_TOP" rev-parse HEAD 2>/dev/null || true)
+if [ -n "$REVISION" ] &&
+    [ -n "$(git -C "$NETFS_TOP" status --porcelain -- src build.rs Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    REVISION=$REVISION-dirty
+fi
+
 old_image=$("$DOCKER" image inspect -f '{{.Id}}' "$ROOTFS_IMAGE" 2>/dev/null || true)
 say "docker build $ROOTFS_IMAGE (netfs $VERSION)"
 # DOCKER_BUILDKIT=0: the classic builder takes FROM from the local image
@@ -78,6 +87,7 @@ say "docker build $ROOTFS_IMAGE (netfs $VERSION)"
 if ! DOCKER_BUILDKIT=0 "$DOCKER" build "${network[@]}" \
     --build-arg "APT_OPTIONS=$APT_OPTIONS" \
     --build-arg "EXTRA_CA_CERTS=$EXTRA_CA_CERTS" \
+    --build-arg "NETFS_REVISION=$REVISION" \
     --label "org.netfs.version=$VERSION" \
     -f "$NETFS_TOP/Dockerfile" -t "$ROOTFS_IMAGE" "$NETFS_TOP" >"$PLUGIN_BUILD_DIR/build.log" 2>&1; then
     tail -n 30 "$PLUGIN_BUILD_DIR/build.log" >&2

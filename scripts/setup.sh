@@ -26,6 +26,9 @@ PACKAGES=(
     busybox-static debootstrap ca-certificates
     procps psmisc iproute2 util-linux
     gcc libc6-dev
+    # systemd-socket-activate, for the socket-activation tests; installing
+    # the package starts nothing and does not make systemd PID 1.
+    systemd
 )
 
 install_packages() {

@@ -177,6 +177,19 @@ pub struct Cli {
     /// CSI mode: the node ID reported to the orchestrator (default: the host name).
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
+
+    /// Print what this binary was built from and the version of each tool
+    /// it would run (`--build-info=json` for JSON), then exit. Put it in
+    /// bug reports.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "text"
+    )]
+    pub build_info: Option<crate::build_info::Format>,
 }
 
 /// CSI mode's settings (see [`Mode::Csi`]).

@@ -3,10 +3,12 @@
 //! or any binary), one process per volume.
 
 pub mod backend;
+pub mod build_info;
 pub mod config;
 pub mod connections;
 pub mod csi;
 pub mod driver;
+pub mod listener;
 pub mod marks;
 pub mod mounts;
 pub mod name;
@@ -31,7 +33,7 @@ pub enum Error {
     #[error(transparent)]
     State(#[from] state::StateError),
     #[error(transparent)]
-    Socket(#[from] server::SocketError),
+    Socket(#[from] listener::SocketError),
     #[error("csi::run needs --mode csi")]
     NotCsi,
     #[error("cannot create the mount root {path}: {source}")]
@@ -50,22 +52,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let driver = Arc::new(driver);
     // Nothing is touched until the socket is ours: a second instance
     // started by mistake changes nothing.
-    let listener = server::bind(&config.socket).await?;
+    let socket = listener::listen(&config.socket).await?;
     std::fs::create_dir_all(&config.mount_root).map_err(|source| Error::MountRoot {
         path: config.mount_root.clone(),
         source,
     })?;
     let stored = volumes.len();
     let starts = driver.recover(volumes).await;
-    tracing::info!(socket = %config.socket.display(), volumes = stored, "listening");
+    let path = socket.origin.path().unwrap_or(&config.socket).to_owned();
+    tracing::info!(socket = %path.display(), volumes = stored, "listening");
     let restore = {
         let driver = driver.clone();
         tokio::spawn(async move { driver.restore(starts).await })
     };
-    server::serve(listener, driver.clone(), shutdown).await;
+    server::serve(socket.listener, driver.clone(), shutdown).await;
     tracing::info!("shutting down");
     restore.abort();
     driver.shutdown().await;
-    let _ = std::fs::remove_file(&config.socket);
+    socket.origin.release();
     Ok(())
 }

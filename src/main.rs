@@ -16,6 +16,11 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     // An empty variable counts as unset (`docker plugin set netfs X=`).
     let cli = netfs::Cli::parse_env();
+    if let Some(format) = cli.build_info {
+        let info = netfs::build_info::BuildInfo::gather(std::env::var_os("PATH").as_deref()).await;
+        print!("{}", info.render(format));
+        return Ok(());
+    }
     let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     // gRPC's HTTP/2 layers log every frame at debug: not what LOG_LEVEL=debug is for.
     let filter = ["h2=info", "tower=info"]
@@ -34,6 +39,9 @@ async fn main() -> anyhow::Result<()> {
     let config = cli.into_config()?;
     // Before any tool starts, so that none of their orphans escapes.
     netfs::reaper::start()?;
+    // In the background: a tool slow to tell its version must not delay
+    // the socket.
+    tokio::spawn(netfs::build_info::log_at_start());
     let mut term = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {

@@ -66,6 +66,11 @@ impl Drop for Tracked {
 /// Spawns `command` as a child tokio waits for. The registry is held across
 /// the spawn, so the reaper never sees the new child before it is known.
 pub fn spawn(command: &mut Command) -> io::Result<Tracked> {
+    // What systemd told netfs of the sockets it passed (see `listener`) is
+    // netfs's alone: no tool is to take it for its own.
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        command.env_remove(var);
+    }
     let mut known = tokio_children();
     let child = command.spawn()?;
     let pid = child.id().map(|p| p as i32);
@@ -186,5 +191,29 @@ mod tests {
         drop(ours);
         assert!(!tokio_children().contains(&ours_pid));
         drop(orphan);
+    }
+
+    /// What systemd passed netfs (socket activation) never reaches a tool.
+    #[tokio::test]
+    async fn tools_get_no_socket_activation_variables() {
+        let mut command = Command::new("sh");
+        command
+            .args([
+                "-c",
+                "echo \"[$LISTEN_PID][$LISTEN_FDS][$LISTEN_FDNAMES][$OTHER]\"",
+            ])
+            .env("LISTEN_PID", "1")
+            .env("LISTEN_FDS", "1")
+            .env("LISTEN_FDNAMES", "netfs.socket")
+            .env("OTHER", "kept")
+            .stdout(std::process::Stdio::piped());
+        let mut child = spawn(&mut command).unwrap();
+        let mut out = String::new();
+        let mut stdout = child.stdout.take().unwrap();
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out)
+            .await
+            .unwrap();
+        child.wait().await.unwrap();
+        assert_eq!(out, "[][][][kept]\n");
     }
 }

@@ -3,9 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,46 +12,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 
 use crate::driver::{Driver, DriverError, VolumeInfo};
 use crate::protocol::*;
 
 pub const MAX_BODY: usize = 1 << 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SocketError {
-    #[error("another process is already serving on {0}; stop it or choose another --socket")]
-    InUse(PathBuf),
-    #[error("{0} exists and is not a socket; netfs does not replace it: remove it or choose another --socket")]
-    NotASocket(PathBuf),
-    #[error("cannot listen on {path}: {source}")]
-    Bind { path: PathBuf, source: io::Error },
-}
-
-/// Binds the socket with mode 0660, replacing a stale socket file but never
-/// one that a live process still answers on, nor anything but a socket.
-pub async fn bind(path: &Path) -> Result<UnixListener, SocketError> {
-    let err = |source| SocketError::Bind {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(SocketError::NotASocket(path.to_owned()));
-        }
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(SocketError::InUse(path.to_owned()));
-        }
-        std::fs::remove_file(path).map_err(err)?;
-    }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
-    Ok(listener)
-}
 
 /// Serves connections until `shutdown` completes, then lets requests in
 /// flight finish.

@@ -19,7 +19,7 @@ use tonic::{Code, Status};
 
 use crate::config::Config;
 use crate::driver::{Driver, DriverError};
-use crate::{mounts, server, Error};
+use crate::{listener, mounts, Error};
 
 /// The plugin name in GetPluginInfo: the managed plugin's own name.
 pub const PLUGIN_NAME: &str = "netfs-csi";
@@ -38,7 +38,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let config = Arc::new(config);
     let (driver, _stale) = Driver::open(config.clone())?;
     let driver = Arc::new(driver);
-    let listener = server::bind(&config.socket).await?;
+    let socket = listener::listen(&config.socket).await?;
     for root in [&config.mount_root, &csi.publish_root] {
         std::fs::create_dir_all(root).map_err(|source| Error::MountRoot {
             path: root.clone(),
@@ -47,7 +47,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     clear_published(&csi.publish_root);
     driver.recover(Default::default()).await;
-    tracing::info!(socket = %config.socket.display(), node = %csi.node_id, "serving csi");
+    let path = socket.origin.path().unwrap_or(&config.socket).to_owned();
+    tracing::info!(socket = %path.display(), node = %csi.node_id, "serving csi");
     let identity = identity::Identity;
     let controller = controller::Controller {
         driver: driver.clone(),
@@ -65,7 +66,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .add_service(proto::identity_server::IdentityServer::new(identity))
         .add_service(proto::controller_server::ControllerServer::new(controller))
         .add_service(proto::node_server::NodeServer::new(node))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(UnixListenerStream::new(socket.listener), async move {
             stopped.notified().await
         });
     tokio::pin!(server, shutdown);
@@ -84,7 +85,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("shutting down");
     clear_published(&csi.publish_root);
     driver.shutdown().await;
-    let _ = std::fs::remove_file(&config.socket);
+    socket.origin.release();
     Ok(())
 }
 

@@ -6,8 +6,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod activation;
 mod backends;
 mod bad_input;
+mod build_info;
 mod concurrency;
 mod csi;
 mod docker_sshfs;

@@ -235,3 +235,45 @@ fn docker_plugin_set_reaches_the_tools_argv() {
         "command\n"
     );
 }
+
+/// The image records `netfs --build-info` as it saw the tools it ships, and
+/// the plugin logs the same tools when it starts.
+#[test]
+fn the_plugin_records_its_build_and_logs_its_tools() {
+    let plugin = ManagedPlugin::take(&[]);
+    let rootfs = Path::new("/var/lib/docker/plugins")
+        .join(plugin.id())
+        .join("rootfs/usr/share/netfs");
+    let text =
+        fs::read_to_string(rootfs.join("build-info.json")).expect("build-info.json in the image");
+    let info: serde_json::Value = serde_json::from_str(&text).expect("build-info.json is JSON");
+    assert!(info["version"].is_string(), "{info}");
+    assert!(info["profile"] == "release", "{info}");
+    for tool in ["sshfs", "ssh", "rclone", "mount.nfs", "fusermount3"] {
+        let found = info["tools"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["name"] == tool))
+            .unwrap_or_else(|| panic!("{tool} in {info}"));
+        assert_eq!(found["status"], "found", "the image ships {tool}: {found}");
+        assert!(
+            found["version"].as_str().is_some_and(|v| !v.is_empty()),
+            "{found}"
+        );
+    }
+    let human =
+        fs::read_to_string(rootfs.join("build-info.txt")).expect("build-info.txt in the image");
+    assert!(human.starts_with("netfs "), "{human}");
+
+    // A start logs each tool once.
+    let tag = format!("plugin={}", plugin.id());
+    let logged = || {
+        let log = fs::read_to_string(fixture::DOCKERD_LOG).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains(&tag) && l.contains("tool=sshfs") && l.contains("SSHFS version"))
+            .count()
+    };
+    plugin.disable();
+    let before = logged();
+    plugin.enable();
+    plugin.wait("the plugin logs its tools", || logged() > before);
+}

@@ -9,6 +9,7 @@
 pub mod calls;
 pub mod client;
 pub mod cmd;
+pub mod compose;
 pub mod docker;
 pub mod driver_pool;
 pub mod fuse;

@@ -5,6 +5,10 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -33,6 +37,9 @@ pub struct Plugin {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     child: Option<Child>,
+    /// Socket activation: the listening socket, held across runs as
+    /// systemd's socket unit holds it (see [`Plugin::socket_activated`]).
+    held: Option<UnixListener>,
 }
 
 impl Plugin {
@@ -58,7 +65,37 @@ impl Plugin {
                 ("KEY_DIR".into(), super::sshd::KEY_DIR.into()),
             ],
             child: None,
+            held: None,
         }
+    }
+
+    /// Runs the plugin as systemd's socket activation would: this fixture
+    /// binds the socket and keeps it for the plugin's whole life, and each
+    /// start runs `systemd-socket-activate`, which waits for the first
+    /// connection and then becomes netfs with the socket as fd 3
+    /// (`LISTEN_FDS=1`, `LISTEN_PID` its own pid).
+    pub fn socket_activated(mut self) -> Plugin {
+        let path = self.socket();
+        let _ = fs::remove_file(&path);
+        let listener =
+            UnixListener::bind(&path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o660)).expect("chmod the socket");
+        self.held = Some(listener);
+        self
+    }
+
+    /// The listening socket this fixture holds for a socket-activated plugin.
+    pub fn held_socket(&self) -> &UnixListener {
+        self.held.as_ref().expect("not socket-activated")
+    }
+
+    /// The name of the plugin's process: `systemd-socket-` (as the kernel
+    /// cuts it) while it waits for a connection, `netfs` once it runs.
+    pub fn process_name(&self) -> String {
+        let pid = self.pid();
+        fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
     }
 
     /// Adds a command line argument, e.g. `.arg("--mount-timeout=5s")`.
@@ -103,7 +140,10 @@ impl Plugin {
             .append(true)
             .open(self.log_path())
             .expect("open plugin log");
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.held {
+            None => Command::new(&self.bin),
+            Some(held) => activation(&self.bin, held.as_raw_fd(), &self.envs),
+        };
         cmd.arg(format!("--socket={}", self.socket().display()))
             .arg(format!(
                 "--propagated-mount={}",
@@ -284,5 +324,60 @@ impl Drop for Plugin {
             let dir = self.dir.take().expect("plugin dir").keep();
             eprintln!("still mounted {left:?}: leaving {}", dir.display());
         }
+    }
+}
+
+/// `systemd-socket-activate bin` with `fd` as its fd 3 and the variables
+/// systemd would set: `LISTEN_PID` must be the pid that reads it, which
+/// only the shell that execs knows (`$$`), and keeps through its exec.
+/// `envs` reach netfs as `-E` (a unit's `Environment=`): the tool passes
+/// no other variable of its own environment but PATH and HOME.
+fn activation(bin: &Path, fd: RawFd, envs: &[(OsString, OsString)]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec systemd-socket-activate "$@""#)
+        .arg("sh");
+    for (key, value) in envs {
+        let mut pair = key.clone();
+        pair.push("=");
+        pair.push(value);
+        cmd.arg("-E").arg(pair);
+    }
+    cmd.arg(bin);
+    pass_fds(&mut cmd, &[fd]);
+    cmd
+}
+
+/// Makes the child's fds 3, 4, ... copies of `fds` (at most 4), inherited
+/// across exec, as a service manager passes listening sockets.
+pub fn pass_fds(cmd: &mut Command, fds: &[RawFd]) {
+    assert!(fds.len() <= 4, "at most 4 fds");
+    let mut given = [-1; 4];
+    given[..fds.len()].copy_from_slice(fds);
+    let count = fds.len();
+    // SAFETY: between fork and exec only fcntl and dup2, which are
+    // async-signal-safe, on fds that stay open in the parent meanwhile.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::libc::{dup2, fcntl, F_DUPFD_CLOEXEC, F_SETFD};
+            let fail = || Err(std::io::Error::last_os_error());
+            // First out of the way (a source may be another's target), and
+            // closed at exec.
+            let mut moved = [-1; 4];
+            for i in 0..count {
+                moved[i] = fcntl(given[i], F_DUPFD_CLOEXEC, 100);
+                if moved[i] < 0 {
+                    return fail();
+                }
+            }
+            for (i, &fd) in moved.iter().take(count).enumerate() {
+                let target = 3 + i as RawFd;
+                // dup2 leaves the copy without close-on-exec.
+                if dup2(fd, target) < 0 || fcntl(target, F_SETFD, 0) < 0 {
+                    return fail();
+                }
+            }
+            Ok(())
+        });
     }
 }

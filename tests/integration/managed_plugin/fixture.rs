@@ -32,7 +32,7 @@ const KEYS_ROOT: &str = "/var/lib/netfs-test";
 /// What the plugin sees of the `sshkeys` mount.
 const KEYS_IN_PLUGIN: &str = "/root/.ssh";
 /// scripts/setup.sh starts dockerd with its output here.
-const DOCKERD_LOG: &str = "/var/log/netfs-dockerd.log";
+pub const DOCKERD_LOG: &str = "/var/log/netfs-dockerd.log";
 /// dockerd's own pid file.
 const DOCKERD_PID: &str = "/var/run/docker.pid";
 

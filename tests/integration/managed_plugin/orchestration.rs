@@ -4,10 +4,10 @@
 //! `docker stack deploy` of examples/swarm-stack.yml.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::support::cmd::{self, show};
+use crate::support::compose::{example, Compose};
 use crate::support::docker::{docker, docker_ok, volume_inspect, Cleanup, DOCKER_TIMEOUT};
 use crate::support::mounts::poll_until;
 use crate::support::sshd::Sshd;
@@ -15,55 +15,6 @@ use crate::support::{files_in as files, unique_name};
 
 use super::fixture::{ManagedPlugin, T};
 use super::sshfs_options;
-
-fn example(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(file)
-}
-
-/// `docker-compose -p project -f examples/docker-compose.yml args...`
-/// with the example's variables set for `plugin` and `sshd`.
-struct Compose {
-    project: String,
-    env: Vec<(&'static str, String)>,
-    /// `down` ran: nothing left to remove (removing a volume dockerd does
-    /// not know makes it ask every driver it knows).
-    down: bool,
-}
-
-impl Compose {
-    fn run(&self, args: &[&str]) -> Output {
-        let file = example("docker-compose.yml");
-        let mut command = Command::new("docker-compose");
-        command
-            .arg("-p")
-            .arg(&self.project)
-            .arg("-f")
-            .arg(&file)
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd::run(&mut command, DOCKER_TIMEOUT)
-    }
-
-    fn run_ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{}",
-            show(&format!("docker-compose {}", args.join(" ")), &out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Compose {
-    fn drop(&mut self) {
-        if !self.down {
-            let _ = self.run(&["down", "-v", "--remove-orphans"]);
-        }
-    }
-}
 
 #[test]
 fn the_compose_example_runs_a_service_on_a_netfs_volume() {
@@ -75,15 +26,12 @@ fn the_compose_example_runs_a_service_on_a_netfs_volume() {
     let project = unique_name("netfs-compose");
     // docker-compose names the volume <project>_<key in the file>.
     let volume = format!("{project}_data");
-    let mut compose = Compose {
+    let mut compose = Compose::new(
         project,
-        env: vec![
-            ("NETFS_DRIVER", plugin.driver()),
-            ("NETFS_SOURCE", sshd.source("")),
-            ("NETFS_OPTIONS", sshfs_options(&sshd, &key)),
-        ],
-        down: false,
-    };
+        &plugin.driver(),
+        sshd.source(""),
+        sshfs_options(&sshd, &key),
+    );
 
     let visits = sshd.remote_dir().join("visits.txt");
     let up = ["up", "--exit-code-from", "app"];
