@@ -282,7 +282,10 @@ fn driver_names_nobody_owns_answer_at_once() {
     let (status, reply) = client::post(&socket, "/VolumeDriver.List", json!({}));
     assert_eq!((status, reply), (200, json!({"Volumes": []})));
     let (status, reply) = client::post(&socket, "/Plugin.Activate", json!({}));
-    assert_eq!((status, reply), (200, json!({"Implements": ["VolumeDriver"]})));
+    assert_eq!(
+        (status, reply),
+        (200, json!({"Implements": ["VolumeDriver"]}))
+    );
 }
 
 #[test]
