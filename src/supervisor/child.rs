@@ -264,7 +264,13 @@ pub async fn wait_ready(
             return Err(refused);
         }
         if let Ok(true) = mounts::is_mounted(path) {
-            let within = deadline.saturating_duration_since(Instant::now()).max(poll);
+            let mut within = deadline.saturating_duration_since(Instant::now()).max(poll);
+            if watching_login(turn, spec) {
+                // sshfs mounts before it logs in: a stat waits for the
+                // login and what follows, the login is looked for meanwhile
+                // (the stat goes on in the background, see Prober).
+                within = within.min(READY_POLL_MIN);
+            }
             seen = match running.prober.probe(within).await {
                 // Listed again after the stat: a tool that mounts before it
                 // connects and then gives up (sshfs does) may be gone by
@@ -327,12 +333,17 @@ pub async fn wait_ready(
         }
         // While it holds a turn, its login is looked for closely: others
         // wait for that turn.
-        poll = if turn.is_some() && spec.invocation.login.is_some() {
+        poll = if watching_login(turn, spec) {
             READY_POLL_MIN
         } else {
             (poll * 2).min(READY_POLL_MAX)
         };
     }
+}
+
+/// It holds its turn at the server and will say when its login is done.
+fn watching_login(turn: &Option<Permit>, spec: &ProcessSpec) -> bool {
+    turn.is_some() && spec.invocation.login.is_some() && spec.shared.is_none()
 }
 
 /// The tool said its login is done.
