@@ -130,7 +130,8 @@ pub struct Invocation {
 /// server's to run for a user it has let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Login {
-    /// Added to the argv at the spawn (not shown in Status).
+    /// Added at the end of the argv of a volume that logs in itself (not
+    /// of a client of a shared connection).
     pub args: &'static [&'static str],
     /// A piece of the stderr line that says the login is done.
     pub done: &'static str,

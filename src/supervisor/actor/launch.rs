@@ -109,23 +109,10 @@ impl<T: Tool> Supervisor<T> {
                 }
             }
         };
-        // A tool that logs in itself says when it is done: its turn ends there.
-        let logging_in = match (&through_master, self.spec.invocation.login) {
-            (None, Some(login)) if turn.is_some() => {
-                let mut spec = self.spec.clone();
-                spec.invocation
-                    .args
-                    .extend(login.args.iter().map(|a| a.to_string()));
-                Some(spec)
-            }
-            _ => None,
-        };
-        let mut running = match self.tool.spawn(
-            through_master
-                .as_ref()
-                .or(logging_in.as_ref())
-                .unwrap_or(&self.spec),
-        ) {
+        let mut running = match self
+            .tool
+            .spawn(through_master.as_ref().unwrap_or(&self.spec))
+        {
             Ok(running) => running,
             Err(e) => return Outcome::Failed(e),
         };
