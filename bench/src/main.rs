@@ -1,6 +1,7 @@
 //! netfs-bench: netfs against the plugin users would pick instead (`rclone
 //! serve docker`) and against the tool it wraps (bare `sshfs`), on the same
-//! work in the same run, over one loopback sshd. Prints a table and, with
+//! work in the same run, over one loopback sshd (and parts 6 and 7 over a
+//! second one with Debian's stock `sshd_config`). Prints a table and, with
 //! `--out`, writes it into the results section of docs/benchmarks.md.
 
 mod chart;
