@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks netfs against the plugin users would pick instead (rclone serve
 # docker) and the tool it wraps (bare sshfs), on the same work in the same
-# run, over one loopback sshd; prints the table and writes it into
+# run, over one loopback sshd (parts 6 and 7 also over one with Debian's
+# stock sshd_config); prints the table and writes it into
 # docs/benchmarks.md. `make bench` runs scripts/setup.sh first (packages,
 # dockerd, the test image), then this. Takes about 15 minutes.
 #

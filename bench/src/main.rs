@@ -1,6 +1,7 @@
 //! netfs-bench: netfs against the plugin users would pick instead (`rclone
 //! serve docker`) and against the tool it wraps (bare `sshfs`), on the same
-//! work in the same run, over one loopback sshd. Prints a table and, with
+//! work in the same run, over one loopback sshd (and parts 6 and 7 over a
+//! second one with Debian's stock `sshd_config`). Prints a table and, with
 //! `--out`, writes it into the results section of docs/benchmarks.md.
 
 mod chart;
@@ -30,7 +31,7 @@ use crate::data::Side;
 use crate::plugin::Daemon;
 use crate::report::{Figure, Goal, Report, Unit};
 use crate::restore::Restored;
-use crate::sshd::Sshd;
+use crate::sshd::{Flavour, Sshd};
 
 const USAGE: &str = "usage: netfs-bench [--netfs PATH] [--runs N] [--peer-runs N] \
 [--volumes N] [--rclone-volumes N] [--restore-volumes N] [--data-mib N] [--data-detail] \
@@ -196,12 +197,24 @@ struct Notes {
 }
 
 async fn run_all(args: &Args) -> Result<(Report, Notes)> {
-    let sshd = Sshd::start(&args.work.join("sshd"))?;
+    let sshd = Sshd::start(&args.work.join("sshd"), Flavour::OpenSsh)?;
     println!(
         "sshd on 127.0.0.1:{}; work dir {}",
         sshd.port(),
         args.work.display()
     );
+    // Parts 6 and 7 run against the sshd_config a distribution ships too.
+    let debian = if args.parts.contains(&6) || args.parts.contains(&7) {
+        let d = Sshd::start(&args.work.join("sshd-debian"), Flavour::Debian)?;
+        println!(
+            "sshd with {} on 127.0.0.1:{}",
+            Flavour::Debian.describe(),
+            d.port()
+        );
+        Some(d)
+    } else {
+        None
+    };
     let mut report = Report::default();
     let mut notes = Notes::default();
     if args.parts.contains(&4) {
@@ -233,6 +246,7 @@ async fn run_all(args: &Args) -> Result<(Report, Notes)> {
         one_run(
             args,
             &sshd,
+            debian.as_ref(),
             &round,
             control_rclone.as_mut(),
             &mut [&mut report, &mut this],
@@ -322,6 +336,7 @@ struct Round {
 async fn one_run(
     args: &Args,
     sshd: &Sshd,
+    debian: Option<&Sshd>,
     round: &Round,
     control_rclone: Option<&mut Daemon>,
     reports: &mut [&mut Report],
@@ -639,17 +654,55 @@ async fn one_run(
         });
     }
 
+    // Parts 7 and 6 against each stock server, side by side in the table.
+    for server in std::iter::once(sshd).chain(debian) {
+        let label = match server.flavour() {
+            Flavour::OpenSsh if debian.is_some() => Some(Flavour::OpenSsh.describe()),
+            Flavour::OpenSsh => None,
+            Flavour::Debian => Some(Flavour::Debian.describe()),
+        };
+        for r in reports.iter_mut() {
+            r.against(label);
+        }
+        let dir = dir.join(server.flavour().name());
+        let outcome = restores(args, server, &dir, run, peer, reports, notes).await;
+        for r in reports.iter_mut() {
+            r.against(None);
+        }
+        outcome?;
+    }
+    Ok(())
+}
+
+/// Parts 7 (shared connections) and 6 (restore) against `sshd`.
+async fn restores(
+    args: &Args,
+    sshd: &Sshd,
+    dir: &Path,
+    run: usize,
+    peer: bool,
+    reports: &mut [&mut Report],
+    notes: &mut Notes,
+) -> Result<()> {
+    let netfs = |part: &str, lifecycle: &str| {
+        let d = dir.join(part);
+        Daemon::netfs(
+            &args.netfs,
+            &d,
+            &d.join("netfs.sock"),
+            lifecycle,
+            sshd.dir(),
+        )
+    };
+    let rclone = |part: &str| {
+        let d = dir.join(part);
+        Daemon::rclone(&d, &d.join("rclone.sock"))
+    };
     if args.parts.contains(&7) {
         let make = |part: &str, on: bool| {
             let d = dir.join(part);
-            Daemon::netfs(
-                &args.netfs,
-                &d,
-                &d.join("netfs.sock"),
-                "volume",
-                &args.work.join("sshd"),
-            )
-            .map(|d| d.with_arg(&format!("--share-ssh-connections={on}")))
+            Daemon::netfs(&args.netfs, &d, &d.join("netfs.sock"), "volume", sshd.dir())
+                .map(|d| d.with_arg(&format!("--share-ssh-connections={on}")))
         };
         let res = shared::run(
             sshd,
@@ -660,7 +713,9 @@ async fn one_run(
         )
         .await?;
         shared_figures(reports, &res, args.restore_volumes, args.data_mib);
-        notes.shared = Some(res);
+        if sshd.flavour() == Flavour::OpenSsh {
+            notes.shared = Some(res);
+        }
         if data::unavailable().is_none() {
             shared_in_a_container(args, sshd, dir, run, reports).await?;
         }
@@ -725,10 +780,14 @@ async fn shared_in_a_container(
     run: usize,
     reports: &mut [&mut Report],
 ) -> Result<()> {
-    let driver = format!("netfs-bench-{}-s{run}", std::process::id());
+    let driver = format!(
+        "netfs-bench-{}-s{run}-{}",
+        std::process::id(),
+        sshd.flavour().name()
+    );
     let socket = PathBuf::from("/run/docker/plugins").join(format!("{driver}.sock"));
     let d = dir.join("shared-data-container");
-    let mut n = Daemon::netfs(&args.netfs, &d, &socket, "volume", &args.work.join("sshd"))?
+    let mut n = Daemon::netfs(&args.netfs, &d, &socket, "volume", sshd.dir())?
         .with_arg("--share-ssh-connections=true");
     let res = data::run(
         sshd,
@@ -802,6 +861,16 @@ fn shared_figures(reports: &mut [&mut Report], r: &shared::SharedResult, count: 
             peer_value: None,
             peer_note: None,
             goal: Some((Goal::AtMost(count.div_ceil(10) as f64), "≤ ⌈N / 10⌉")),
+        },
+        Figure {
+            part: 7,
+            what: "volume restarts during that restore".into(),
+            unit: Unit::Count,
+            netfs: Some(r.restore_restarts as f64),
+            peer: "none",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(0.0), "0")),
         },
         Figure {
             part: 7,
@@ -908,7 +977,7 @@ const FAST_KEX: &str = "KexAlgorithms=curve25519-sha256";
 /// netfs's restore, in seconds; not finishing is an error.
 async fn netfs_restore(daemon: &mut Daemon, count: usize, sshd: &Sshd, extra: &str) -> Result<f64> {
     match restore::run(daemon, count, &sshd.netfs_options("restore", extra)?).await? {
-        Restored::All(secs) => Ok(secs),
+        Restored::All { secs, .. } => Ok(secs),
         Restored::Stuck { mounted, .. } => bail!(
             "netfs restored only {mounted} of {count} volumes within {:?}",
             restore::WITHIN
@@ -924,7 +993,7 @@ async fn rclone_restore(
 ) -> Result<(Option<f64>, Option<String>)> {
     Ok(
         match restore::run(daemon, count, &sshd.rclone_options("restore")?).await? {
-            Restored::All(secs) => {
+            Restored::All { secs, .. } => {
                 println!("restore: rclone {secs:.2} s");
                 (Some(secs), None)
             }

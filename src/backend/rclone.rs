@@ -67,6 +67,7 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         env,
         stdin: None,
         hints: HINTS,
+        login: None,
     })
 }
 

@@ -194,6 +194,8 @@ fn docker_plugin_set_reaches_the_tools_argv() {
         "-C".into(),
         "-o".into(),
         merged.clone(),
+        "-o".into(),
+        "LogLevel=VERBOSE".into(),
     ];
     assert_eq!(tool_argv(&plugin, "sshfs", &volume), expected);
     let command = plugin.mounted(&volume)["command"]

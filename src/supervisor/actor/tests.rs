@@ -38,6 +38,7 @@ impl Harness {
                 stdin: None,
                 env: Vec::new(),
                 hints: &[],
+                login: None,
             },
             endpoint: None,
             shared: None,

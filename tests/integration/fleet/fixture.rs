@@ -521,8 +521,13 @@ impl Drop for Fleet {
 /// process, and again if the registry was made anew since (`fleet.sh down`
 /// by another run).
 fn published_base() -> String {
-    let registry =
-        crate::support::docker::docker_ok(&["container", "inspect", "-f", "{{.Id}}", "netfs-fleet-registry"]);
+    let registry = crate::support::docker::docker_ok(&[
+        "container",
+        "inspect",
+        "-f",
+        "{{.Id}}",
+        "netfs-fleet-registry",
+    ]);
     let mut published = PUBLISHED.lock().unwrap_or_else(|e| e.into_inner());
     match &*published {
         Some((reference, pushed_to)) if *pushed_to == registry => reference.clone(),
