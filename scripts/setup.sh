@@ -176,6 +176,22 @@ ensure_busybox_image() {
         die "$BUSYBOX_IMAGE was imported but a container from it does not run"
 }
 
+# Sockets that the test suites and the benchmark name after themselves, left
+# by a run that was killed, answer no one: dockerd would wait on each for
+# ~30 s at every lookup of a volume name it does not know. Only those names,
+# and only when nothing listens on them.
+remove_dead_test_sockets() {
+    local dir=/run/docker/plugins live sock
+    [ -d "$dir" ] || return 0
+    live=$(ss -xlH 2>/dev/null | awk '{ sub(/^\/var\/run\//, "/run/", $5); print $5 }')
+    for sock in "$dir"/netfs-t*.sock "$dir"/netfs-bench-*.sock "$dir"/rclone-bench-*.sock; do
+        [ -S "$sock" ] || continue
+        grep -qxF "$sock" <<<"$live" && continue
+        say "removing $sock: a test's socket nobody answers on"
+        rm -f "$sock"
+    done
+}
+
 check_cargo() {
     command -v cargo >/dev/null 2>&1 ||
         warn "cargo is not in PATH; install a Rust toolchain (1.80 or newer, e.g. with rustup) to build netfs"
@@ -185,6 +201,7 @@ if [ "${SKIP_PACKAGES:-0}" != 1 ]; then
     install_packages
 fi
 ensure_fuse
+remove_dead_test_sockets
 ensure_dockerd
 ensure_busybox_image
 check_cargo
