@@ -16,6 +16,7 @@ pub mod pacing;
 pub mod procfs;
 pub mod protocol;
 pub mod reaper;
+pub mod reattach;
 pub mod secret;
 pub mod server;
 pub mod state;
@@ -62,9 +63,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let driver = driver.clone();
         tokio::spawn(async move { driver.restore(starts).await })
     };
+    let keep_devices = {
+        let driver = driver.clone();
+        tokio::spawn(async move { driver.keep_devices_saved().await })
+    };
     server::serve(listener, driver.clone(), shutdown).await;
     tracing::info!("shutting down");
     restore.abort();
+    keep_devices.abort();
     driver.shutdown().await;
     let _ = std::fs::remove_file(&config.socket);
     Ok(())

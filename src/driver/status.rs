@@ -80,6 +80,9 @@ fn status(entry: &Entry) -> Map<String, Value> {
             if let Some(err) = &status.last_error {
                 map.insert("lastError".into(), json!(err));
             }
+            if status.reattach.happened() {
+                map.insert("reattach".into(), json!(status.reattach));
+            }
         }
         Phase::Refused { reason, since } => {
             map.insert("state".into(), json!("failed"));

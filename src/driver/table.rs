@@ -103,6 +103,12 @@ impl Table {
     /// entries (no copy of them), at a new generation.
     pub fn snapshot(&mut self, store: &StateStore) -> Result<Snapshot, StateError> {
         self.generation += 1;
+        // The devices containers may hold are the supervisor's to know.
+        for entry in self.entries.values_mut() {
+            if let Phase::Ready(process) = &entry.phase {
+                entry.record.devices = process.handle.status().devices;
+            }
+        }
         let stored = self
             .entries
             .iter()
