@@ -182,10 +182,12 @@ impl Reattacher {
                     live: live_path.to_owned(),
                     target: target.clone(),
                 };
+                let started = std::time::Instant::now();
                 match self.host.attach(&attach) {
                     Ok(()) => {
                         tracing::info!(volume = %volume, %place, sub = %target.root.display(),
-                            read_only = target.flags.read_only, "volume re-attached");
+                            read_only = target.flags.read_only,
+                            took_us = started.elapsed().as_micros() as u64, "volume re-attached");
                         outcome.attached.push(place);
                     }
                     // Still served (by a tool an earlier run left
