@@ -203,7 +203,12 @@ impl Driver {
     pub fn get(&self, name: &str) -> Result<VolumeInfo, DriverError> {
         let name = VolumeName::parse(name)?;
         let table = self.table();
-        Ok(status::volume(&name, table.stored(&name)?, true))
+        Ok(status::volume(
+            &name,
+            table.stored(&name)?,
+            true,
+            self.reattacher.is_some(),
+        ))
     }
 
     pub fn list(&self) -> Vec<VolumeInfo> {
@@ -212,7 +217,7 @@ impl Driver {
             .entries
             .iter()
             .filter(|(_, e)| e.phase.stored())
-            .map(|(n, e)| status::volume(n, e, false))
+            .map(|(n, e)| status::volume(n, e, false, false))
             .collect()
     }
 

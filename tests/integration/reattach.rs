@@ -121,12 +121,23 @@ fn sshfs_killed_the_running_containers_read_and_write_again_ro_stays_ro_an_exite
     require_docker();
     let sshd = Sshd::new();
     std::fs::write(sshd.remote_dir().join("f"), "before").unwrap();
+    std::fs::create_dir_all(sshd.remote_dir().join("sub")).unwrap();
+    std::fs::write(sshd.remote_dir().join("sub/g"), "in-sub").unwrap();
     let plugin = plugin();
     let mut cleanup = Cleanup::new();
     let volume = cleanup.volume(unique_name("reattach-vol"));
     create(plugin.driver_name(), &volume, &sshfs_opts(&sshd));
     let rw = start_container(&mut cleanup, &format!("{volume}:/data"));
     let ro = start_container(&mut cleanup, &format!("{volume}:/ro:ro"));
+    // A bind of a subdirectory of the volume's mount: its mount's root
+    // field is `/sub`, as with `volume-subpath` on Docker 26+.
+    let sub = start_container(
+        &mut cleanup,
+        &format!(
+            "{}:/sub",
+            plugin.mount_root().join(&volume).join("sub").display()
+        ),
+    );
     let exited = cleanup.container(unique_name("reattach-exited"));
     docker_ok(&[
         "run",
@@ -164,11 +175,14 @@ fn sshfs_killed_the_running_containers_read_and_write_again_ro_stays_ro_an_exite
     wait_new_pid(&volume, pid);
     let st = status(&volume);
     let reattach = &st["reattach"];
-    assert_eq!(reattach["total"], 2, "{st}");
+    assert_eq!(reattach["total"], 3, "{st}");
     let last = reattach["last"].to_string();
+    for c in [&rw, &ro, &sub] {
+        assert!(last.contains(&short(c)), "{c} in {st}");
+    }
     assert!(
-        last.contains(&short(&rw)) && last.contains(&short(&ro)),
-        "{st}"
+        st.get("mountIdsBeforeLastRestart").is_none(),
+        "every holder has the new mount: {st}"
     );
     assert!(reattach.get("lastError").is_none(), "{st}");
     eprintln!(
