@@ -218,11 +218,15 @@ impl Reattacher {
 /// at some place, a mount of one of the `dead` devices with the live
 /// mount's type and source; one holder per namespace.
 pub fn holders(host: &dyn Host, live: &MountEntry, dead: &[String]) -> Vec<Holder> {
-    let own = host.own_namespace().ok();
+    // Without knowing its own namespace, netfs could take its own live
+    // mount's place for a holder's: it enters none.
+    let Ok(own) = host.own_namespace() else {
+        return Vec::new();
+    };
     let mut done: HashSet<u64> = HashSet::new();
     let mut found = Vec::new();
     for (pid, ns) in host.namespaces() {
-        if Some(ns) == own || done.contains(&ns) {
+        if ns == own || done.contains(&ns) {
             continue;
         }
         // A process that is gone: another one of its namespace may answer.
