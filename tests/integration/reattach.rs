@@ -47,7 +47,17 @@ pub fn sshfs_opts(sshd: &Sshd) -> Vec<(&'static str, String)> {
 pub fn start_container(cleanup: &mut Cleanup, mount: &str) -> String {
     let name = cleanup.container(unique_name("reattach-c"));
     docker_ok(&[
-        "run", "-d", "--name", &name, "-v", mount, TEST_IMAGE, "sleep", "3600",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "-v",
+        mount,
+        TEST_IMAGE,
+        "sleep",
+        "3600",
     ]);
     name
 }
@@ -141,6 +151,8 @@ fn sshfs_killed_the_running_containers_read_and_write_again_ro_stays_ro_an_exite
     let exited = cleanup.container(unique_name("reattach-exited"));
     docker_ok(&[
         "run",
+        "--network",
+        "none",
         "--name",
         &exited,
         "-v",

@@ -38,6 +38,8 @@ fn running_containers_get_their_volume_back_after_plugin_disable_and_enable() {
     docker_ok(&[
         "run",
         "-d",
+        "--network",
+        "none",
         "--name",
         &user,
         "--user",
