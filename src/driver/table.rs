@@ -106,7 +106,9 @@ impl Table {
         // The devices containers may hold are the supervisor's to know.
         for entry in self.entries.values_mut() {
             if let Phase::Ready(process) = &entry.phase {
-                entry.record.devices = process.handle.status().devices;
+                if let Some(devices) = process.handle.devices() {
+                    entry.record.devices = devices;
+                }
             }
         }
         let stored = self

@@ -229,6 +229,13 @@ impl SupervisorHandle {
         }
     }
 
+    /// The device numbers containers may hold, once the task has run
+    /// (before, they are the ones it was given).
+    pub fn devices(&self) -> Option<Vec<String>> {
+        let task = self.lazy.task.get()?;
+        Some(task.status.borrow().devices.clone())
+    }
+
     pub fn status(&self) -> ProcessStatus {
         match self.lazy.task.get() {
             Some(task) => task.status.borrow().clone(),
