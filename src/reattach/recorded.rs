@@ -29,6 +29,8 @@ struct Inner {
     vanished: Vec<i32>,
     /// Targets whose attach fails with EPERM.
     refuse: Vec<PathBuf>,
+    /// Targets whose namespace is gone when it is entered.
+    gone: Vec<PathBuf>,
     attaches: Vec<Attach>,
 }
 
@@ -64,6 +66,11 @@ impl Recorded {
     /// An attach at `target` will fail.
     pub fn refuse(&self, target: &str) {
         self.inner().refuse.push(target.into());
+    }
+
+    /// The namespace holding `target` goes away before it is entered.
+    pub fn gone(&self, target: &str) {
+        self.inner().gone.push(target.into());
     }
 
     pub fn attaches(&self) -> Vec<Attach> {
@@ -112,6 +119,9 @@ impl Host for Recorded {
     fn attach(&self, attach: &Attach) -> Result<(), AttachError> {
         let mut inner = self.inner();
         inner.attaches.push(attach.clone());
+        if inner.gone.contains(&attach.target.mount_point) {
+            return Err(AttachError::Gone { pid: attach.pid });
+        }
         if inner.refuse.contains(&attach.target.mount_point) {
             return Err(AttachError::Call {
                 step: "move_mount",

@@ -246,6 +246,26 @@ fn a_failed_attach_is_reported_per_container_and_counted_in_status() {
 }
 
 #[test]
+fn a_container_gone_mid_way_is_no_failure_and_its_device_is_forgotten() {
+    let host = host();
+    host.table(
+        7,
+        &container("510 500 0:50 / /data rw - fuse.sshfs u@h:/srv rw"),
+    );
+    host.process(200, 7, Some("aaaaaaaaaaaa"));
+    host.gone("/data");
+    let outcome = pass(&host, &["0:50"]);
+    assert_eq!(host.attaches().len(), 1);
+    assert_eq!(
+        outcome,
+        Outcome {
+            devices: vec!["0:77".into()],
+            ..Outcome::default()
+        }
+    );
+}
+
+#[test]
 fn a_vanished_process_gives_way_to_another_of_its_namespace() {
     let host = host();
     host.table(
