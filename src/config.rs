@@ -152,6 +152,17 @@ pub struct Cli {
     #[arg(long, env = "SHARE_SSH_CONNECTIONS", default_value_t = false, action = clap::ArgAction::Set)]
     pub share_ssh_connections: bool,
 
+    /// After a volume is mounted again (its tool restarted, netfs restarted),
+    /// put the new mount in place of the dead one inside every running
+    /// container that holds it; `false` leaves them with the dead mount.
+    #[arg(long, env = "REATTACH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reattach: bool,
+
+    /// The host's `/proc`, where re-attach finds the containers' mount
+    /// namespaces (the managed plugin sees it at `/host/proc`).
+    #[arg(long, env = "HOST_PROC", default_value = "/proc")]
+    pub host_proc: PathBuf,
+
     /// Volumes per shared ssh connection: the server's `MaxSessions`.
     #[arg(long, env = "SSH_SESSIONS_PER_CONNECTION", default_value_t = crate::connections::DEFAULT_SESSIONS)]
     pub ssh_sessions_per_connection: usize,
@@ -222,6 +233,10 @@ pub struct Config {
     pub policy: Policy,
     /// sshfs volumes share ssh connections (see [`crate::connections`]).
     pub share_ssh_connections: bool,
+    /// Running containers get a volume's new mount (see [`crate::reattach`]).
+    pub reattach: bool,
+    /// The host's `/proc` as netfs sees it.
+    pub host_proc: PathBuf,
     /// Volumes per shared ssh connection.
     pub ssh_sessions_per_connection: usize,
     /// Set in CSI mode; `socket` is then the CSI endpoint and `mount_root`
@@ -386,6 +401,8 @@ impl Cli {
             max_startups_per_endpoint: self.max_startups_per_endpoint,
             policy,
             share_ssh_connections: self.share_ssh_connections,
+            reattach: self.reattach,
+            host_proc: self.host_proc,
             ssh_sessions_per_connection: self.ssh_sessions_per_connection,
             csi,
         })

@@ -18,6 +18,7 @@ pub mod pacing;
 pub mod procfs;
 pub mod protocol;
 pub mod reaper;
+pub mod reattach;
 pub mod secret;
 pub mod server;
 pub mod state;
@@ -65,9 +66,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let driver = driver.clone();
         tokio::spawn(async move { driver.restore(starts).await })
     };
+    let keep_devices = {
+        let driver = driver.clone();
+        tokio::spawn(async move { driver.keep_devices_saved().await })
+    };
     server::serve(socket.listener, driver.clone(), shutdown).await;
     tracing::info!("shutting down");
     restore.abort();
+    keep_devices.abort();
     driver.shutdown().await;
     socket.origin.release();
     Ok(())

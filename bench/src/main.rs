@@ -13,6 +13,7 @@ mod mounts;
 mod plugin;
 mod procs;
 mod ready;
+mod reattach;
 mod recovery;
 mod report;
 mod restore;
@@ -35,7 +36,7 @@ use crate::sshd::{Flavour, Sshd};
 
 const USAGE: &str = "usage: netfs-bench [--netfs PATH] [--runs N] [--peer-runs N] \
 [--volumes N] [--rclone-volumes N] [--restore-volumes N] [--data-mib N] [--data-detail] \
-[--parts 1,2,3,4,5,6,7] [--work DIR] [--out FILE] [--charts DIR]";
+[--parts 1,2,3,4,5,6,7,8] [--work DIR] [--out FILE] [--charts DIR]";
 
 const BEGIN: &str =
     "<!-- results:begin (written by `make bench`; edits inside are overwritten) -->";
@@ -67,7 +68,7 @@ fn parse_args() -> Result<Args> {
         restore_volumes: 100,
         data_mib: 256,
         data_detail: false,
-        parts: (1..=7).collect(),
+        parts: (1..=8).collect(),
         work: std::env::temp_dir().join(format!("netfs-bench.{}", std::process::id())),
         out: None,
         charts: None,
@@ -721,6 +722,10 @@ async fn restores(
         }
     }
 
+    if args.parts.contains(&8) && data::unavailable().is_none() {
+        reattach_figures(args, sshd, dir, run, reports).await?;
+    }
+
     if args.parts.contains(&6) {
         let count = args.restore_volumes;
         let refused = sshd.throttled();
@@ -1099,5 +1104,88 @@ fn write_doc(path: &Path, section: &str) -> Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// Part 8: how soon a running container reads its volume again.
+async fn reattach_figures(
+    args: &Args,
+    sshd: &Sshd,
+    dir: &Path,
+    run: usize,
+    reports: &mut [&mut Report],
+) -> Result<()> {
+    let driver = format!("netfs-bench-{}-a{run}", std::process::id());
+    let socket = |d: &str| PathBuf::from("/run/docker/plugins").join(format!("{d}.sock"));
+    let mut n = Daemon::netfs(
+        &args.netfs,
+        &dir.join("reattach-netfs"),
+        &socket(&driver),
+        "volume",
+        &args.work.join("sshd"),
+    )?;
+    let rclone_driver = format!("{driver}-rclone");
+    let mut r = Daemon::rclone(&dir.join("reattach-rclone"), &socket(&rclone_driver))?;
+    let res = reattach::run(
+        sshd,
+        &dir.join("reattach"),
+        (&mut n, &driver),
+        (&mut r, &rclone_driver),
+    )
+    .await?;
+    let shown = |v: Option<f64>| v.map_or("not in 60 s".to_owned(), |v| format!("{v:.0} ms"));
+    println!(
+        "reattach: kill -9 → read in the container: netfs {}, bare sshfs {}, rclone serve docker {}; \
+         netfs restarted → read in the container {} (restore {})",
+        shown(res.netfs_kill_ms),
+        shown(res.bare_ms),
+        shown(res.rclone_ms),
+        shown(res.netfs_restart_ms),
+        shown(res.netfs_restore_ms),
+    );
+    let not_in = |v: Option<f64>| v.is_none().then(|| "not in 60 s".to_owned());
+    const KILL: &str = "kill -9 of the tool → first read in a running container";
+    add(reports, || Figure {
+        part: 8,
+        what: KILL.into(),
+        unit: Unit::Ms,
+        netfs: res.netfs_kill_ms,
+        peer: "bare sshfs, mounted again by hand",
+        peer_value: res.bare_ms,
+        peer_note: not_in(res.bare_ms),
+        goal: Some((Goal::AtMost(500.0), "≤ 0.5 s")),
+    });
+    add(reports, || Figure {
+        part: 8,
+        what: KILL.into(),
+        unit: Unit::Ms,
+        netfs: res.netfs_kill_ms,
+        peer: "rclone serve docker, killed and started again",
+        peer_value: res.rclone_ms,
+        peer_note: not_in(res.rclone_ms),
+        goal: Some((Goal::AtMost(500.0), "≤ 0.5 s")),
+    });
+    add(reports, || Figure {
+        part: 8,
+        what: "plugin restarted → first read in a running container".into(),
+        unit: Unit::Ms,
+        netfs: res.netfs_restart_ms,
+        peer: "netfs's restore (first read on the host)",
+        peer_value: res.netfs_restore_ms,
+        peer_note: None,
+        goal: None,
+    });
+    if let (Some(read), Some(restore)) = (res.netfs_restart_ms, res.netfs_restore_ms) {
+        add(reports, || Figure {
+            part: 8,
+            what: "plugin restarted: the container's first read after the restore's".into(),
+            unit: Unit::Ms,
+            netfs: Some(read - restore),
+            peer: "none (no peer gives it back)",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(50.0), "≤ 50 ms")),
+        });
+    }
     Ok(())
 }

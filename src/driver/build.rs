@@ -28,6 +28,7 @@ impl Driver {
             max_restarts_per_min: self.config.recovery_max_per_min,
             health_interval: Duration::from_secs(2),
             pacing: self.pacing.clone(),
+            reattach: self.reattacher.clone(),
         }
     }
 
@@ -100,6 +101,7 @@ impl Driver {
             invocation,
             endpoint,
             shared,
+            devices: record.devices.clone(),
         };
         Ok(Process {
             handle: SupervisorHandle::new(spec, self.policy(), self.launcher.clone()),

@@ -33,6 +33,7 @@ impl Driver {
             },
             created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             mount_ids: Default::default(),
+            devices: Vec::new(),
         };
         loop {
             let taken = self

@@ -26,12 +26,18 @@ pub struct VolumeInfo {
     pub status: Option<Map<String, Value>>,
 }
 
-pub(super) fn volume(name: &VolumeName, entry: &Entry, with_status: bool) -> VolumeInfo {
+/// With `reattach`, running containers are given each new mount.
+pub(super) fn volume(
+    name: &VolumeName,
+    entry: &Entry,
+    with_status: bool,
+    reattach: bool,
+) -> VolumeInfo {
     VolumeInfo {
         name: name.to_string(),
         mount_point: entry.mount_point.clone(),
         created_at: entry.record.created_at.clone(),
-        status: with_status.then(|| status(entry)),
+        status: with_status.then(|| status(entry, reattach)),
     }
 }
 
@@ -46,7 +52,7 @@ fn shown_source(entry: &Entry) -> Option<String> {
     })
 }
 
-fn status(entry: &Entry) -> Map<String, Value> {
+fn status(entry: &Entry, reattach: bool) -> Map<String, Value> {
     let ids: Vec<&String> = entry.record.mount_ids.iter().collect();
     let mut map = Map::new();
     map.insert("backend".into(), json!(entry.record.setup.backend_name()));
@@ -55,10 +61,14 @@ fn status(entry: &Entry) -> Map<String, Value> {
     match &entry.phase {
         Phase::Ready(process) => {
             let status = process.handle.status();
-            // IDs taken before the tool's last restart hold its old mount.
+            // IDs taken before the tool's last restart hold its old mount,
+            // unless re-attach gave every holder the new one: then only
+            // the live mount's device is left to hold.
+            let healed = reattach && status.devices.len() <= 1;
             let stale: Vec<&String> = ids
                 .iter()
                 .copied()
+                .filter(|_| !healed)
                 .filter(|id| {
                     process
                         .mounted_at
@@ -79,6 +89,9 @@ fn status(entry: &Entry) -> Map<String, Value> {
             }
             if let Some(err) = &status.last_error {
                 map.insert("lastError".into(), json!(err));
+            }
+            if status.reattach.happened() {
+                map.insert("reattach".into(), json!(status.reattach));
             }
         }
         Phase::Refused { reason, since } => {

@@ -21,6 +21,7 @@ mod managed_plugin;
 mod options;
 mod pacing;
 mod processes;
+mod reattach;
 mod secrets;
 mod shared_ssh;
 mod supervision;

@@ -9,6 +9,7 @@ mod lifecycle;
 mod orchestration;
 mod policy;
 mod processes;
+mod reattach;
 
 use std::fs;
 use std::path::Path;

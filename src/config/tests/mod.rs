@@ -91,6 +91,8 @@ fn isolated_parse() {
                     "allow_options": c.policy.allowed(),
                     "key_dir": c.policy.key_dir(),
                     "share_ssh_connections": c.share_ssh_connections,
+                    "reattach": c.reattach,
+                    "host_proc": c.host_proc,
                     "ssh_sessions_per_connection": c.ssh_sessions_per_connection,
                     "mode": format!("{:?}", c.mode()),
                     "csi_endpoint": raw["csi_endpoint"],

@@ -128,6 +128,7 @@ impl<T: Tool> Supervisor<T> {
                 self.budget.mounted();
                 self.status.send_modify(|s| s.generation += 1);
                 self.publish(ProcState::Mounted, pid, None);
+                self.reattach().await;
                 Outcome::Mounted
             }
             Some(Err(e)) => {

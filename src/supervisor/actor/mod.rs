@@ -19,6 +19,7 @@ use tokio::time::{sleep_until, Instant};
 
 mod connection;
 mod launch;
+mod reattach;
 
 use launch::turn_timeout;
 
