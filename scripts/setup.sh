@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares this machine for netfs tests, the demo and plugin builds: Debian
-# packages, /dev/fuse, a running dockerd and the tiny test image. Safe to run
-# any number of times; every step checks first and does only what is missing.
+# packages, /dev/fuse, a running dockerd, the tiny test image and the pinned
+# rclone (scripts/rclone.sh). Safe to run any number of times; every step
+# checks first and does only what is missing.
 #
 # Environment:
 #   DOCKERD_FLAGS  extra flags for dockerd when this script has to start it
@@ -23,6 +24,7 @@ flock 9
 PACKAGES=(
     docker.io docker-compose iptables kmod
     sshfs openssh-server openssh-client rclone fuse3 nfs-common
+    apache2 samba vsftpd python3-pip
     busybox-static debootstrap ca-certificates
     procps psmisc iproute2 util-linux
     gcc libc6-dev
@@ -173,6 +175,11 @@ ensure_busybox_image() {
         die "$BUSYBOX_IMAGE was imported but a container from it does not run"
 }
 
+# The rclone that scripts/rclone.lock pins, for the tests and the plugin build.
+ensure_rclone() {
+    "$NETFS_TOP/scripts/rclone.sh" >/dev/null || die "could not fetch the pinned rclone (scripts/rclone.sh)"
+}
+
 check_cargo() {
     command -v cargo >/dev/null 2>&1 ||
         warn "cargo is not in PATH; install a Rust toolchain (1.80 or newer, e.g. with rustup) to build netfs"
@@ -184,5 +191,6 @@ fi
 ensure_fuse
 ensure_dockerd
 ensure_busybox_image
+ensure_rclone
 check_cargo
 say "ready: dockerd answers ($("$DOCKER" version --format '{{.Server.Version}}')), $BUSYBOX_IMAGE present"

@@ -98,10 +98,24 @@ fn env_name(parts: &[&str]) -> String {
     name
 }
 
-const HINTS: &[(&str, &str)] = &[(
-    "didn't find section in config file",
-    "no such remote: use an on-the-fly remote such as :sftp,host=...:path, or define it in the rclone config (RCLONE_CONFIG)",
-)];
+const HINTS: &[(&str, &str)] = &[
+    (
+        "didn't find section in config file",
+        "no such remote: use an on-the-fly remote such as :sftp,host=...:path, or define it in the rclone config (RCLONE_CONFIG)",
+    ),
+    (
+        "unknown flag",
+        "this rclone does not know that option: it may need a newer rclone than the one netfs runs (see `rclone version`, or rcloneVersion in another rclone volume's Status)",
+    ),
+    (
+        "didn't find backend called",
+        "this rclone has no such backend: it may need a newer rclone than the one netfs runs (see `rclone version`)",
+    ),
+    (
+        "is a file not a directory",
+        "rclone found no directory at that path; on S3 a wrong access key or secret reads the same, as the check of the path is refused",
+    ),
+];
 
 #[cfg(test)]
 mod tests {

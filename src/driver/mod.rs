@@ -12,6 +12,7 @@ mod status;
 mod table;
 #[cfg(test)]
 mod tests;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -81,6 +82,8 @@ pub struct Driver {
     connections: Option<Arc<Connections>>,
     launcher: Launcher,
     mounts: Arc<dyn MountTable>,
+    /// The tools' own versions, for Status.
+    versions: versions::Versions,
 }
 
 impl Driver {
@@ -127,6 +130,7 @@ impl Driver {
             table: Mutex::new(Table::default()),
             launcher: seams.launcher,
             mounts: seams.mounts,
+            versions: Default::default(),
         };
         Ok((driver, volumes))
     }
@@ -177,7 +181,11 @@ impl Driver {
     pub fn get(&self, name: &str) -> Result<VolumeInfo, DriverError> {
         let name = VolumeName::parse(name)?;
         let table = self.table();
-        Ok(status::volume(&name, table.stored(&name)?, true))
+        Ok(status::volume(
+            &name,
+            table.stored(&name)?,
+            Some(&self.versions),
+        ))
     }
 
     pub fn list(&self) -> Vec<VolumeInfo> {
@@ -186,7 +194,7 @@ impl Driver {
             .entries
             .iter()
             .filter(|(_, e)| e.phase.stored())
-            .map(|(n, e)| status::volume(n, e, false))
+            .map(|(n, e)| status::volume(n, e, None))
             .collect()
     }
 
