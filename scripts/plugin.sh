@@ -173,6 +173,11 @@ for setting in "${old_settings[@]}"; do
     [ -n "$setting" ] || continue
     # Older plugins defaulted the key directory to the host's own
     # /root/.ssh; the new default is a dedicated directory, read-only.
+    # rclone.conf was read from the key directory, read-only; it now has a
+    # writable directory of its own (the rclone mount), where it is copied below.
+    if [ "$setting" = RCLONE_CONFIG=/root/.ssh/rclone.conf ]; then
+        continue
+    fi
     if [ "$setting" = sshkeys.source=/root/.ssh ]; then
         warn "not carrying over sshkeys.source=/root/.ssh: the plugin now reads keys from $(printf '%s\n' "${defaults[@]}" | sed -n 's/^sshkeys\.source=//p'); copy the keys it needs there"
         continue
@@ -208,6 +213,25 @@ if [ ! -d "$keys_dir" ]; then
     say "creating the key directory $keys_dir (put ssh keys, known_hosts and rclone.conf there)"
     mkdir -p "$keys_dir"
     chmod 700 "$keys_dir"
+fi
+
+# rclone's directories: its config (writable, for refreshed tokens) and
+# its VFS cache. An rclone.conf an older plugin read from the key directory
+# is copied over once.
+for mount in rclone rclonecache; do
+    dir=$(mount_source "$PLUGIN_REF" "$mount")
+    [ -n "$dir" ] || continue
+    if [ ! -d "$dir" ]; then
+        say "creating the $mount directory $dir"
+        mkdir -p "$dir"
+        chmod 700 "$dir"
+    fi
+done
+rclone_dir=$(mount_source "$PLUGIN_REF" rclone)
+if [ -n "$rclone_dir" ] && [ -f "$keys_dir/rclone.conf" ] && [ ! -e "$rclone_dir/rclone.conf" ] &&
+    printf '%s\n' "${old_settings[@]}" | grep -qxF RCLONE_CONFIG=/root/.ssh/rclone.conf; then
+    say "copying $keys_dir/rclone.conf to $rclone_dir, where rclone can write it"
+    cp -p "$keys_dir/rclone.conf" "$rclone_dir/rclone.conf"
 fi
 
 if [ "${PLUGIN_ENABLE:-0}" = 1 ] || [ "$was_enabled" = true ]; then

@@ -5,6 +5,7 @@
 //! and every option of a remote from `RCLONE_<BACKEND>_<OPTION>` or
 //! `RCLONE_CONFIG_<REMOTE>_<OPTION>`, so a secret flag or connection-string
 //! parameter is moved into its environment instead.
+//! A volume that names no `vfs-cache-mode` gets [`DEFAULT_VFS_CACHE_MODE`].
 
 use super::{BackendError, BackendKind, Invocation, Request};
 use crate::options::remote::{self, RcloneSource};
@@ -54,6 +55,9 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         }
         _ => source.to_owned(),
     };
+    if !flags.iter().any(|f| f.starts_with("--vfs-cache-mode")) {
+        flags.push(format!("--vfs-cache-mode={DEFAULT_VFS_CACHE_MODE}"));
+    }
     let mut args = vec!["mount".to_owned(), source, req.mount_point()];
     args.extend(flags);
     if let Some(key) = secret_keys(&args).first() {
@@ -69,6 +73,13 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         hints: HINTS,
     })
 }
+
+/// rclone's own default, `off`, cannot open a file for reading and writing
+/// at once, nor write into the middle of one: sqlite, editors and most
+/// programs that keep a file open fail on it. `writes` stages written files
+/// in the VFS cache and uploads them when closed. A volume sets
+/// `vfs-cache-mode=off` (or `full`) to choose otherwise.
+pub const DEFAULT_VFS_CACHE_MODE: &str = "writes";
 
 fn is_secret_param(p: &remote::RemoteParam<'_>) -> bool {
     p.raw.is_some() && is_secret_key(p.key)
@@ -161,6 +172,21 @@ mod tests {
     }
 
     #[test]
+    fn the_vfs_cache_mode_defaults_to_writes_unless_named() {
+        let s = BackendSettings::default();
+        let args = |c: &str, o: &str| build(&request(&s, Some("r:"), c, o, None)).unwrap().args;
+        assert_eq!(args("", "")[3..], ["--vfs-cache-mode=writes"]);
+        assert_eq!(
+            args("", "vfs-cache-mode=off")[3..],
+            ["--vfs-cache-mode=off"]
+        );
+        assert_eq!(
+            args("--vfs-cache-mode&full", "")[3..],
+            ["--vfs-cache-mode", "full"]
+        );
+    }
+
+    #[test]
     fn secrets_go_to_the_environment_in_every_spelling() {
         let s = BackendSettings::default();
         let inv = build(&request(
@@ -207,7 +233,10 @@ mod tests {
             None,
         ))
         .unwrap();
-        assert_eq!(inv.args[1], "my-media:/x");
+        assert_eq!(
+            inv.args[1..],
+            ["my-media:/x", "/mnt/volumes/vol", "--vfs-cache-mode=writes"]
+        );
         assert_eq!(env(&inv), [("RCLONE_CONFIG_MY_MEDIA_BEARER_TOKEN", "t")]);
         // an unquoted url ends the parameters early: what follows is no
         // option for rclone, and is refused rather than put in argv

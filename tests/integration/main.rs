@@ -19,6 +19,7 @@ mod managed_plugin;
 mod options;
 mod pacing;
 mod processes;
+mod rclone_config;
 mod remotes;
 mod secrets;
 mod shared_ssh;
