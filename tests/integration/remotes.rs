@@ -1,12 +1,16 @@
 //! Every remote kind people mount through rclone, against a real server on
 //! 127.0.0.1 and the pinned rclone: S3, WebDAV, SMB, FTP and SFTP. For each,
-//! a volume defined as an on-the-fly remote in `source` and one naming a
+//! a volume defined as an on-the-fly remote in `source` (made by the kind's
+//! script in examples/volumes, where there is one) and one naming a
 //! remote of rclone.conf serve a container whose bytes land on the server's
 //! disk; the secret shows in no argv, log line, error or Status; a wrong
 //! one fails Create within the mount timeout with rclone's own message.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,7 +22,7 @@ use crate::support::docker::{require_docker, run_in_container, volume_inspect, C
 use crate::support::mounts::{descendants, processes_with_arg, wait_until};
 use crate::support::plugin::Plugin;
 use crate::support::remotes::{Ftp, Remote, Sftp, Smb, WebDav, S3};
-use crate::support::{rclone, unique_name};
+use crate::support::{cmd, rclone, unique_name};
 
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -67,6 +71,58 @@ fn landed(remote: &dyn Remote, sub: &str, text: &str) {
     );
 }
 
+/// The example script for the remote's kind (examples/volumes), its
+/// arguments and environment for a volume on `sub`.
+fn example(
+    remote: &dyn Remote,
+    volume: &str,
+    sub: &str,
+) -> Option<(&'static str, Vec<String>, Vec<(String, String)>)> {
+    let o: HashMap<&str, String> = remote.options(remote.secret()).into_iter().collect();
+    let env = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), o[v].clone()))
+            .collect::<Vec<_>>()
+    };
+    let (name, path) = (volume.to_owned(), remote.path(sub));
+    Some(match remote.backend() {
+        "s3" => (
+            "s3.sh",
+            vec![name, path],
+            env(&[
+                ("S3_ENDPOINT", "endpoint"),
+                ("S3_ACCESS_KEY_ID", "access_key_id"),
+                ("S3_SECRET_ACCESS_KEY", "secret_access_key"),
+            ]),
+        ),
+        "webdav" => (
+            "webdav.sh",
+            vec![name, o["url"].clone(), path],
+            env(&[("WEBDAV_USER", "user"), ("WEBDAV_PASS_OBSCURED", "pass")]),
+        ),
+        "smb" => (
+            "smb.sh",
+            vec![name, o["host"].clone(), path],
+            env(&[
+                ("SMB_USER", "user"),
+                ("SMB_PASS_OBSCURED", "pass"),
+                ("SMB_PORT", "port"),
+            ]),
+        ),
+        "ftp" => (
+            "ftp.sh",
+            vec![name, o["host"].clone(), path],
+            env(&[
+                ("FTP_USER", "user"),
+                ("FTP_PASS_OBSCURED", "pass"),
+                ("FTP_PORT", "port"),
+            ]),
+        ),
+        _ => return None,
+    })
+}
+
 fn serves_both_ways(remote: &dyn Remote) {
     require_docker();
     let backend = remote.backend();
@@ -87,13 +143,28 @@ fn serves_both_ways(remote: &dyn Remote) {
     };
     let mut cleanup = Cleanup::new();
 
+    // The on-the-fly remote through the example of its kind, if there is one.
     let fly = cleanup.volume(unique_name(&format!("{backend}-fly")));
-    let source = remote.on_the_fly("fly", remote.secret());
-    docker_api_create(
-        plugin.driver_name(),
-        &fly,
-        &json!({"type": "rclone", "source": source}),
-    );
+    match example(remote, &fly, "fly") {
+        Some((script, args, env)) => {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/volumes")
+                .join(script);
+            let out = cmd::run(
+                Command::new(&path)
+                    .args(&args)
+                    .env("NETFS_DRIVER", plugin.driver_name())
+                    .envs(env),
+                cmd::DEFAULT_TIMEOUT,
+            );
+            assert!(out.status.success(), "{}", cmd::show(script, &out));
+        }
+        None => docker_api_create(
+            plugin.driver_name(),
+            &fly,
+            &json!({"type": "rclone", "source": remote.on_the_fly("fly", remote.secret())}),
+        ),
+    }
     let named = cleanup.volume(unique_name(&format!("{backend}-named")));
     let source = format!("{named_remote}:{}", remote.path("named"));
     docker_api_create(
