@@ -71,13 +71,11 @@ fn landed(remote: &dyn Remote, sub: &str, text: &str) {
     );
 }
 
-/// The example script for the remote's kind (examples/volumes), its
-/// arguments and environment for a volume on `sub`.
-fn example(
-    remote: &dyn Remote,
-    volume: &str,
-    sub: &str,
-) -> Option<(&'static str, Vec<String>, Vec<(String, String)>)> {
+/// An example script of examples/volumes, its arguments and environment.
+type Example = (&'static str, Vec<String>, Vec<(String, String)>);
+
+/// The example for the remote's kind, for a volume on `sub`.
+fn example(remote: &dyn Remote, volume: &str, sub: &str) -> Option<Example> {
     let o: HashMap<&str, String> = remote.options(remote.secret()).into_iter().collect();
     let env = |pairs: &[(&str, &str)]| {
         pairs
