@@ -5,6 +5,7 @@
 NETFS_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NETFS_CACHE=${NETFS_CACHE:-/var/cache/netfs}
 BUSYBOX_IMAGE=${BUSYBOX_IMAGE:-netfs-test-busybox:latest}
+SQLITE_IMAGE=${SQLITE_IMAGE:-netfs-test-sqlite:latest}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 say() { printf '==> %s\n' "$*" >&2; }

@@ -175,6 +175,28 @@ ensure_busybox_image() {
         die "$BUSYBOX_IMAGE was imported but a container from it does not run"
 }
 
+# An image with the host's sqlite3 and the libraries it links, for the
+# sqlite-on-rclone Compose example (examples/rclone-sqlite.yml).
+ensure_sqlite_image() {
+    "$DOCKER" image inspect "$SQLITE_IMAGE" >/dev/null 2>&1 && return 0
+
+    say "building $SQLITE_IMAGE from /usr/bin/sqlite3"
+    local root lib
+    root=$(mktemp -d /tmp/netfs-sqlite.XXXXXX)
+    mkdir -p "$root/usr/bin" "$root/tmp" "$root/data"
+    chmod 1777 "$root/tmp"
+    cp /usr/bin/sqlite3 "$root/usr/bin/sqlite3"
+    for lib in $(ldd /usr/bin/sqlite3 | awk '$2 == "=>" { print $3 } $1 ~ /^\// { print $1 }'); do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+    tar --numeric-owner -C "$root" -c . |
+        "$DOCKER" import --change 'ENV PATH=/usr/bin' - "$SQLITE_IMAGE" >/dev/null
+    rm -rf "$root"
+    "$DOCKER" run --rm --entrypoint sqlite3 "$SQLITE_IMAGE" :memory: 'select 1' >/dev/null ||
+        die "$SQLITE_IMAGE was imported but sqlite3 does not run in it"
+}
+
 # The rclone that scripts/rclone.lock pins, for the tests and the plugin build.
 ensure_rclone() {
     "$NETFS_TOP/scripts/rclone.sh" >/dev/null || die "could not fetch the pinned rclone (scripts/rclone.sh)"
@@ -191,6 +213,7 @@ fi
 ensure_fuse
 ensure_dockerd
 ensure_busybox_image
+ensure_sqlite_image
 ensure_rclone
 check_cargo
 say "ready: dockerd answers ($("$DOCKER" version --format '{{.Server.Version}}')), $BUSYBOX_IMAGE present"

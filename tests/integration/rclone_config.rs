@@ -2,7 +2,8 @@
 //! pinned rclone: it writes what it learns back into its config file (the
 //! path an OAuth token refresh takes), its proxy settings reach it from the
 //! plugin's environment, and the default `vfs-cache-mode` lets sqlite work
-//! on S3 and WebDAV volumes (and `off` would not).
+//! on S3 and WebDAV volumes (and `off` would not), also as the Compose
+//! example (examples/rclone-sqlite.yml) runs it.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -13,13 +14,14 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::support::calls::{create, status};
 use crate::support::client::err_of;
 use crate::support::cmd;
+use crate::support::docker::{require_docker, Cleanup};
 use crate::support::mounts::wait_until;
 use crate::support::plugin::Plugin;
 use crate::support::remotes::{Remote, Sftp, WebDav, S3};
@@ -283,14 +285,20 @@ fn sqlite_on(remote: &dyn Remote) {
     );
 }
 
-/// Rows in a copy of the database on the server's disk (never the live file).
+/// Rows of table `t` in a copy of the database on the server's disk.
 fn sqlite_count(db: &Path) -> Option<String> {
+    sqlite_rows(db, "t")
+}
+
+/// Rows of `table` in a copy of the database on the server's disk (never
+/// the live file).
+fn sqlite_rows(db: &Path, table: &str) -> Option<String> {
     let copy = tempfile::NamedTempFile::new().ok()?;
     fs::copy(db, copy.path()).ok()?;
     let out = cmd::run(
         Command::new("sqlite3")
             .arg(copy.path())
-            .arg("SELECT count(*) FROM t;"),
+            .arg(format!("SELECT count(*) FROM {table};")),
         cmd::DEFAULT_TIMEOUT,
     );
     out.status
@@ -306,4 +314,66 @@ fn sqlite_works_on_s3_with_the_default_vfs_cache_mode() {
 #[test]
 fn sqlite_works_on_webdav_with_the_default_vfs_cache_mode() {
     sqlite_on(&WebDav::start());
+}
+
+/// The image the sqlite Compose example runs (scripts/setup.sh makes it).
+fn sqlite_image() -> String {
+    std::env::var("SQLITE_IMAGE").unwrap_or_else(|_| "netfs-test-sqlite:latest".to_owned())
+}
+
+#[test]
+fn the_sqlite_compose_example_runs_on_s3_and_webdav() {
+    require_docker();
+    let (s3, dav) = (S3::start(), WebDav::start());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("rclone.conf");
+    fs::write(&conf, "").unwrap();
+    let plugin = plugin_with_config(&conf, &[]);
+    let project = unique_name("rclone-sqlite");
+    let mut cleanup = Cleanup::new();
+    cleanup.volume(format!("{project}_s3"));
+    cleanup.volume(format!("{project}_webdav"));
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rclone-sqlite.yml");
+    let compose = |args: &[&str]| {
+        let mut command = Command::new("docker-compose");
+        command
+            .arg("-p")
+            .arg(&project)
+            .arg("-f")
+            .arg(&file)
+            .args(args)
+            .env("S3_SOURCE", s3.on_the_fly("compose", s3.secret()))
+            .env("WEBDAV_SOURCE", dav.on_the_fly("compose", dav.secret()))
+            .env("NETFS_DRIVER", plugin.driver_name())
+            .env("SQLITE_IMAGE", sqlite_image());
+        let out = cmd::run(&mut command, Duration::from_secs(180));
+        assert!(
+            out.status.success(),
+            "{}",
+            cmd::show("docker-compose", &out)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // Each run adds a row to the database on the remote.
+    let mut took = Vec::new();
+    for run in 1..=2 {
+        for service in ["on-s3", "on-webdav"] {
+            let t = Instant::now();
+            let count = compose(&["run", "--rm", "-T", service]);
+            assert_eq!(count, run.to_string(), "{service}, run {run}");
+            took.push(format!("{service} {:.1}s", t.elapsed().as_secs_f64()));
+        }
+    }
+    let t = Instant::now();
+    compose(&["down", "-v"]);
+    took.push(format!("down {:.1}s", t.elapsed().as_secs_f64()));
+    crate::faults::report("sqlite compose", &took.join(", "));
+    for (remote, what) in [(&s3 as &dyn Remote, "s3"), (&dav, "webdav")] {
+        let db = remote.disk("compose/app.db");
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{what}: app.db with 2 rows"),
+            || sqlite_rows(&db, "visits").as_deref() == Some("2"),
+        );
+    }
 }
