@@ -59,8 +59,9 @@ PY
         chmod 755 "$bin.tmp"
         mv "$bin.tmp" "$bin"
     fi
-    "$bin" version 2>/dev/null | head -n 1 | grep -qF "rclone v$version" ||
-        die "$bin does not say it is rclone v$version"
+    said=$("$bin" version 2>/dev/null || true)
+    [ "${said%%$'\n'*}" = "rclone v$version" ] ||
+        die "$bin does not say it is rclone v$version (it says: ${said%%$'\n'*})"
     printf '%s\n' "$bin"
 else
     printf '%s\n' "$wheel"

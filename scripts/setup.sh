@@ -24,7 +24,7 @@ flock 9
 PACKAGES=(
     docker.io docker-compose iptables kmod
     sshfs openssh-server openssh-client rclone fuse3 nfs-common
-    apache2 samba vsftpd sqlite3 python3-pip
+    apache2 samba vsftpd sqlite3 python3-pip bc
     busybox-static debootstrap ca-certificates
     procps psmisc iproute2 util-linux
     gcc libc6-dev

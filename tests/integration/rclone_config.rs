@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::secrets::docker_api_create;
 use crate::support::calls::{create, status};
 use crate::support::client::err_of;
 use crate::support::cmd;
@@ -331,8 +332,22 @@ fn the_sqlite_compose_example_runs_on_s3_and_webdav() {
     let plugin = plugin_with_config(&conf, &[]);
     let project = unique_name("rclone-sqlite");
     let mut cleanup = Cleanup::new();
-    cleanup.volume(format!("{project}_s3"));
-    cleanup.volume(format!("{project}_webdav"));
+    let (s3_source, dav_source) = (
+        s3.on_the_fly("compose", s3.secret()),
+        dav.on_the_fly("compose", dav.secret()),
+    );
+    // The volumes as docker-compose would make them from the file: it
+    // first looks each name up, and dockerd asks every plugin it knows about
+    // an unknown name, which takes minutes while other tests hold a plugin
+    // stopped. A volume that exists with the file's driver is used as it is.
+    for (volume, source) in [("s3", &s3_source), ("webdav", &dav_source)] {
+        let name = cleanup.volume(format!("{project}_{volume}"));
+        docker_api_create(
+            plugin.driver_name(),
+            &name,
+            &json!({"type": "rclone", "source": source}),
+        );
+    }
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rclone-sqlite.yml");
     let compose = |args: &[&str]| {
         let mut command = Command::new("docker-compose");
@@ -342,10 +357,12 @@ fn the_sqlite_compose_example_runs_on_s3_and_webdav() {
             .arg("-f")
             .arg(&file)
             .args(args)
-            .env("S3_SOURCE", s3.on_the_fly("compose", s3.secret()))
-            .env("WEBDAV_SOURCE", dav.on_the_fly("compose", dav.secret()))
+            .env("S3_SOURCE", &s3_source)
+            .env("WEBDAV_SOURCE", &dav_source)
             .env("NETFS_DRIVER", plugin.driver_name())
-            .env("SQLITE_IMAGE", sqlite_image());
+            .env("SQLITE_IMAGE", sqlite_image())
+            // A loaded dockerd may take more than compose's default minute.
+            .env("COMPOSE_HTTP_TIMEOUT", "300");
         let out = cmd::run(&mut command, Duration::from_secs(180));
         assert!(
             out.status.success(),
