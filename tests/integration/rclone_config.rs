@@ -330,7 +330,11 @@ fn the_sqlite_compose_example_runs_on_s3_and_webdav() {
     let conf = dir.path().join("rclone.conf");
     fs::write(&conf, "").unwrap();
     let plugin = plugin_with_config(&conf, &[]);
-    let project = unique_name("rclone-sqlite");
+    // docker-compose 1 keeps only letters and digits of a project name.
+    let project: String = unique_name("rclonesqlite")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
     let mut cleanup = Cleanup::new();
     let (s3_source, dav_source) = (
         s3.on_the_fly("compose", s3.secret()),
