@@ -80,6 +80,7 @@ RUN apt-get $APT_OPTIONS update \
         $(if [ "$RCLONE" = debian ]; then echo rclone; fi) \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /mnt/volumes /data/staged /data/published /var/lib/netfs/state /run/docker/plugins /root/.ssh \
+        /etc/rclone /var/cache/rclone \
     && chmod 700 /root/.ssh
 
 COPY --from=rclone /out/ /usr/bin/
