@@ -325,6 +325,16 @@ fn sqlite_image() -> String {
 #[test]
 fn the_sqlite_compose_example_runs_on_s3_and_webdav() {
     require_docker();
+    // Never a pull: there is no registry to pull from.
+    let image = sqlite_image();
+    let found = cmd::run(
+        Command::new("docker").args(["image", "inspect", &image]),
+        cmd::DEFAULT_TIMEOUT,
+    );
+    assert!(
+        found.status.success(),
+        "no image {image}: run scripts/setup.sh (make test does), which makes it"
+    );
     let (s3, dav) = (S3::start(), WebDav::start());
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("rclone.conf");
