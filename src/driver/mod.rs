@@ -12,6 +12,7 @@ mod status;
 mod table;
 #[cfg(test)]
 mod tests;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -86,6 +87,8 @@ pub struct Driver {
     reattacher: Option<Arc<Reattacher>>,
     /// Told when a volume's mounts got new device numbers to keep.
     devices_changed: Arc<Notify>,
+    /// The tools' own versions, for Status.
+    versions: versions::Versions,
 }
 
 impl Driver {
@@ -141,6 +144,7 @@ impl Driver {
             table: Mutex::new(Table::default()),
             launcher: seams.launcher,
             mounts: seams.mounts,
+            versions: Default::default(),
         };
         Ok((driver, volumes))
     }
@@ -206,7 +210,7 @@ impl Driver {
         Ok(status::volume(
             &name,
             table.stored(&name)?,
-            true,
+            Some(&self.versions),
             self.reattacher.is_some(),
         ))
     }
@@ -217,7 +221,7 @@ impl Driver {
             .entries
             .iter()
             .filter(|(_, e)| e.phase.stored())
-            .map(|(n, e)| status::volume(n, e, false, false))
+            .map(|(n, e)| status::volume(n, e, None, false))
             .collect()
     }
 

@@ -196,7 +196,11 @@ async fn an_unstage_during_a_stage_waits_and_undoes_it() {
     };
     let stage_runs = || !processes_with_arg(&staged_arg).is_empty() || is_mounted(&staged);
     tokio::task::block_in_place(|| {
-        wait_until(Duration::from_secs(30), "the stage's tool starts", stage_runs)
+        wait_until(
+            Duration::from_secs(30),
+            "the stage's tool starts",
+            stage_runs,
+        )
     });
     hurried.abort();
     node.node_unstage_volume(NodeUnstageVolumeRequest {

@@ -55,6 +55,9 @@ pub struct ManagedPlugin {
     name: String,
     id: String,
     keys_dir: PathBuf,
+    /// Host directories of the `rclone` (config) and `rclonecache` mounts.
+    rclone_dir: PathBuf,
+    cache_dir: PathBuf,
     /// Files put into the keys directory, removed on drop.
     keys: Vec<PathBuf>,
     _lock: Flock<File>,
@@ -88,10 +91,19 @@ impl ManagedPlugin {
         fs::create_dir_all(&keys_dir).expect("create the plugin's keys directory");
         fs::set_permissions(&keys_dir, fs::Permissions::from_mode(0o700))
             .expect("chmod the keys directory 0700");
+        let rclone_dir = Path::new(KEYS_ROOT).join(format!("{name}-rclone"));
+        let cache_dir = Path::new(KEYS_ROOT).join(format!("{name}-rclone-cache"));
+        for dir in [&rclone_dir, &cache_dir] {
+            fs::create_dir_all(dir).expect("create the plugin's rclone directory");
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .expect("chmod the rclone directory 0700");
+        }
         let mut plugin = ManagedPlugin {
             id: String::new(),
             name,
             keys_dir,
+            rclone_dir,
+            cache_dir,
             keys: Vec::new(),
             _lock: lock,
         };
@@ -149,9 +161,15 @@ impl ManagedPlugin {
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let keys_source = mount_source(&inspect, "sshkeys");
+        let mounts = [
+            ("sshkeys", &self.keys_dir),
+            ("rclone", &self.rclone_dir),
+            ("rclonecache", &self.cache_dir),
+        ];
         let settled = inspect["Enabled"] == true
-            && keys_source.as_deref() == self.keys_dir.to_str()
+            && mounts
+                .iter()
+                .all(|(m, dir)| mount_source(&inspect, m).as_deref() == dir.to_str())
             && wanted.iter().all(|w| env.contains(&w.as_str()));
         if settled {
             return;
@@ -159,7 +177,9 @@ impl ManagedPlugin {
         if inspect["Enabled"] == true {
             docker_ok(&["plugin", "disable", "-f", &self.name]);
         }
-        wanted.push(format!("sshkeys.source={}", self.keys_dir.display()));
+        for (mount, dir) in mounts {
+            wanted.push(format!("{mount}.source={}", dir.display()));
+        }
         let mut args = vec!["plugin", "set", &self.name];
         args.extend(wanted.iter().map(String::as_str));
         docker_ok(&args);
@@ -204,11 +224,22 @@ impl ManagedPlugin {
         format!("{KEYS_IN_PLUGIN}/{file}")
     }
 
-    /// Writes `text` as `file` in the `sshkeys` mount (e.g. rclone.conf);
-    /// removed when the plugin is let go.
-    pub fn install_file(&mut self, file: &str, text: &str) {
-        let host = self.keys_dir.join(file);
-        fs::write(&host, text).expect("write into the keys directory");
+    /// The host directory of the `rclone` mount (rclone.conf, writable).
+    pub fn rclone_dir(&self) -> &Path {
+        &self.rclone_dir
+    }
+
+    /// The host directory of the `rclonecache` mount (rclone's VFS cache).
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Writes `text` as rclone.conf in the `rclone` mount; removed when the
+    /// plugin is let go.
+    pub fn install_rclone_conf(&mut self, text: &str) {
+        let host = self.rclone_dir.join("rclone.conf");
+        fs::write(&host, text).expect("write rclone.conf");
+        fs::set_permissions(&host, fs::Permissions::from_mode(0o600)).expect("chmod 0600");
         self.keys.push(host);
     }
 
