@@ -91,16 +91,19 @@ pub fn wait_reads(container: &str, path: &str, want: &str) -> Duration {
     started.elapsed()
 }
 
-/// A write from inside the container reaches the remote file `remote`.
+/// A write from inside the container reaches the remote file `remote`:
+/// at once through sshfs, within rclone's write-back delay (5 s) through
+/// its VFS cache.
 pub fn write_reaches(container: &str, path: &str, remote: &std::path::Path, what: &str) {
     let out = exec(container, &format!("echo {what} > {path}"));
     assert!(out.status.success(), "write in {container}: {}", text(&out));
-    let on_remote = std::fs::read_to_string(remote).unwrap_or_default();
-    assert_eq!(
-        on_remote,
-        format!("{what}\n"),
-        "the write reached the remote"
-    );
+    let want = format!("{what}\n");
+    let mut on_remote = String::new();
+    let reached = poll_until(Duration::from_secs(30), || {
+        on_remote = std::fs::read_to_string(remote).unwrap_or_default();
+        on_remote == want
+    });
+    assert!(reached, "the write reached the remote: {on_remote:?}, not {want:?}");
 }
 
 fn status(volume: &str) -> Value {
