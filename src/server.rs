@@ -23,17 +23,23 @@ pub const MAX_BODY: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
-    #[error("another process is already serving on {0}; stop it or choose another --socket")]
-    InUse(PathBuf),
-    #[error("{0} exists and is not a socket; netfs does not replace it: remove it or choose another --socket")]
-    NotASocket(PathBuf),
+    #[error("another process is already serving on {path}; stop it or choose another {flag}")]
+    InUse { path: PathBuf, flag: &'static str },
+    #[error("{path} exists and is not a socket; netfs does not replace it: remove it or choose another {flag}")]
+    NotASocket { path: PathBuf, flag: &'static str },
     #[error("cannot listen on {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
 }
 
-/// Binds the socket with mode 0660, replacing a stale socket file but never
-/// one that a live process still answers on, nor anything but a socket.
+/// Binds the plugin's socket (see [`bind_as`]).
 pub async fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+    bind_as(path, "--socket").await
+}
+
+/// Binds a unix socket with mode 0660, replacing a stale socket file but
+/// never one that a live process still answers on, nor anything but a
+/// socket. `flag` is the setting that named it, for the error.
+pub async fn bind_as(path: &Path, flag: &'static str) -> Result<UnixListener, SocketError> {
     let err = |source| SocketError::Bind {
         path: path.to_owned(),
         source,
@@ -42,11 +48,12 @@ pub async fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let path = path.to_owned();
         if !meta.file_type().is_socket() {
-            return Err(SocketError::NotASocket(path.to_owned()));
+            return Err(SocketError::NotASocket { path, flag });
         }
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(SocketError::InUse(path.to_owned()));
+        if UnixStream::connect(&path).await.is_ok() {
+            return Err(SocketError::InUse { path, flag });
         }
         std::fs::remove_file(path).map_err(err)?;
     }

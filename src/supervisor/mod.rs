@@ -12,6 +12,7 @@ mod error;
 mod tool;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -40,12 +41,35 @@ pub enum ProcState {
     Failed,
 }
 
+impl ProcState {
+    pub const ALL: [Self; 5] = [
+        Self::Stopped,
+        Self::Mounting,
+        Self::Mounted,
+        Self::Restarting,
+        Self::Failed,
+    ];
+
+    /// The name Status and metrics show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Mounting => "mounting",
+            Self::Mounted => "mounted",
+            Self::Restarting => "restarting",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// What `docker volume inspect` shows of the process; published on every change.
 #[derive(Clone, Debug)]
 pub struct ProcessStatus {
     pub state: ProcState,
     pub pid: Option<u32>,
     pub restarts: u32,
+    /// When the last restart began (a crash or a dead mount before it).
+    pub last_restart: Option<SystemTime>,
     pub since: SystemTime,
     pub last_error: Option<String>,
     /// Grows with every successful mount, so a mount ID taken at an older
@@ -53,6 +77,12 @@ pub struct ProcessStatus {
     pub generation: u64,
     /// The shared ssh connection it runs through, once it has one.
     pub connection: Option<Arc<Master>>,
+    /// How long the last successful mount took, from the tool's spawn
+    /// until its mount answered.
+    pub mount_duration: Option<Duration>,
+    /// Mount namespaces given the new mount after a remount (see
+    /// [`SupervisorHandle::count_reattaches`]).
+    pub reattaches: u64,
 }
 
 impl ProcessStatus {
@@ -61,10 +91,13 @@ impl ProcessStatus {
             state: ProcState::Stopped,
             pid: None,
             restarts: 0,
+            last_restart: None,
             since: SystemTime::now(),
             last_error: None,
             generation: 0,
             connection: None,
+            mount_duration: None,
+            reattaches: 0,
         }
     }
 }
@@ -146,6 +179,8 @@ struct Lazy {
     /// What status shows until the task runs.
     initial: ProcessStatus,
     task: OnceLock<Task>,
+    /// Re-attaches counted for this volume (see `count_reattaches`).
+    reattaches: AtomicU64,
 }
 
 struct Task {
@@ -162,6 +197,7 @@ impl SupervisorHandle {
             launcher,
             initial: ProcessStatus::new(),
             task: OnceLock::new(),
+            reattaches: AtomicU64::new(0),
         };
         Self {
             lazy: Arc::new(lazy),
@@ -215,9 +251,20 @@ impl SupervisorHandle {
     }
 
     pub fn status(&self) -> ProcessStatus {
-        match self.lazy.task.get() {
+        let mut status = match self.lazy.task.get() {
             Some(task) => task.status.borrow().clone(),
             None => self.lazy.initial.clone(),
-        }
+        };
+        status.reattaches = self.lazy.reattaches.load(Ordering::Relaxed);
+        status
+    }
+
+    /// Counts mount namespaces that were given the volume's new mount in
+    /// place of a dead one (design.md §11): what re-attach calls after
+    /// each remount, and what metrics show as `netfs_volume_reattaches_total`.
+    pub fn count_reattaches(&self, namespaces: u64) {
+        self.lazy
+            .reattaches
+            .fetch_add(namespaces, Ordering::Relaxed);
     }
 }

@@ -16,6 +16,7 @@ mod faults;
 mod fleet;
 mod kernel;
 mod managed_plugin;
+mod metrics;
 mod options;
 mod pacing;
 mod processes;

@@ -151,5 +151,6 @@ fn config(dir: &Path, lifecycle: Lifecycle) -> Config {
         share_ssh_connections: false,
         ssh_sessions_per_connection: 8,
         csi: None,
+        metrics: None,
     }
 }
