@@ -17,6 +17,7 @@ mod fleet;
 mod kernel;
 mod managed_plugin;
 mod metrics;
+mod non_root;
 mod options;
 mod pacing;
 mod processes;
