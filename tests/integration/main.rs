@@ -20,6 +20,7 @@ mod metrics;
 mod non_root;
 mod options;
 mod pacing;
+mod packaging;
 mod processes;
 mod secrets;
 mod shared_ssh;

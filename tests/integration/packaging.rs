@@ -1,0 +1,57 @@
+//! Building needs nothing but docker on the host: scripts/base-image.sh,
+//! which makes the Debian image the Dockerfile starts FROM, runs
+//! debootstrap in a container when the host has none (forced here with
+//! IN_CONTAINER=1), into a cache and an image name of the test's own.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::cmd;
+use crate::support::docker::{docker, require_docker};
+
+#[test]
+fn the_base_image_is_bootstrapped_in_a_container_when_the_host_has_no_debootstrap() {
+    require_docker();
+    let cache = tempfile::Builder::new()
+        .prefix("netfs-ops-base-")
+        .tempdir()
+        .expect("temp dir");
+    let repo = format!("netfs-ops-base-{}", std::process::id());
+    let image = format!("{repo}:trixie-slim");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/base-image.sh");
+    let started = Instant::now();
+    let out = cmd::run(
+        Command::new(&script)
+            .arg("trixie")
+            .env("NETFS_CACHE", cache.path())
+            .env("BASE_REPO", &repo)
+            .env("IN_CONTAINER", "1")
+            .env("BOOTSTRAP_IMAGE", "debian:trixie-slim"),
+        Duration::from_secs(900),
+    );
+    let took = started.elapsed();
+    let version = docker(&["run", "--rm", &image, "cat", "/etc/debian_version"]);
+    let apt = docker(&["run", "--rm", &image, "cat", "/etc/apt/sources.list"]);
+    let _ = docker(&["rmi", "-f", &image]);
+    // The tree is root's, written by the container; tempdir removes it.
+    assert!(out.status.success(), "{}", cmd::show("base-image.sh", &out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("running it in a container of debian:trixie-slim"),
+        "{log}"
+    );
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    assert!(
+        version.starts_with("13"),
+        "trixie is Debian 13: {version:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&apt.stdout).contains("trixie-security"),
+        "the slim image's sources"
+    );
+    eprintln!(
+        "netfs-suite base image in a container: debootstrap + import in {:.0} s",
+        took.as_secs_f64()
+    );
+}
