@@ -9,6 +9,7 @@ mod lifecycle;
 mod orchestration;
 mod policy;
 mod processes;
+mod troubleshooting;
 
 use std::fs;
 use std::path::Path;
