@@ -158,8 +158,11 @@ fn the_non_root_compose_example_runs_as_uid_1000_as_written() {
             .args(args)
             .env("NETFS_DRIVER", plugin.driver_name())
             .env("NETFS_SOURCE", sshd.source(""))
-            .env("NETFS_OPTIONS", sshd.sshfs_options());
-        crate::support::cmd::run(&mut command, crate::support::docker::DOCKER_TIMEOUT)
+            .env("NETFS_OPTIONS", sshd.sshfs_options())
+            // dockerd asks every volume driver it knows when compose looks
+            // a volume up: on a busy machine one slow driver costs 15 s.
+            .env("COMPOSE_HTTP_TIMEOUT", "300");
+        crate::support::cmd::run(&mut command, std::time::Duration::from_secs(400))
     };
     let _cleanup = Cleanup::new();
     let up = compose(&["up", "--no-color", "--abort-on-container-exit"]);
