@@ -127,7 +127,6 @@ fn every_command_of_docs_troubleshooting_runs_and_every_error_reads_as_netfs_pri
             .stdin(std::process::Stdio::null()),
         Duration::from_secs(300),
     );
-    let _ = docker(&["volume", "rm", "-f", &volume]);
     // What ssh-keygen -R keeps of the file it rewrote.
     let _ = fs::remove_file(keys.join("known_hosts.old"));
     eprintln!(
@@ -136,6 +135,10 @@ fn every_command_of_docs_troubleshooting_runs_and_every_error_reads_as_netfs_pri
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    if !out.status.success() {
+        // The page removes its volume itself; not if it stopped before.
+        let _ = docker(&["volume", "rm", "-f", &volume]);
+    }
     assert!(
         out.status.success(),
         "a command of {PAGE} failed (the last `>>> block N` above):\n{}\n{}",
