@@ -46,9 +46,11 @@ PLUGIN_STATE_DIR=${PLUGIN_STATE_DIR:-/var/lib/docker-plugins/$SAFE_NAME}
 VERSION=$(cargo_version)
 ROOTFS_IMAGE=netfs-plugin-rootfs:latest
 
-"$NETFS_TOP/scripts/setup.sh"
+# Nothing but docker on this host: the base image is made by a container
+# if need be (scripts/base-image.sh), netfs is compiled in the Dockerfile's
+# build stage. (scripts/setup.sh, for the tests, is not needed here.)
+pick_docker || die "dockerd does not answer: start it (on this project's test machine: scripts/setup.sh)"
 "$NETFS_TOP/scripts/base-image.sh" trixie
-pick_docker || die "dockerd does not answer"
 # A machine whose clock is ahead of the mirror's signed Release files would
 # otherwise refuse the security suite's index as expired.
 APT_OPTIONS=${APT_OPTIONS--o Acquire::Check-Valid-Until=false}
@@ -82,8 +84,13 @@ esac
 # Containers and the legacy builder reach the Debian mirror and crates.io
 # through the default bridge when dockerd has NAT; otherwise build on the host network.
 network=()
-if ! timeout 20 "$DOCKER" run --rm "$BUSYBOX_IMAGE" \
-    wget -q -O /dev/null "$DEBIAN_MIRROR/dists/trixie/Release" >/dev/null 2>&1; then
+mirror_host=${DEBIAN_MIRROR#*://}
+mirror_host=${mirror_host%%/*}
+mirror_port=80
+case $DEBIAN_MIRROR in https://*) mirror_port=443 ;; esac
+case $mirror_host in *:*) mirror_port=${mirror_host##*:} mirror_host=${mirror_host%:*} ;; esac
+if ! timeout 20 "$DOCKER" run --rm debian:trixie-slim \
+    bash -c "exec 3<>/dev/tcp/$mirror_host/$mirror_port" >/dev/null 2>&1; then
     warn "containers cannot reach $DEBIAN_MIRROR on the bridge network; building with --network host"
     network=(--network host)
 fi

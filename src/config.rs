@@ -201,6 +201,16 @@ pub struct Cli {
         default_missing_value = "text"
     )]
     pub build_info: Option<crate::build_info::Format>,
+
+    /// Serve Prometheus metrics at `/metrics` on this address:
+    /// `127.0.0.1:PORT`, `[::1]:PORT` or a unix socket path. Off when unset.
+    #[arg(long, env = "METRICS_ADDRESS")]
+    pub metrics_address: Option<String>,
+
+    /// Let --metrics-address be an address other hosts reach (e.g.
+    /// `0.0.0.0:9105`); the metrics name every volume and ssh server.
+    #[arg(long, env = "METRICS_ALLOW_REMOTE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub metrics_allow_remote: bool,
 }
 
 /// CSI mode's settings (see [`Mode::Csi`]).
@@ -242,6 +252,8 @@ pub struct Config {
     /// Set in CSI mode; `socket` is then the CSI endpoint and `mount_root`
     /// the staging root.
     pub csi: Option<CsiConfig>,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics: Option<crate::metrics::Address>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +282,8 @@ pub enum ConfigError {
     RelativeStagingRoot(PathBuf),
     #[error("cannot read the host name for --node-id (NODE_ID): {0}; set it")]
     NodeId(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 impl Config {
@@ -354,6 +368,11 @@ impl Cli {
         if !self.key_dir.is_absolute() {
             return Err(ConfigError::RelativeKeyDir(self.key_dir));
         }
+        let metrics = self
+            .metrics_address
+            .as_deref()
+            .map(|a| crate::metrics::Address::parse(a, self.metrics_allow_remote))
+            .transpose()?;
         let policy = Policy::new(
             &list(&self.allow_options),
             &list(&self.deny_options),
@@ -405,6 +424,7 @@ impl Cli {
             host_proc: self.host_proc,
             ssh_sessions_per_connection: self.ssh_sessions_per_connection,
             csi,
+            metrics,
         })
     }
 }

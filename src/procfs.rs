@@ -203,6 +203,29 @@ pub fn status_kib(pid: i32, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// File descriptors this process holds open (the one reading
+/// `/proc/self/fd` is not counted).
+pub fn open_fds() -> io::Result<u64> {
+    let entries = fs::read_dir("/proc/self/fd")?.count() as u64;
+    Ok(entries.saturating_sub(1))
+}
+
+/// This process's soft limit of open files (`Max open files` in
+/// `/proc/self/limits`); `None` if unlimited or unreadable.
+pub fn max_open_files() -> Option<u64> {
+    let limits = fs::read_to_string("/proc/self/limits").ok()?;
+    parse_max_open_files(&limits)
+}
+
+fn parse_max_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,5 +309,18 @@ mod tests {
         assert_eq!(env_var(env, "KEY"), Some("a=b"));
         assert_eq!(env_var(env, "EMPTY"), Some(""));
         assert_eq!(env_var(env, "PAT"), None);
+    }
+
+    #[test]
+    fn reads_the_soft_limit_of_open_files() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max cpu time              unlimited            unlimited            seconds   \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_max_open_files(limits), Some(1024));
+        assert_eq!(
+            parse_max_open_files("Max open files unlimited unlimited files"),
+            None
+        );
+        assert!(open_fds().is_ok_and(|n| n >= 3));
     }
 }

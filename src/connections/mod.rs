@@ -61,6 +61,20 @@ pub enum ConnState {
     Reconnecting,
 }
 
+impl ConnState {
+    pub const ALL: [Self; 4] = [Self::Idle, Self::Connecting, Self::Up, Self::Reconnecting];
+
+    /// The name Status and metrics show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Connecting => "connecting",
+            Self::Up => "up",
+            Self::Reconnecting => "reconnecting",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ConnStatus {
     pub state: ConnState,
@@ -104,6 +118,12 @@ impl Master {
     /// Volumes on it now.
     pub fn sessions(&self) -> usize {
         *self.members.borrow()
+    }
+
+    /// The endpoint it logs in to (`user@host:port` and what else makes
+    /// the connection, never a secret).
+    pub fn endpoint(&self) -> String {
+        self.key.to_string()
     }
 
     fn has_room(&self) -> bool {

@@ -8,6 +8,7 @@ mod csi;
 mod leftovers;
 mod mount;
 mod restore;
+mod scrape;
 mod status;
 mod table;
 #[cfg(test)]

@@ -41,12 +41,35 @@ pub enum ProcState {
     Failed,
 }
 
+impl ProcState {
+    pub const ALL: [Self; 5] = [
+        Self::Stopped,
+        Self::Mounting,
+        Self::Mounted,
+        Self::Restarting,
+        Self::Failed,
+    ];
+
+    /// The name Status and metrics show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Mounting => "mounting",
+            Self::Mounted => "mounted",
+            Self::Restarting => "restarting",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// What `docker volume inspect` shows of the process; published on every change.
 #[derive(Clone, Debug)]
 pub struct ProcessStatus {
     pub state: ProcState,
     pub pid: Option<u32>,
     pub restarts: u32,
+    /// When the last restart began (a crash or a dead mount before it).
+    pub last_restart: Option<SystemTime>,
     pub since: SystemTime,
     pub last_error: Option<String>,
     /// Grows with every successful mount, so a mount ID taken at an older
@@ -59,6 +82,9 @@ pub struct ProcessStatus {
     pub devices: Vec<String>,
     /// What re-attaching into running containers did.
     pub reattach: ReattachStatus,
+    /// How long the last successful mount took, from the tool's spawn
+    /// until its mount answered.
+    pub mount_duration: Option<Duration>,
 }
 
 impl ProcessStatus {
@@ -67,12 +93,14 @@ impl ProcessStatus {
             state: ProcState::Stopped,
             pid: None,
             restarts: 0,
+            last_restart: None,
             since: SystemTime::now(),
             last_error: None,
             generation: 0,
             connection: None,
             devices: Vec::new(),
             reattach: ReattachStatus::default(),
+            mount_duration: None,
         }
     }
 }

@@ -12,6 +12,7 @@ mod policy;
 mod processes;
 mod rclone;
 mod reattach;
+mod troubleshooting;
 
 use std::fs;
 use std::path::Path;

@@ -103,7 +103,10 @@ pub fn write_reaches(container: &str, path: &str, remote: &std::path::Path, what
         on_remote = std::fs::read_to_string(remote).unwrap_or_default();
         on_remote == want
     });
-    assert!(reached, "the write reached the remote: {on_remote:?}, not {want:?}");
+    assert!(
+        reached,
+        "the write reached the remote: {on_remote:?}, not {want:?}"
+    );
 }
 
 fn status(volume: &str) -> Value {

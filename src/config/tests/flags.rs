@@ -249,4 +249,22 @@ pub(super) const FLAGS: &[Flag] = &[
         from_cli: "cli-node",
         from_env: "env-node",
     },
+    Flag {
+        cli: "--metrics-address=127.0.0.1:9105",
+        var: "METRICS_ADDRESS",
+        var_value: "/run/env-metrics.sock",
+        field: "metrics",
+        default: "null",
+        from_cli: "127.0.0.1:9105",
+        from_env: "unix:///run/env-metrics.sock",
+    },
+    Flag {
+        cli: "--metrics-allow-remote=true",
+        var: "METRICS_ALLOW_REMOTE",
+        var_value: "true",
+        field: "metrics_allow_remote",
+        default: "false",
+        from_cli: "true",
+        from_env: "true",
+    },
 ];

@@ -68,6 +68,7 @@ fn isolated_parse() {
                 "csi_endpoint": cli.csi_endpoint,
                 "staging_root": cli.staging_root,
                 "node_id": cli.node_id,
+                "metrics_allow_remote": cli.metrics_allow_remote,
             });
             match cli.into_config() {
                 Err(e) => json!(e.to_string()),
@@ -99,6 +100,8 @@ fn isolated_parse() {
                     "staging_root": raw["staging_root"],
                     "node_id": raw["node_id"],
                     "publish_root": c.csi.as_ref().map(|c| &c.publish_root),
+                    "metrics": c.metrics.as_ref().map(|m| m.to_string()),
+                    "metrics_allow_remote": raw["metrics_allow_remote"],
                     "csi_node_id": c.csi.as_ref().map(|c| &c.node_id),
                 }),
             }

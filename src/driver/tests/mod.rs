@@ -153,5 +153,6 @@ fn config(dir: &Path, lifecycle: Lifecycle) -> Config {
         host_proc: "/proc".into(),
         ssh_sessions_per_connection: 8,
         csi: None,
+        metrics: None,
     }
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 use super::super::tool::Tool;
 use super::super::{ProcState, ProcessError, Request};
@@ -117,6 +117,7 @@ impl<T: Tool> Supervisor<T> {
             Err(e) => return Outcome::Failed(e),
         };
         self.publish(state, T::pid(&running), None);
+        let spawned = Instant::now();
         let ready = self
             .tool
             .wait_ready(&mut running, &self.spec, &self.policy, &mut turn);
@@ -126,7 +127,10 @@ impl<T: Tool> Supervisor<T> {
                 tracing::info!(volume = %self.spec.name, pid, "mounted");
                 self.phase = Phase::Up(Box::new(running));
                 self.budget.mounted();
-                self.status.send_modify(|s| s.generation += 1);
+                self.status.send_modify(|s| {
+                    s.generation += 1;
+                    s.mount_duration = Some(spawned.elapsed());
+                });
                 self.publish(ProcState::Mounted, pid, None);
                 self.reattach().await;
                 Outcome::Mounted

@@ -24,8 +24,9 @@ use crate::support::unique_name;
 /// The variable in which `make test` names the plugin.
 const PLUGIN_VAR: &str = "NETFS_TEST_PLUGIN";
 /// Held by a test for as long as it uses the plugin, and by
-/// scripts/test-plugin.sh while it replaces it.
-const LOCK: &str = "/run/netfs-test/managed-plugin.lock";
+/// scripts/test-plugin.sh while it replaces it: one per plugin name, so
+/// runs with plugins of their own do not wait for each other.
+const LOCK_DIR: &str = "/run/netfs-test";
 const LOCK_TIMEOUT: Duration = Duration::from_secs(900);
 /// Host directories the plugin's `sshkeys` mount points at during tests.
 const KEYS_ROOT: &str = "/var/lib/netfs-test";
@@ -78,7 +79,7 @@ impl ManagedPlugin {
             });
         // Before any docker call: while waiting here this test holds nothing
         // a dockerd restart in another test would wait for.
-        let lock = take_lock();
+        let lock = take_lock(&name);
         require_docker();
         let inspect = docker(&["plugin", "inspect", &name]);
         assert!(
@@ -224,6 +225,14 @@ impl ManagedPlugin {
         format!("{KEYS_IN_PLUGIN}/{file}")
     }
 
+    /// Writes `text` as `file` in the `sshkeys` mount (known_hosts, say);
+    /// removed when the plugin is let go.
+    pub fn install_file(&mut self, file: &str, text: &str) {
+        let host = self.keys_dir.join(file);
+        fs::write(&host, text).expect("write into the keys directory");
+        self.keys.push(host);
+    }
+
     /// The host directory of the `rclone` mount (rclone.conf, writable).
     pub fn rclone_dir(&self) -> &Path {
         &self.rclone_dir
@@ -323,8 +332,9 @@ impl Drop for ManagedPlugin {
     }
 }
 
-fn take_lock() -> Flock<File> {
-    crate::support::exclusive_lock(LOCK, LOCK_TIMEOUT)
+fn take_lock(name: &str) -> Flock<File> {
+    let path = format!("{LOCK_DIR}/managed-plugin-{name}.lock");
+    crate::support::exclusive_lock(&path, LOCK_TIMEOUT)
 }
 
 /// The host source of one of the plugin's mounts: from `Config`, which
