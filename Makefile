@@ -19,7 +19,7 @@ REGISTRY ?=
 PUSH_TAG ?=
 
 .PHONY: all build lint fmt-check clippy test unit-as-user test-plugin demo demo-plugin \
-	plugin plugin-csi install push push-csi fleet-up fleet-down fuzz bench clean help
+	plugin plugin-csi install push push-csi fleet-up fleet-down fuzz bench bench-rclone clean help
 
 all: build
 
@@ -38,7 +38,8 @@ help:
 	@echo "make push-csi     push the CSI plugin to REGISTRY as netfs-csi:PUSH_TAG"
 	@echo "make fleet-up     Docker 28 nodes in a swarm, a registry, an sshd (scripts/fleet.sh)"
 	@echo "make fleet-down   remove the fleet (its cached image stays)"
-	@echo "make fuzz|bench   run scripts/fuzz.sh or scripts/bench.sh"
+	@echo "make fuzz|bench   run scripts/fuzz.sh, or scripts/bench.sh and scripts/bench-rclone.sh"
+	@echo "make bench-rclone netfs vs rclone serve docker on S3 and WebDAV (scripts/bench-rclone.sh)"
 	@echo "make clean        remove build output and the plugin work directory"
 
 build:
@@ -98,8 +99,12 @@ fuzz:
 	else echo "no fuzz harness yet (scripts/fuzz.sh)"; fi
 
 bench:
-	@if [ -x scripts/bench.sh ]; then scripts/setup.sh && scripts/bench.sh; \
+	@if [ -x scripts/bench.sh ]; then scripts/setup.sh && scripts/bench.sh && scripts/bench-rclone.sh; \
 	else echo "no benchmarks yet (scripts/bench.sh)"; fi
+
+bench-rclone:
+	scripts/setup.sh
+	scripts/bench-rclone.sh
 
 clean:
 	$(CARGO) clean

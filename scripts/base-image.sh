@@ -3,17 +3,26 @@
 # from any registry: debootstrap a minimal Debian suite from the Debian
 # mirror, then `docker import` it as debian:SUITE-slim. Each debootstrap tree
 # is cached, so a later run only imports (or does nothing if the tag exists).
+# Nothing but docker is needed on the host: where the host has no
+# debootstrap, it runs in a container of any Debian image dockerd has (or
+# can pull), which installs it there.
 #
 #   scripts/base-image.sh [SUITE...]   (default: trixie, what the Dockerfile uses)
 #
 # Environment:
-#   DEBIAN_MIRROR  mirror for debootstrap (default: the Debian archive the
-#                  host's apt sources name, else http://deb.debian.org/debian)
+#   DEBIAN_MIRROR    mirror for debootstrap (default: the Debian archive the
+#                    host's apt sources name)
 #   DEBIAN_SECURITY_MIRROR  its security archive (default: the host's, else
-#                  debian-security beside DEBIAN_MIRROR)
-#   NETFS_CACHE    cache directory (default /var/cache/netfs)
-#   DOCKER_HOST    the dockerd to import into (default: the machine's)
-#   FORCE=1        re-import even if the tag exists
+#                    debian-security beside DEBIAN_MIRROR)
+#   NETFS_CACHE      cache directory (default /var/cache/netfs)
+#   DOCKER_HOST      the dockerd to import into (default: the machine's)
+#   FORCE=1          re-import even if the tag exists
+#   PULL=1           first try `docker pull debian:SUITE-slim` (a host that
+#                    reaches Docker Hub or a mirror of it needs no debootstrap)
+#   BASE_REPO        repository of the images made (default debian)
+#   BOOTSTRAP_IMAGE  the image debootstrap runs in when the host has none
+#                    (default: the first debian:* image dockerd has)
+#   IN_CONTAINER=1   run debootstrap in that container even if the host has it
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh
@@ -28,8 +37,40 @@ mkdir -p "$NETFS_CACHE"
 exec 9>"$NETFS_CACHE/base-image.lock"
 flock 9
 
+# Runs debootstrap for SUITE into ROOTFS, on the host or in a container;
+# its output goes to LOG.
+run_debootstrap() {
+    local suite=$1 rootfs=$2 log=$3
+    # The host's debootstrap may be older than the suite: testing (forky)
+    # is bootstrapped like sid.
+    if [ "${IN_CONTAINER:-0}" != 1 ] && command -v debootstrap >/dev/null 2>&1; then
+        local script=/usr/share/debootstrap/scripts/$suite
+        [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
+        debootstrap --variant=minbase "$suite" "$rootfs" "$DEBIAN_MIRROR" "$script" >"$log" 2>&1
+        return
+    fi
+    local image=${BOOTSTRAP_IMAGE:-$("$DOCKER" images --format '{{.Repository}}:{{.Tag}}' debian | grep -v '<none>' | head -n 1)}
+    [ -n "$image" ] || die "no debootstrap on this host and no debian image in dockerd to run it in: \
+load one (docker pull debian:trixie-slim, or docker load) or set BOOTSTRAP_IMAGE"
+    say "no debootstrap on this host: running it in a container of $image"
+    mkdir -p "$rootfs"
+    # debootstrap's second stage chroots, makes device nodes and mounts
+    # /proc. Not --privileged, which fails where the capability bounding set
+    # lacks one (see scripts/fleet.sh). The tree goes straight into the cache.
+    "$DOCKER" run --rm --network host --cap-add SYS_ADMIN --cap-add MKNOD \
+        --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+        -e "SUITE=$suite" -e "MIRROR=$DEBIAN_MIRROR" -e "APT_OPTIONS=${APT_OPTIONS--o Acquire::Check-Valid-Until=false}" \
+        -v "$rootfs:/rootfs" "$image" bash -euc '
+            apt-get $APT_OPTIONS update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y -qq --no-install-recommends debootstrap ca-certificates >/dev/null
+            script=/usr/share/debootstrap/scripts/$SUITE
+            [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
+            debootstrap --variant=minbase "$SUITE" /rootfs "$MIRROR" "$script"
+        ' >"$log" 2>&1
+}
+
 base_image() {
-    local suite=$1 image=debian:$1-slim
+    local suite=$1 image=${BASE_REPO:-debian}:$1-slim
     local rootfs=$NETFS_CACHE/debootstrap-$suite done=$NETFS_CACHE/debootstrap-$suite.done
 
     if [ "${FORCE:-0}" != 1 ] && "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
@@ -37,21 +78,21 @@ base_image() {
         return 0
     fi
 
+    if [ "${PULL:-0}" = 1 ] && [ "${BASE_REPO:-debian}" = debian ] &&
+        timeout 300 "$DOCKER" pull -q "$image" >/dev/null 2>&1; then
+        say "$image pulled"
+        return 0
+    fi
+
     if [ ! -e "$done" ]; then
-        command -v debootstrap >/dev/null 2>&1 || die "debootstrap is missing; run scripts/setup.sh first"
         # A tree without the marker is a debootstrap that was interrupted; it
         # may still have proc or sys mounted inside, which must not be deleted into.
         if [ -e "$rootfs" ]; then
             findmnt -rn -o TARGET | grep -F "$rootfs/" | sort -r | xargs -r -n 1 umount -l
             rm -rf --one-file-system "$rootfs"
         fi
-        # The host's debootstrap may be older than the suite: testing (forky)
-        # is bootstrapped like sid.
-        local script=/usr/share/debootstrap/scripts/$suite
-        [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
         say "debootstrap $suite from $DEBIAN_MIRROR into $rootfs (about a minute, once)"
-        debootstrap --variant=minbase "$suite" "$rootfs" "$DEBIAN_MIRROR" "$script" \
-            >"$NETFS_CACHE/debootstrap-$suite.log" 2>&1 || {
+        run_debootstrap "$suite" "$rootfs" "$NETFS_CACHE/debootstrap-$suite.log" || {
             tail -n 20 "$NETFS_CACHE/debootstrap-$suite.log" >&2
             die "debootstrap failed; see $NETFS_CACHE/debootstrap-$suite.log"
         }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks netfs against the plugin users would pick instead (rclone serve
 # docker) and the tool it wraps (bare sshfs), on the same work in the same
-# run, over one loopback sshd; prints the table and writes it into
+# run, over one loopback sshd (parts 6 and 7 also over one with Debian's
+# stock sshd_config); prints the table and writes it into
 # docs/benchmarks.md. `make bench` runs scripts/setup.sh first (packages,
 # dockerd, the test image), then this. Takes about 15 minutes.
 #
@@ -17,7 +18,7 @@
 #   BENCH_DATA_DETAIL      1 (default): also the netfs volume on the host and
 #                          the bare mount in a container, to tell the
 #                          container's share from netfs's; 0: only the two
-#   BENCH_PARTS            parts to run, e.g. 1,2,5 (default 1,2,3,4,5,6,7)
+#   BENCH_PARTS            parts to run, e.g. 1,2,5 (default 1,2,3,4,5,6,7,8)
 #   BENCH_OUT              file to write the results into (default
 #                          docs/benchmarks.md; empty: print only)
 #   BENCH_CHARTS           directory part 7 writes its SVG charts into
@@ -46,7 +47,7 @@ args=(
     --volumes "${BENCH_VOLUMES:-1000}"
     --restore-volumes "${BENCH_RESTORE_VOLUMES:-100}"
     --data-mib "${BENCH_DATA_MIB:-256}"
-    --parts "${BENCH_PARTS:-1,2,3,4,5,6,7}"
+    --parts "${BENCH_PARTS:-1,2,3,4,5,6,7,8}"
 )
 [ -n "${BENCH_RCLONE_VOLUMES:-}" ] && args+=(--rclone-volumes "$BENCH_RCLONE_VOLUMES")
 [ "${BENCH_DATA_DETAIL:-1}" = 1 ] && args+=(--data-detail)

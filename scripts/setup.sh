@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares this machine for netfs tests, the demo and plugin builds: Debian
-# packages, /dev/fuse, a running dockerd and the tiny test image. Safe to run
-# any number of times; every step checks first and does only what is missing.
+# packages, /dev/fuse, a running dockerd, the tiny test image and the pinned
+# rclone (scripts/rclone.sh). Safe to run any number of times; every step
+# checks first and does only what is missing.
 #
 # Environment:
 #   DOCKERD_FLAGS  extra flags for dockerd when this script has to start it
@@ -23,6 +24,7 @@ flock 9
 PACKAGES=(
     docker.io docker-compose iptables kmod
     sshfs openssh-server openssh-client rclone fuse3 nfs-common
+    apache2 samba vsftpd sqlite3 python3-pip bc
     busybox-static debootstrap ca-certificates
     procps psmisc iproute2 util-linux
     gcc libc6-dev
@@ -194,6 +196,33 @@ remove_dead_test_sockets() {
     done
 }
 
+# An image with the host's sqlite3 and the libraries it links, for the
+# sqlite-on-rclone Compose example (examples/rclone-sqlite.yml).
+ensure_sqlite_image() {
+    "$DOCKER" image inspect "$SQLITE_IMAGE" >/dev/null 2>&1 && return 0
+
+    say "building $SQLITE_IMAGE from /usr/bin/sqlite3"
+    local root lib
+    root=$(mktemp -d /tmp/netfs-sqlite.XXXXXX)
+    mkdir -p "$root/usr/bin" "$root/tmp" "$root/data"
+    chmod 1777 "$root/tmp"
+    cp /usr/bin/sqlite3 "$root/usr/bin/sqlite3"
+    for lib in $(ldd /usr/bin/sqlite3 | awk '$2 == "=>" { print $3 } $1 ~ /^\// { print $1 }'); do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+    tar --numeric-owner -C "$root" -c . |
+        "$DOCKER" import --change 'ENV PATH=/usr/bin' - "$SQLITE_IMAGE" >/dev/null
+    rm -rf "$root"
+    "$DOCKER" run --rm --entrypoint sqlite3 "$SQLITE_IMAGE" :memory: 'select 1' >/dev/null ||
+        die "$SQLITE_IMAGE was imported but sqlite3 does not run in it"
+}
+
+# The rclone that scripts/rclone.lock pins, for the tests and the plugin build.
+ensure_rclone() {
+    "$NETFS_TOP/scripts/rclone.sh" >/dev/null || die "could not fetch the pinned rclone (scripts/rclone.sh)"
+}
+
 check_cargo() {
     command -v cargo >/dev/null 2>&1 ||
         warn "cargo is not in PATH; install a Rust toolchain (1.80 or newer, e.g. with rustup) to build netfs"
@@ -206,5 +235,7 @@ ensure_fuse
 remove_dead_test_sockets
 ensure_dockerd
 ensure_busybox_image
+ensure_sqlite_image
+ensure_rclone
 check_cargo
 say "ready: dockerd answers ($("$DOCKER" version --format '{{.Server.Version}}')), $BUSYBOX_IMAGE present"

@@ -15,7 +15,8 @@ set -euo pipefail
 need_root
 
 name=${NETFS_TEST_PLUGIN:-netfs-e2e}
-lock=/run/netfs-test/managed-plugin.lock
+# One lock per plugin name: plugins of other names are not ours to wait for.
+lock=/run/netfs-test/managed-plugin-$name.lock
 # Shared while dockerd is in use; a test that restarts dockerd takes it
 # exclusively (tests/support/docker.rs).
 daemon_lock=/run/netfs-test/dockerd.lock

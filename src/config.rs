@@ -152,6 +152,17 @@ pub struct Cli {
     #[arg(long, env = "SHARE_SSH_CONNECTIONS", default_value_t = false, action = clap::ArgAction::Set)]
     pub share_ssh_connections: bool,
 
+    /// After a volume is mounted again (its tool restarted, netfs restarted),
+    /// put the new mount in place of the dead one inside every running
+    /// container that holds it; `false` leaves them with the dead mount.
+    #[arg(long, env = "REATTACH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reattach: bool,
+
+    /// The host's `/proc`, where re-attach finds the containers' mount
+    /// namespaces (the managed plugin sees it at `/host/proc`).
+    #[arg(long, env = "HOST_PROC", default_value = "/proc")]
+    pub host_proc: PathBuf,
+
     /// Volumes per shared ssh connection: the server's `MaxSessions`.
     #[arg(long, env = "SSH_SESSIONS_PER_CONNECTION", default_value_t = crate::connections::DEFAULT_SESSIONS)]
     pub ssh_sessions_per_connection: usize,
@@ -190,6 +201,16 @@ pub struct Cli {
         default_missing_value = "text"
     )]
     pub build_info: Option<crate::build_info::Format>,
+
+    /// Serve Prometheus metrics at `/metrics` on this address:
+    /// `127.0.0.1:PORT`, `[::1]:PORT` or a unix socket path. Off when unset.
+    #[arg(long, env = "METRICS_ADDRESS")]
+    pub metrics_address: Option<String>,
+
+    /// Let --metrics-address be an address other hosts reach (e.g.
+    /// `0.0.0.0:9105`); the metrics name every volume and ssh server.
+    #[arg(long, env = "METRICS_ALLOW_REMOTE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub metrics_allow_remote: bool,
 }
 
 /// CSI mode's settings (see [`Mode::Csi`]).
@@ -222,11 +243,17 @@ pub struct Config {
     pub policy: Policy,
     /// sshfs volumes share ssh connections (see [`crate::connections`]).
     pub share_ssh_connections: bool,
+    /// Running containers get a volume's new mount (see [`crate::reattach`]).
+    pub reattach: bool,
+    /// The host's `/proc` as netfs sees it.
+    pub host_proc: PathBuf,
     /// Volumes per shared ssh connection.
     pub ssh_sessions_per_connection: usize,
     /// Set in CSI mode; `socket` is then the CSI endpoint and `mount_root`
     /// the staging root.
     pub csi: Option<CsiConfig>,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics: Option<crate::metrics::Address>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +282,8 @@ pub enum ConfigError {
     RelativeStagingRoot(PathBuf),
     #[error("cannot read the host name for --node-id (NODE_ID): {0}; set it")]
     NodeId(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 impl Config {
@@ -339,6 +368,11 @@ impl Cli {
         if !self.key_dir.is_absolute() {
             return Err(ConfigError::RelativeKeyDir(self.key_dir));
         }
+        let metrics = self
+            .metrics_address
+            .as_deref()
+            .map(|a| crate::metrics::Address::parse(a, self.metrics_allow_remote))
+            .transpose()?;
         let policy = Policy::new(
             &list(&self.allow_options),
             &list(&self.deny_options),
@@ -386,8 +420,11 @@ impl Cli {
             max_startups_per_endpoint: self.max_startups_per_endpoint,
             policy,
             share_ssh_connections: self.share_ssh_connections,
+            reattach: self.reattach,
+            host_proc: self.host_proc,
             ssh_sessions_per_connection: self.ssh_sessions_per_connection,
             csi,
+            metrics,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod csi;
 pub mod driver;
 pub mod listener;
 pub mod marks;
+pub mod metrics;
 pub mod mounts;
 pub mod name;
 pub mod options;
@@ -18,6 +19,7 @@ pub mod pacing;
 pub mod procfs;
 pub mod protocol;
 pub mod reaper;
+pub mod reattach;
 pub mod secret;
 pub mod server;
 pub mod state;
@@ -34,6 +36,8 @@ pub enum Error {
     State(#[from] state::StateError),
     #[error(transparent)]
     Socket(#[from] listener::SocketError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     #[error("csi::run needs --mode csi")]
     NotCsi,
     #[error("cannot create the mount root {path}: {source}")]
@@ -50,8 +54,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let config = Arc::new(config);
     let (driver, volumes) = driver::Driver::open(config.clone())?;
     let driver = Arc::new(driver);
-    // Nothing is touched until the socket is ours: a second instance
+    // Nothing is touched until the sockets are ours: a second instance
     // started by mistake changes nothing.
+    let metrics = start_metrics(&config, &driver).await?;
     let socket = listener::listen(&config.socket).await?;
     std::fs::create_dir_all(&config.mount_root).map_err(|source| Error::MountRoot {
         path: config.mount_root.clone(),
@@ -65,10 +70,48 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let driver = driver.clone();
         tokio::spawn(async move { driver.restore(starts).await })
     };
+    let keep_devices = {
+        let driver = driver.clone();
+        tokio::spawn(async move { driver.keep_devices_saved().await })
+    };
     server::serve(socket.listener, driver.clone(), shutdown).await;
     tracing::info!("shutting down");
     restore.abort();
+    keep_devices.abort();
     driver.shutdown().await;
     socket.origin.release();
+    metrics.stop();
     Ok(())
+}
+
+/// The metrics endpoint, while it serves (see [`metrics`]).
+#[derive(Default)]
+pub(crate) struct MetricsTask(Option<(tokio::task::JoinHandle<()>, metrics::Address)>);
+
+impl MetricsTask {
+    pub(crate) fn stop(self) {
+        if let Some((task, address)) = self.0 {
+            task.abort();
+            if let metrics::Address::Unix(path) = address {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// Binds `--metrics-address`, if set, and serves it from a task.
+pub(crate) async fn start_metrics(
+    config: &Config,
+    driver: &Arc<driver::Driver>,
+) -> Result<MetricsTask, metrics::MetricsError> {
+    let Some(address) = &config.metrics else {
+        return Ok(MetricsTask::default());
+    };
+    let listener = metrics::bind(address).await?;
+    let bound = listener.address().unwrap_or_else(|| address.clone());
+    tracing::info!(address = %bound, "serving metrics at /metrics");
+    let driver = driver.clone();
+    let source: metrics::Source = Arc::new(move || driver.scrape());
+    let task = tokio::spawn(metrics::serve(listener, source));
+    Ok(MetricsTask(Some((task, bound))))
 }

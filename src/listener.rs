@@ -15,10 +15,10 @@ use tokio::net::{UnixListener, UnixStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
-    #[error("another process is already serving on {0}; stop it or choose another --socket")]
-    InUse(PathBuf),
-    #[error("{0} exists and is not a socket; netfs does not replace it: remove it or choose another --socket")]
-    NotASocket(PathBuf),
+    #[error("another process is already serving on {path}; stop it or choose another {flag}")]
+    InUse { path: PathBuf, flag: &'static str },
+    #[error("{path} exists and is not a socket; netfs does not replace it: remove it or choose another {flag}")]
+    NotASocket { path: PathBuf, flag: &'static str },
     #[error("cannot listen on {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
     #[error("cannot read the sockets systemd passed (LISTEN_FDS, LISTEN_FDNAMES): {0}")]
@@ -173,9 +173,15 @@ fn check_listening(fd: &OwnedFd) -> Result<Option<PathBuf>, String> {
     Ok(address.path().map(Path::to_owned))
 }
 
-/// Binds the socket with mode 0660, replacing a stale socket file but never
-/// one that a live process still answers on, nor anything but a socket.
+/// Binds the plugin's socket (see [`bind_as`]).
 pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
+    bind_as(path, "--socket").await
+}
+
+/// Binds a socket with mode 0660, replacing a stale socket file but never
+/// one that a live process still answers on, nor anything but a socket.
+/// `flag` is the setting that named it, for the error.
+pub async fn bind_as(path: &Path, flag: &'static str) -> Result<Listener, SocketError> {
     let err = |source| SocketError::Bind {
         path: path.to_owned(),
         source,
@@ -185,10 +191,16 @@ pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            return Err(SocketError::NotASocket(path.to_owned()));
+            return Err(SocketError::NotASocket {
+                path: path.to_owned(),
+                flag,
+            });
         }
         if UnixStream::connect(path).await.is_ok() {
-            return Err(SocketError::InUse(path.to_owned()));
+            return Err(SocketError::InUse {
+                path: path.to_owned(),
+                flag,
+            });
         }
         std::fs::remove_file(path).map_err(err)?;
     }

@@ -15,6 +15,21 @@ pub struct MountEntry {
     /// `fuse.sshfs`, `tmpfs`, ... (empty if the line has no ` - ` part).
     pub fs_type: String,
     pub source: String,
+    /// The file system's device number, `major:minor` as the kernel
+    /// writes it: a dead FUSE mount keeps its number while it is held.
+    pub device: String,
+    /// The directory of the file system this mount shows (`/` for all of
+    /// it, `/sub` for a bind of a subdirectory).
+    pub root: PathBuf,
+    /// Per-mount options: `rw` or `ro`, `nosuid`, `nodev`, `noexec`, ...
+    pub mount_options: String,
+}
+
+impl MountEntry {
+    /// True if `option` is among the per-mount options.
+    pub fn has_option(&self, option: &str) -> bool {
+        self.mount_options.split(',').any(|o| o == option)
+    }
 }
 
 /// Every line of a mountinfo text, in its order (the last mount at a path
@@ -27,12 +42,19 @@ fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
     // Fields are separated by single spaces; spaces inside a field are
     // escaped, so ` - ` only ever ends the optional fields.
     let (left, right) = line.split_once(" - ").unwrap_or((line, ""));
-    let mount_point = left.split(' ').nth(4)?;
+    let mut left = left.split(' ').skip(2);
+    let device = left.next()?;
+    let root = left.next()?;
+    let mount_point = left.next()?;
+    let mount_options = left.next().unwrap_or("");
     let mut right = right.split(' ');
     Some(MountEntry {
         mount_point: PathBuf::from(unescape(mount_point)),
         fs_type: right.next().unwrap_or("").to_owned(),
         source: unescape(right.next().unwrap_or("")),
+        device: device.to_owned(),
+        root: PathBuf::from(unescape(root)),
+        mount_options: mount_options.to_owned(),
     })
 }
 
@@ -181,6 +203,29 @@ pub fn status_kib(pid: i32, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// File descriptors this process holds open (the one reading
+/// `/proc/self/fd` is not counted).
+pub fn open_fds() -> io::Result<u64> {
+    let entries = fs::read_dir("/proc/self/fd")?.count() as u64;
+    Ok(entries.saturating_sub(1))
+}
+
+/// This process's soft limit of open files (`Max open files` in
+/// `/proc/self/limits`); `None` if unlimited or unreadable.
+pub fn max_open_files() -> Option<u64> {
+    let limits = fs::read_to_string("/proc/self/limits").ok()?;
+    parse_max_open_files(&limits)
+}
+
+fn parse_max_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +249,9 @@ mod tests {
         );
         assert_eq!(entries[1].fs_type, "fuse.sshfs");
         assert_eq!(entries[1].source, "u@h:/x y");
+        assert_eq!(entries[1].device, "0:50");
+        assert_eq!(entries[1].root, PathBuf::from("/"));
+        assert!(entries[1].has_option("nosuid") && !entries[1].has_option("ro"));
         assert_eq!(entries[3].fs_type, "");
     }
 
@@ -261,5 +309,18 @@ mod tests {
         assert_eq!(env_var(env, "KEY"), Some("a=b"));
         assert_eq!(env_var(env, "EMPTY"), Some(""));
         assert_eq!(env_var(env, "PAT"), None);
+    }
+
+    #[test]
+    fn reads_the_soft_limit_of_open_files() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max cpu time              unlimited            unlimited            seconds   \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_max_open_files(limits), Some(1024));
+        assert_eq!(
+            parse_max_open_files("Max open files unlimited unlimited files"),
+            None
+        );
+        assert!(open_fds().is_ok_and(|n| n >= 3));
     }
 }

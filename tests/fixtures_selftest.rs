@@ -17,7 +17,7 @@ use support::driver_pool::DriverSlot;
 use support::fuse::Fuse;
 use support::mounts::{self, is_mounted, wait_until};
 use support::plugin::{Plugin, PLUGIN_DIR};
-use support::sshd::{Sshd, PASSWORD_USER, TEST_PASSWORD};
+use support::sshd::{Flavour, Sshd, PASSWORD_USER, TEST_PASSWORD};
 use support::{client, cmd, docker};
 
 const T: Duration = Duration::from_secs(10);
@@ -30,18 +30,7 @@ fn the_test_sshd_keeps_openssh_limits_at_their_defaults() {
         assert!(!config.contains(raised), "{raised} set in:\n{config}");
     }
     // What sshd itself makes of the file: OpenSSH's own defaults.
-    let out = Command::new("/usr/sbin/sshd")
-        .arg("-T")
-        .arg("-f")
-        .arg(sshd.config_path())
-        .output()
-        .expect("run sshd -T");
-    let effective = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let effective = effective(&sshd);
     for stock in [
         "maxstartups 10:30:100",
         "maxsessions 10",
@@ -52,6 +41,84 @@ fn the_test_sshd_keeps_openssh_limits_at_their_defaults() {
             "{stock} not in sshd -T:\n{effective}"
         );
     }
+}
+
+/// `sshd -T` of a fixture's config: the settings sshd makes of it.
+fn effective(sshd: &Sshd) -> String {
+    let out = Command::new("/usr/sbin/sshd")
+        .arg("-T")
+        .arg("-f")
+        .arg(sshd.config_path())
+        .output()
+        .expect("run sshd -T");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_debian_sshd_runs_the_packages_own_config_and_a_fresh_root_home() {
+    let sshd = Sshd::of(Flavour::Debian);
+    let config = fs::read_to_string(sshd.config_path()).expect("read sshd_config");
+    let stock =
+        fs::read_to_string(support::stock_sshd::DEBIAN_CONFIG).expect("the package's config");
+    // Every setting of the package's file is there, the drop-in path aside.
+    for line in stock
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        if !line.starts_with("Include ") {
+            assert!(
+                config.lines().any(|l| l == line),
+                "{line:?} missing:\n{config}"
+            );
+        }
+    }
+    let effective = effective(&sshd);
+    for stock in [
+        "usepam yes",
+        "subsystem sftp /usr/lib/openssh/sftp-server",
+        "maxstartups 10:30:100",
+        "maxsessions 10",
+        "x11forwarding yes",
+        "kbdinteractiveauthentication no",
+    ] {
+        assert!(
+            effective.lines().any(|l| l == stock),
+            "{stock} not in sshd -T:\n{effective}"
+        );
+    }
+    // A session runs the external sftp-server through root's shell, and
+    // root's shell reads base-files' .bashrc, not this machine's.
+    let m = Fuse::sshfs(&sshd.source(""), &sshd.sshfs_options(), None);
+    fs::write(sshd.remote_path("").join("hello"), "hi").unwrap();
+    assert_eq!(
+        fs::read_to_string(m.mountpoint.join("hello")).unwrap(),
+        "hi"
+    );
+    let helpers = mounts::processes_with_arg("/usr/lib/openssh/sftp-server");
+    assert!(
+        !helpers.is_empty(),
+        "no sftp-server process serves the mount"
+    );
+    let (pid, _) = helpers[0];
+    let root = fs::read_link(format!("/proc/{pid}/root")).unwrap();
+    let bashrc = fs::read_to_string(format!("/proc/{pid}/root/root/.bashrc"));
+    assert_eq!(
+        bashrc.ok(),
+        fs::read_to_string("/usr/share/base-files/dot.bashrc").ok(),
+        "root's .bashrc as seen by the session ({})",
+        root.display()
+    );
+    drop(m);
+    assert!(
+        sshd.log().contains("Accepted publickey for root"),
+        "{}",
+        sshd.log()
+    );
 }
 
 #[test]

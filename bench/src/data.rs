@@ -21,7 +21,7 @@ use crate::sshd::{Sshd, HELLO};
 use crate::stats::median;
 
 /// The test image scripts/setup.sh imports; `BUSYBOX_IMAGE` names another.
-fn image() -> String {
+pub fn image() -> String {
     std::env::var("BUSYBOX_IMAGE").unwrap_or_else(|_| "netfs-test-busybox:latest".to_owned())
 }
 

@@ -1,6 +1,7 @@
 //! netfs-bench: netfs against the plugin users would pick instead (`rclone
 //! serve docker`) and against the tool it wraps (bare `sshfs`), on the same
-//! work in the same run, over one loopback sshd. Prints a table and, with
+//! work in the same run, over one loopback sshd (and parts 6 and 7 over a
+//! second one with Debian's stock `sshd_config`). Prints a table and, with
 //! `--out`, writes it into the results section of docs/benchmarks.md.
 
 mod chart;
@@ -12,6 +13,7 @@ mod mounts;
 mod plugin;
 mod procs;
 mod ready;
+mod reattach;
 mod recovery;
 mod report;
 mod restore;
@@ -30,11 +32,11 @@ use crate::data::Side;
 use crate::plugin::Daemon;
 use crate::report::{Figure, Goal, Report, Unit};
 use crate::restore::Restored;
-use crate::sshd::Sshd;
+use crate::sshd::{Flavour, Sshd};
 
 const USAGE: &str = "usage: netfs-bench [--netfs PATH] [--runs N] [--peer-runs N] \
 [--volumes N] [--rclone-volumes N] [--restore-volumes N] [--data-mib N] [--data-detail] \
-[--parts 1,2,3,4,5,6,7] [--work DIR] [--out FILE] [--charts DIR]";
+[--parts 1,2,3,4,5,6,7,8] [--work DIR] [--out FILE] [--charts DIR]";
 
 const BEGIN: &str =
     "<!-- results:begin (written by `make bench`; edits inside are overwritten) -->";
@@ -66,7 +68,7 @@ fn parse_args() -> Result<Args> {
         restore_volumes: 100,
         data_mib: 256,
         data_detail: false,
-        parts: (1..=7).collect(),
+        parts: (1..=8).collect(),
         work: std::env::temp_dir().join(format!("netfs-bench.{}", std::process::id())),
         out: None,
         charts: None,
@@ -196,12 +198,24 @@ struct Notes {
 }
 
 async fn run_all(args: &Args) -> Result<(Report, Notes)> {
-    let sshd = Sshd::start(&args.work.join("sshd"))?;
+    let sshd = Sshd::start(&args.work.join("sshd"), Flavour::OpenSsh)?;
     println!(
         "sshd on 127.0.0.1:{}; work dir {}",
         sshd.port(),
         args.work.display()
     );
+    // Parts 6 and 7 run against the sshd_config a distribution ships too.
+    let debian = if args.parts.contains(&6) || args.parts.contains(&7) {
+        let d = Sshd::start(&args.work.join("sshd-debian"), Flavour::Debian)?;
+        println!(
+            "sshd with {} on 127.0.0.1:{}",
+            Flavour::Debian.describe(),
+            d.port()
+        );
+        Some(d)
+    } else {
+        None
+    };
     let mut report = Report::default();
     let mut notes = Notes::default();
     if args.parts.contains(&4) {
@@ -233,6 +247,7 @@ async fn run_all(args: &Args) -> Result<(Report, Notes)> {
         one_run(
             args,
             &sshd,
+            debian.as_ref(),
             &round,
             control_rclone.as_mut(),
             &mut [&mut report, &mut this],
@@ -322,6 +337,7 @@ struct Round {
 async fn one_run(
     args: &Args,
     sshd: &Sshd,
+    debian: Option<&Sshd>,
     round: &Round,
     control_rclone: Option<&mut Daemon>,
     reports: &mut [&mut Report],
@@ -639,17 +655,55 @@ async fn one_run(
         });
     }
 
+    // Parts 7 and 6 against each stock server, side by side in the table.
+    for server in std::iter::once(sshd).chain(debian) {
+        let label = match server.flavour() {
+            Flavour::OpenSsh if debian.is_some() => Some(Flavour::OpenSsh.describe()),
+            Flavour::OpenSsh => None,
+            Flavour::Debian => Some(Flavour::Debian.describe()),
+        };
+        for r in reports.iter_mut() {
+            r.against(label);
+        }
+        let dir = dir.join(server.flavour().name());
+        let outcome = restores(args, server, &dir, run, peer, reports, notes).await;
+        for r in reports.iter_mut() {
+            r.against(None);
+        }
+        outcome?;
+    }
+    Ok(())
+}
+
+/// Parts 7 (shared connections) and 6 (restore) against `sshd`.
+async fn restores(
+    args: &Args,
+    sshd: &Sshd,
+    dir: &Path,
+    run: usize,
+    peer: bool,
+    reports: &mut [&mut Report],
+    notes: &mut Notes,
+) -> Result<()> {
+    let netfs = |part: &str, lifecycle: &str| {
+        let d = dir.join(part);
+        Daemon::netfs(
+            &args.netfs,
+            &d,
+            &d.join("netfs.sock"),
+            lifecycle,
+            sshd.dir(),
+        )
+    };
+    let rclone = |part: &str| {
+        let d = dir.join(part);
+        Daemon::rclone(&d, &d.join("rclone.sock"))
+    };
     if args.parts.contains(&7) {
         let make = |part: &str, on: bool| {
             let d = dir.join(part);
-            Daemon::netfs(
-                &args.netfs,
-                &d,
-                &d.join("netfs.sock"),
-                "volume",
-                &args.work.join("sshd"),
-            )
-            .map(|d| d.with_arg(&format!("--share-ssh-connections={on}")))
+            Daemon::netfs(&args.netfs, &d, &d.join("netfs.sock"), "volume", sshd.dir())
+                .map(|d| d.with_arg(&format!("--share-ssh-connections={on}")))
         };
         let res = shared::run(
             sshd,
@@ -660,10 +714,16 @@ async fn one_run(
         )
         .await?;
         shared_figures(reports, &res, args.restore_volumes, args.data_mib);
-        notes.shared = Some(res);
+        if sshd.flavour() == Flavour::OpenSsh {
+            notes.shared = Some(res);
+        }
         if data::unavailable().is_none() {
             shared_in_a_container(args, sshd, dir, run, reports).await?;
         }
+    }
+
+    if args.parts.contains(&8) && data::unavailable().is_none() {
+        reattach_figures(args, sshd, dir, run, reports).await?;
     }
 
     if args.parts.contains(&6) {
@@ -725,10 +785,14 @@ async fn shared_in_a_container(
     run: usize,
     reports: &mut [&mut Report],
 ) -> Result<()> {
-    let driver = format!("netfs-bench-{}-s{run}", std::process::id());
+    let driver = format!(
+        "netfs-bench-{}-s{run}-{}",
+        std::process::id(),
+        sshd.flavour().name()
+    );
     let socket = PathBuf::from("/run/docker/plugins").join(format!("{driver}.sock"));
     let d = dir.join("shared-data-container");
-    let mut n = Daemon::netfs(&args.netfs, &d, &socket, "volume", &args.work.join("sshd"))?
+    let mut n = Daemon::netfs(&args.netfs, &d, &socket, "volume", sshd.dir())?
         .with_arg("--share-ssh-connections=true");
     let res = data::run(
         sshd,
@@ -802,6 +866,16 @@ fn shared_figures(reports: &mut [&mut Report], r: &shared::SharedResult, count: 
             peer_value: None,
             peer_note: None,
             goal: Some((Goal::AtMost(count.div_ceil(10) as f64), "≤ ⌈N / 10⌉")),
+        },
+        Figure {
+            part: 7,
+            what: "volume restarts during that restore".into(),
+            unit: Unit::Count,
+            netfs: Some(r.restore_restarts as f64),
+            peer: "none",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(0.0), "0")),
         },
         Figure {
             part: 7,
@@ -908,7 +982,7 @@ const FAST_KEX: &str = "KexAlgorithms=curve25519-sha256";
 /// netfs's restore, in seconds; not finishing is an error.
 async fn netfs_restore(daemon: &mut Daemon, count: usize, sshd: &Sshd, extra: &str) -> Result<f64> {
     match restore::run(daemon, count, &sshd.netfs_options("restore", extra)?).await? {
-        Restored::All(secs) => Ok(secs),
+        Restored::All { secs, .. } => Ok(secs),
         Restored::Stuck { mounted, .. } => bail!(
             "netfs restored only {mounted} of {count} volumes within {:?}",
             restore::WITHIN
@@ -924,7 +998,7 @@ async fn rclone_restore(
 ) -> Result<(Option<f64>, Option<String>)> {
     Ok(
         match restore::run(daemon, count, &sshd.rclone_options("restore")?).await? {
-            Restored::All(secs) => {
+            Restored::All { secs, .. } => {
                 println!("restore: rclone {secs:.2} s");
                 (Some(secs), None)
             }
@@ -1030,5 +1104,88 @@ fn write_doc(path: &Path, section: &str) -> Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// Part 8: how soon a running container reads its volume again.
+async fn reattach_figures(
+    args: &Args,
+    sshd: &Sshd,
+    dir: &Path,
+    run: usize,
+    reports: &mut [&mut Report],
+) -> Result<()> {
+    let driver = format!("netfs-bench-{}-a{run}", std::process::id());
+    let socket = |d: &str| PathBuf::from("/run/docker/plugins").join(format!("{d}.sock"));
+    let mut n = Daemon::netfs(
+        &args.netfs,
+        &dir.join("reattach-netfs"),
+        &socket(&driver),
+        "volume",
+        &args.work.join("sshd"),
+    )?;
+    let rclone_driver = format!("{driver}-rclone");
+    let mut r = Daemon::rclone(&dir.join("reattach-rclone"), &socket(&rclone_driver))?;
+    let res = reattach::run(
+        sshd,
+        &dir.join("reattach"),
+        (&mut n, &driver),
+        (&mut r, &rclone_driver),
+    )
+    .await?;
+    let shown = |v: Option<f64>| v.map_or("not in 60 s".to_owned(), |v| format!("{v:.0} ms"));
+    println!(
+        "reattach: kill -9 → read in the container: netfs {}, bare sshfs {}, rclone serve docker {}; \
+         netfs restarted → read in the container {} (restore {})",
+        shown(res.netfs_kill_ms),
+        shown(res.bare_ms),
+        shown(res.rclone_ms),
+        shown(res.netfs_restart_ms),
+        shown(res.netfs_restore_ms),
+    );
+    let not_in = |v: Option<f64>| v.is_none().then(|| "not in 60 s".to_owned());
+    const KILL: &str = "kill -9 of the tool → first read in a running container";
+    add(reports, || Figure {
+        part: 8,
+        what: KILL.into(),
+        unit: Unit::Ms,
+        netfs: res.netfs_kill_ms,
+        peer: "bare sshfs, mounted again by hand",
+        peer_value: res.bare_ms,
+        peer_note: not_in(res.bare_ms),
+        goal: Some((Goal::AtMost(500.0), "≤ 0.5 s")),
+    });
+    add(reports, || Figure {
+        part: 8,
+        what: KILL.into(),
+        unit: Unit::Ms,
+        netfs: res.netfs_kill_ms,
+        peer: "rclone serve docker, killed and started again",
+        peer_value: res.rclone_ms,
+        peer_note: not_in(res.rclone_ms),
+        goal: Some((Goal::AtMost(500.0), "≤ 0.5 s")),
+    });
+    add(reports, || Figure {
+        part: 8,
+        what: "plugin restarted → first read in a running container".into(),
+        unit: Unit::Ms,
+        netfs: res.netfs_restart_ms,
+        peer: "netfs's restore (first read on the host)",
+        peer_value: res.netfs_restore_ms,
+        peer_note: None,
+        goal: None,
+    });
+    if let (Some(read), Some(restore)) = (res.netfs_restart_ms, res.netfs_restore_ms) {
+        add(reports, || Figure {
+            part: 8,
+            what: "plugin restarted: the container's first read after the restore's".into(),
+            unit: Unit::Ms,
+            netfs: Some(read - restore),
+            peer: "none (no peer gives it back)",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(50.0), "≤ 50 ms")),
+        });
+    }
     Ok(())
 }

@@ -30,6 +30,8 @@ pub enum Goal {
 struct Line {
     part: u8,
     what: String,
+    /// The server it was measured against, when a part runs against both.
+    server: Option<&'static str>,
     unit: Unit,
     peer: String,
     netfs: Vec<f64>,
@@ -65,6 +67,8 @@ impl Line {
 #[derive(Default)]
 pub struct Report {
     lines: Vec<Line>,
+    /// Stamped on the figures added from now on (see [`Report::against`]).
+    server: Option<&'static str>,
 }
 
 /// One figure of one run.
@@ -82,19 +86,27 @@ pub struct Figure<'a> {
 }
 
 impl Report {
-    /// Adds a run's figure; figures with the same part, text and peer are
-    /// one line of the table.
+    /// The figures added from now on were measured against `server`
+    /// (None: the one server of the whole run). The table shows the lines
+    /// of one measurement against each server next to each other.
+    pub fn against(&mut self, server: Option<&'static str>) {
+        self.server = server;
+    }
+
+    /// Adds a run's figure; figures with the same part, text, peer and
+    /// server are one line of the table.
     pub fn add(&mut self, f: Figure<'_>) {
-        let pos = self
-            .lines
-            .iter()
-            .position(|l| l.part == f.part && l.what == f.what && l.peer == f.peer);
+        let server = self.server;
+        let pos = self.lines.iter().position(|l| {
+            l.part == f.part && l.what == f.what && l.peer == f.peer && l.server == server
+        });
         let line = match pos {
             Some(i) => &mut self.lines[i],
             None => {
                 self.lines.push(Line {
                     part: f.part,
                     what: f.what,
+                    server,
                     unit: f.unit,
                     peer: f.peer.to_owned(),
                     netfs: Vec::new(),
@@ -118,7 +130,7 @@ impl Report {
             "| # | measurement | netfs | peer | peer's figure | netfs ÷ peer | target | met |"
         );
         let _ = writeln!(out, "|---|---|---:|---|---:|---:|---|---|");
-        for l in &self.lines {
+        for l in self.in_order() {
             let count = |v: &[f64]| {
                 if runs && v.len() > 1 {
                     format!(" <sub>({} runs)</sub>", v.len())
@@ -141,10 +153,32 @@ impl Report {
                 (Some((_, text)), None) => (text.clone(), "—"),
                 (None, _) => (String::new(), ""),
             };
+            let what = match l.server {
+                Some(server) => format!("{} — *{server}*", l.what),
+                None => l.what.clone(),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {netfs} | {} | {peer} | {ratio} | {target} | {met} |",
-                l.part, l.what, l.peer
+                "| {} | {what} | {netfs} | {} | {peer} | {ratio} | {target} | {met} |",
+                l.part, l.peer
+            );
+        }
+        out
+    }
+
+    /// The lines in the order first measured, those of one measurement
+    /// against several servers together.
+    fn in_order(&self) -> Vec<&Line> {
+        let mut out: Vec<&Line> = Vec::with_capacity(self.lines.len());
+        for (i, l) in self.lines.iter().enumerate() {
+            if out.iter().any(|o| std::ptr::eq(*o, l)) {
+                continue;
+            }
+            out.push(l);
+            out.extend(
+                self.lines[i + 1..]
+                    .iter()
+                    .filter(|o| o.part == l.part && o.what == l.what && o.peer == l.peer),
             );
         }
         out
@@ -155,7 +189,10 @@ impl Report {
         self.lines
             .iter()
             .filter(|l| l.met() == Some(false))
-            .map(|l| format!("{} {} ({})", l.part, l.what, l.peer))
+            .map(|l| match l.server {
+                Some(server) => format!("{} {} against {server} ({})", l.part, l.what, l.peer),
+                None => format!("{} {} ({})", l.part, l.what, l.peer),
+            })
             .collect()
     }
 }
@@ -224,6 +261,40 @@ mod tests {
         assert!(t.contains("0.00645×"), "{t}");
         assert!(t.contains("| yes |"), "{t}");
         assert!(r.misses().is_empty());
+    }
+
+    #[test]
+    fn one_measurement_against_two_servers_side_by_side() {
+        let mut r = Report::default();
+        let f = |what: &str, v: f64| Figure {
+            part: 6,
+            what: what.into(),
+            unit: Unit::Secs,
+            netfs: Some(v),
+            peer: "none",
+            peer_value: None,
+            peer_note: None,
+            goal: Some((Goal::AtMost(1.5), "≤ 1.5 s")),
+        };
+        r.against(Some("A"));
+        r.add(f("restore", 1.0));
+        r.add(f("logins", 10.0));
+        r.against(Some("B"));
+        r.add(f("restore", 2.0));
+        r.add(f("logins", 10.0));
+        let t = r.table(false);
+        let rows: Vec<&str> = t.lines().skip(2).collect();
+        assert!(rows[0].starts_with("| 6 | restore — *A* | 1.00 s"), "{t}");
+        assert!(rows[1].starts_with("| 6 | restore — *B* | 2.00 s"), "{t}");
+        assert!(rows[2].contains("logins — *A*"), "{t}");
+        assert_eq!(
+            r.misses(),
+            [
+                "6 logins against A (none)",
+                "6 restore against B (none)",
+                "6 logins against B (none)"
+            ]
+        );
     }
 
     #[test]

@@ -35,8 +35,10 @@ fn setup_parallel(kind: Kind) -> usize {
 /// How a restore ended.
 #[derive(Debug, Clone)]
 pub enum Restored {
-    /// Seconds from spawn to every volume mounted and read.
-    All(f64),
+    /// Seconds from the spawn until every volume read; restarts its
+    /// volumes went through meanwhile (netfs's Status; 0 for a peer that
+    /// reports none).
+    All { secs: f64, restarts: u64 },
     /// Not done within [`WITHIN`]: how far it got.
     Stuck { mounted: usize, answering: bool },
 }
@@ -96,14 +98,32 @@ pub async fn run_marked(
         });
     }
     let took = start.elapsed().as_secs_f64();
+    let restarts = restarts(&client, &names).await;
     daemon.stop_like_reboot(STOP_GRACE);
-    Ok(Restored::All(took))
+    Ok(Restored::All {
+        secs: took,
+        restarts,
+    })
 }
 
 /// The floor: `volumes` bare sshfs processes started by hand with the same
 /// options, at most [`BARE_AT_ONCE`] of them not yet serving at any time
 /// (as netfs paces them: all at once, a stock sshd refuses some), timed
 /// until every mount reads. Seconds.
+/// Restarts the volumes' Status counts, summed.
+async fn restarts(client: &crate::client::Client, names: &[String]) -> u64 {
+    let mut total = 0;
+    for name in names {
+        if let Ok(v) = client
+            .call("VolumeDriver.Get", &json!({ "Name": name }))
+            .await
+        {
+            total += v["Volume"]["Status"]["restarts"].as_u64().unwrap_or(0);
+        }
+    }
+    total
+}
+
 pub async fn bare(sshd: &Sshd, dir: &Path, volumes: usize, extra: &str) -> Result<f64> {
     let points: Vec<PathBuf> = (0..volumes)
         .map(|i| dir.join(format!("bare{i:03}")))

@@ -37,6 +37,7 @@ pub struct SharedResult {
     pub ready_bare_ms: f64,
     pub restore_secs: Option<f64>,
     pub restore_logins: usize,
+    pub restore_restarts: u64,
     pub recover_sshfs_ms: f64,
     pub recover_sshfs_logins: usize,
     pub recover_master_ms: f64,
@@ -113,15 +114,18 @@ pub async fn run(
         .await?;
         res.restore_logins = sshd.logins() - at_spawn;
         res.restore_secs = match restored {
-            Restored::All(s) => Some(s),
+            Restored::All { secs, restarts } => {
+                res.restore_restarts = restarts;
+                Some(secs)
+            }
             Restored::Stuck { mounted, .. } => {
                 println!("shared: restore stuck at {mounted} of {restore_volumes}");
                 None
             }
         };
         println!(
-            "shared: restore of {restore_volumes}: {:?} s, {} logins",
-            res.restore_secs, res.restore_logins
+            "shared: restore of {restore_volumes}: {:?} s, {} logins, {} restarts",
+            res.restore_secs, res.restore_logins, res.restore_restarts
         );
     }
     data_path(sshd, dir, daemon, data_mib, &mut res).await?;

@@ -14,27 +14,30 @@ use crate::procs;
 
 #[path = "../../tests/support/stock_sshd.rs"]
 mod stock_sshd;
+pub use stock_sshd::Flavour;
 
 pub struct Sshd {
     dir: PathBuf,
     remote: PathBuf,
     port: stock_sshd::PortLease,
+    flavour: Flavour,
     child: Child,
 }
 
 impl Sshd {
     /// Generates keys under `dir`, serves `dir/remote`, and waits until the
     /// port accepts connections.
-    pub fn start(dir: &Path) -> Result<Sshd> {
+    pub fn start(dir: &Path, flavour: Flavour) -> Result<Sshd> {
         let remote = dir.join("remote");
         fs::create_dir_all(&remote)?;
         fs::set_permissions(&remote, fs::Permissions::from_mode(0o755))?;
         stock_sshd::make_keys(dir, "netfs-bench").map_err(|e| anyhow!(e))?;
-        let (child, port) = stock_sshd::start(dir, false).map_err(|e| anyhow!(e))?;
+        let (child, port) = stock_sshd::start(dir, false, flavour).map_err(|e| anyhow!(e))?;
         Ok(Sshd {
             dir: dir.to_owned(),
             remote,
             port,
+            flavour,
             child,
         })
     }
@@ -53,6 +56,15 @@ impl Sshd {
 
     pub fn port(&self) -> u16 {
         self.port.port()
+    }
+
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    /// Its directory: keys, config, log (the key directory netfs gets).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn key(&self) -> PathBuf {

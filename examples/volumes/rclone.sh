@@ -23,6 +23,8 @@
 #   RCLONE_OPTIONS  mount options, each one an rclone flag without its
 #                   dashes (default vfs-cache-mode=writes), e.g.
 #                   vfs-cache-mode=full,dir-cache-time=30s,allow-other
+#                   (containers that run as uid 1000, not root:
+#                   allow-other,uid=1000,gid=1000,umask=0022)
 set -eu
 
 [ $# -eq 2 ] || {

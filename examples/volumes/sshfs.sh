@@ -12,6 +12,8 @@
 # Environment:
 #   NETFS_DRIVER   the driver (default netfs)
 #   SSHFS_OPTIONS  more sshfs options, e.g. port=2222,allow_other
+#                  (containers that run as uid 1000, not root:
+#                  allow_other,uid=1000,gid=1000,umask=0022)
 #
 # With a password instead of a key (it reaches sshfs on stdin, never its
 # argv; docker volume inspect shows it under Options, as given):

@@ -17,10 +17,10 @@ node)
         mount -o remount,bind,rw "$cg" 2>/dev/null || true
     done
     mount --make-rshared /
-    # The plugin's default state directory: dockerd refuses to enable a
+    # The plugin's default state and rclone directories: dockerd refuses to enable a
     # plugin whose mount sources are missing.
-    mkdir -p /var/lib/docker-plugins/netfs
-    chmod 700 /var/lib/docker-plugins/netfs
+    mkdir -p /var/lib/docker-plugins/netfs /etc/netfs/rclone /var/cache/netfs-rclone
+    chmod 700 /var/lib/docker-plugins/netfs /etc/netfs/rclone /var/cache/netfs-rclone
     rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
     # The second socket is in a host directory: the host reaches this
     # node's API there (DOCKER_HOST=unix://...) without a TCP port.

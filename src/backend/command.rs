@@ -33,6 +33,7 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         env: Vec::new(),
         stdin: req.password.cloned(),
         hints: &[],
+        login: None,
     })
 }
 

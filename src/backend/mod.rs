@@ -118,6 +118,23 @@ pub struct Invocation {
     /// Known messages of the tool (a piece of its stderr) and what they
     /// mean for the user, added to an error that shows such a message.
     pub hints: &'static [(&'static str, &'static str)],
+    /// How its login to the server shows, for tools that log in.
+    pub login: Option<Login>,
+}
+
+/// How a tool's login to its server can be seen to be done: arguments that
+/// make it say so on stderr, and what it says. A start-up's turn at the
+/// server (`crate::pacing`) covers the login only: what a server limits
+/// (OpenSSH's `MaxStartups`) are connections not yet logged in, and what
+/// comes after (a PAM session, the user's shell, an `sftp-server`) is the
+/// server's to run for a user it has let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login {
+    /// Added at the end of the argv of a volume that logs in itself (not
+    /// of a client of a shared connection).
+    pub args: &'static [&'static str],
+    /// A piece of the stderr line that says the login is done.
+    pub done: &'static str,
 }
 
 impl Invocation {
@@ -201,6 +218,7 @@ mod tests {
             env: vec![("RCLONE_SFTP_PASS".into(), Secret::new("e"))],
             stdin: Some(Secret::new("pw")),
             hints: &[],
+            login: None,
         };
         let secrets: Vec<String> = inv
             .secrets()

@@ -22,6 +22,7 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         env: Vec::new(),
         stdin: None,
         hints: HINTS,
+        login: None,
     })
 }
 

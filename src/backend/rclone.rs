@@ -5,6 +5,7 @@
 //! and every option of a remote from `RCLONE_<BACKEND>_<OPTION>` or
 //! `RCLONE_CONFIG_<REMOTE>_<OPTION>`, so a secret flag or connection-string
 //! parameter is moved into its environment instead.
+//! A volume that names no `vfs-cache-mode` gets [`DEFAULT_VFS_CACHE_MODE`].
 
 use super::{BackendError, BackendKind, Invocation, Request};
 use crate::options::remote::{self, RcloneSource};
@@ -54,6 +55,9 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         }
         _ => source.to_owned(),
     };
+    if !flags.iter().any(|f| f.starts_with("--vfs-cache-mode")) {
+        flags.push(format!("--vfs-cache-mode={DEFAULT_VFS_CACHE_MODE}"));
+    }
     let mut args = vec!["mount".to_owned(), source, req.mount_point()];
     args.extend(flags);
     if let Some(key) = secret_keys(&args).first() {
@@ -67,8 +71,16 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         env,
         stdin: None,
         hints: HINTS,
+        login: None,
     })
 }
+
+/// rclone's own default, `off`, cannot open a file for reading and writing
+/// at once, nor write into the middle of one: sqlite, editors and most
+/// programs that keep a file open fail on it. `writes` stages written files
+/// in the VFS cache and uploads them when closed. A volume sets
+/// `vfs-cache-mode=off` (or `full`) to choose otherwise.
+pub const DEFAULT_VFS_CACHE_MODE: &str = "writes";
 
 fn is_secret_param(p: &remote::RemoteParam<'_>) -> bool {
     p.raw.is_some() && is_secret_key(p.key)
@@ -98,10 +110,24 @@ fn env_name(parts: &[&str]) -> String {
     name
 }
 
-const HINTS: &[(&str, &str)] = &[(
-    "didn't find section in config file",
-    "no such remote: use an on-the-fly remote such as :sftp,host=...:path, or define it in the rclone config (RCLONE_CONFIG)",
-)];
+const HINTS: &[(&str, &str)] = &[
+    (
+        "didn't find section in config file",
+        "no such remote: use an on-the-fly remote such as :sftp,host=...:path, or define it in the rclone config (RCLONE_CONFIG)",
+    ),
+    (
+        "unknown flag",
+        "this rclone does not know that option: it may need a newer rclone than the one netfs runs (see `rclone version`, or rcloneVersion in another rclone volume's Status)",
+    ),
+    (
+        "didn't find backend called",
+        "this rclone has no such backend: it may need a newer rclone than the one netfs runs (see `rclone version`)",
+    ),
+    (
+        "is a file not a directory",
+        "rclone found no directory at that path; on S3 a wrong access key or secret reads the same, as the check of the path is refused",
+    ),
+];
 
 #[cfg(test)]
 mod tests {
@@ -143,6 +169,21 @@ mod tests {
         assert_eq!(
             inv.display(),
             "rclone mount ':sftp,host=127.0.0.1,port=22:/srv' /mnt/volumes/vol -v '--vfs-cache-mode=full' --allow-other"
+        );
+    }
+
+    #[test]
+    fn the_vfs_cache_mode_defaults_to_writes_unless_named() {
+        let s = BackendSettings::default();
+        let args = |c: &str, o: &str| build(&request(&s, Some("r:"), c, o, None)).unwrap().args;
+        assert_eq!(args("", "")[3..], ["--vfs-cache-mode=writes"]);
+        assert_eq!(
+            args("", "vfs-cache-mode=off")[3..],
+            ["--vfs-cache-mode=off"]
+        );
+        assert_eq!(
+            args("--vfs-cache-mode&full", "")[3..],
+            ["--vfs-cache-mode", "full"]
         );
     }
 
@@ -193,7 +234,10 @@ mod tests {
             None,
         ))
         .unwrap();
-        assert_eq!(inv.args[1], "my-media:/x");
+        assert_eq!(
+            inv.args[1..],
+            ["my-media:/x", "/mnt/volumes/vol", "--vfs-cache-mode=writes"]
+        );
         assert_eq!(env(&inv), [("RCLONE_CONFIG_MY_MEDIA_BEARER_TOKEN", "t")]);
         // an unquoted url ends the parameters early: what follows is no
         // option for rclone, and is refused rather than put in argv

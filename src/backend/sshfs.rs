@@ -2,7 +2,7 @@
 //! `-f` keeps sshfs in the foreground so the supervisor owns it; a password
 //! goes to stdin with `password_stdin`, never into argv.
 
-use super::{BackendError, BackendKind, Invocation, Request};
+use super::{BackendError, BackendKind, Invocation, Login, Request};
 
 pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
     let source = req.source(BackendKind::Sshfs)?;
@@ -24,8 +24,17 @@ pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
         env: Vec::new(),
         stdin,
         hints: HINTS,
+        login: Some(SSH_LOGIN),
     })
 }
+
+/// ssh says when its login is done at `LogLevel=VERBOSE` (`Authenticated
+/// to host ([addr]:port) using "publickey".`); sshfs hands `-o` options on
+/// to it, after the volume's own, so a `LogLevel` the volume sets wins.
+const SSH_LOGIN: Login = Login {
+    args: &["-o", "LogLevel=VERBOSE"],
+    done: "Authenticated to ",
+};
 
 const HINTS: &[(&str, &str)] = &[
     (

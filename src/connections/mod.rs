@@ -26,7 +26,7 @@ pub use key::{key, ConnKey, Unshared, UNSHAREABLE};
 pub use master::MARK_CONNECTION;
 
 use crate::backend::Server;
-use crate::pacing::Gate;
+use crate::pacing::{Gate, Permit};
 
 /// OpenSSH's default `MaxSessions`: sessions one connection may carry.
 pub const DEFAULT_SESSIONS: usize = 10;
@@ -61,6 +61,20 @@ pub enum ConnState {
     Reconnecting,
 }
 
+impl ConnState {
+    pub const ALL: [Self; 4] = [Self::Idle, Self::Connecting, Self::Up, Self::Reconnecting];
+
+    /// The name Status and metrics show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Connecting => "connecting",
+            Self::Up => "up",
+            Self::Reconnecting => "reconnecting",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ConnStatus {
     pub state: ConnState,
@@ -74,6 +88,10 @@ pub struct ConnStatus {
     pub generation: u64,
     /// Grows with every failed login, so waiters see a failure once.
     pub failures: u64,
+    /// Sessions the server refused on this connection.
+    pub refused: u32,
+    /// What netfs did about the last one, in words.
+    pub last_refusal: Option<String>,
 }
 
 /// One master: its control socket, its volumes, its state.
@@ -102,6 +120,12 @@ impl Master {
         *self.members.borrow()
     }
 
+    /// The endpoint it logs in to (`user@host:port` and what else makes
+    /// the connection, never a secret).
+    pub fn endpoint(&self) -> String {
+        self.key.to_string()
+    }
+
     fn has_room(&self) -> bool {
         self.sessions() < self.capacity.load(Ordering::Relaxed)
     }
@@ -121,6 +145,8 @@ pub struct Connections {
     settings: Arc<Settings>,
     pool: Mutex<HashMap<ConnKey, Vec<Arc<Master>>>>,
     next_id: AtomicU64,
+    /// Sessions opening on one server at once (see [`Lease::open`]).
+    opening: Arc<Gate<Server>>,
 }
 
 impl fmt::Debug for Connections {
@@ -144,6 +170,7 @@ impl Connections {
             }
         }
         Ok(Arc::new(Self {
+            opening: Arc::new(Gate::new(settings.sessions)),
             settings: Arc::new(settings),
             pool: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -164,7 +191,10 @@ impl Connections {
             }
         };
         master.members.send_modify(|n| *n += 1);
-        Lease { master }
+        Lease {
+            master,
+            opening: self.opening.clone(),
+        }
     }
 
     fn new_master(&self, key: &ConnKey) -> Arc<Master> {
@@ -183,6 +213,8 @@ impl Connections {
                 last_error: None,
                 generation: 0,
                 failures: 0,
+                refused: 0,
+                last_refusal: None,
             }),
         });
         tokio::spawn(master::run(master.clone(), self.settings.clone()));
@@ -216,6 +248,7 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
 /// (kept across its restarts, so the master outlives a crash of sshfs).
 pub struct Lease {
     master: Arc<Master>,
+    opening: Arc<Gate<Server>>,
 }
 
 /// A volume cannot go through its shared connection: the master did not
@@ -253,6 +286,20 @@ impl Lease {
         }
     }
 
+    /// Waits for a turn to open a session on the server: at most
+    /// `MaxSessions` sessions start on one server at once, whatever the
+    /// number of masters. Held from the spawn of the volume's tool until
+    /// it has mounted or failed. A session costs the server a process
+    /// start-up, and with an external `sftp-server` (Debian's stock
+    /// configuration) the user's shell and its start-up files too: a
+    /// hundred at once on a small server each take seconds, their tools
+    /// time out and are killed, and the server counts their sessions until
+    /// its side of each has started and seen the client gone, refusing
+    /// the restarts (`MaxSessions`).
+    pub async fn open(&self) -> Permit {
+        self.opening.enter(&self.master.key.server()).await
+    }
+
     /// Returns once the login of `generation` is gone.
     pub async fn lost(&self, generation: u64) -> String {
         let mut rx = self.master.status.subscribe();
@@ -266,15 +313,24 @@ impl Lease {
         }
     }
 
-    /// The server refused a session on this master: it takes no more than
-    /// it has now (this one left out).
-    pub fn refused(&self) {
+    /// The server refused `volume` a session on this master: it takes no
+    /// more than it has now (that one left out), and the volume leaves it
+    /// for another (the caller drops the lease and joins again).
+    pub fn refused(&self, volume: &str) {
         let now = self.master.sessions().saturating_sub(1).max(1);
         self.master.capacity.store(now, Ordering::Relaxed);
-        tracing::warn!(
-            connection = %self.master.name(), endpoint = %self.master.key, sessions = now,
-            "the server refused another session on this connection; opening another"
+        let what = format!(
+            "the server refused a session to volume {volume} with {now} open: this connection \
+             now takes at most {now} volumes, and {volume} was placed on another"
         );
+        tracing::warn!(
+            connection = %self.master.name(), endpoint = %self.master.key, sessions = now, %volume,
+            "the server refused another session on this connection; the volume goes to another"
+        );
+        self.master.status.send_modify(|s| {
+            s.refused += 1;
+            s.last_refusal = Some(what);
+        });
     }
 
     /// The error of a master that is not up, with `reason`.
@@ -323,8 +379,17 @@ pub fn client_args(socket: &Path) -> Vec<String> {
     ]
 }
 
-/// What a refused session looks like on the client's stderr.
-pub const REFUSED_SESSION: &str = "session request failed";
+/// What a multiplexing client says when the server refused it a session
+/// on the master's connection (OpenSSH's `mux_client_request_session:
+/// session request failed: Session open refused by peer`): the server
+/// holds its `MaxSessions` on that connection, counting sessions whose
+/// clients are gone but whose server side has not ended yet.
+const REFUSED_SESSION: &str = "session request failed";
+
+/// True if a tool's stderr says its ssh was refused a session.
+pub fn refused_session(stderr: &str) -> bool {
+    stderr.contains(REFUSED_SESSION)
+}
 
 /// The connection as a volume's Status shows it.
 pub fn status_json(master: &Master) -> Value {
@@ -338,8 +403,18 @@ pub fn status_json(master: &Master) -> Value {
         "sessions": master.sessions(),
         "logins": s.logins,
     });
-    if let (Some(err), Some(map)) = (s.last_error, v.as_object_mut()) {
-        map.insert("lastError".into(), json!(err));
+    if let Some(map) = v.as_object_mut() {
+        if let Some(err) = s.last_error {
+            map.insert("lastError".into(), json!(err));
+        }
+        if let Some(what) = s.last_refusal {
+            map.insert(
+                "capacity".into(),
+                json!(master.capacity.load(Ordering::Relaxed)),
+            );
+            map.insert("refusedSessions".into(), json!(s.refused));
+            map.insert("lastRefusal".into(), json!(what));
+        }
     }
     v
 }

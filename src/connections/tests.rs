@@ -81,8 +81,17 @@ async fn a_refused_session_closes_the_master_to_newcomers() {
     let k = key_for("u", "");
     let mut leases: Vec<Lease> = (0..3).map(|_| pool.join(&k)).collect();
     let refused = leases.pop().unwrap();
-    refused.refused();
+    refused.refused("v3");
     drop(refused);
+    let status = status_json(&leases[0].master);
+    assert_eq!(status["refusedSessions"], 1, "{status}");
+    assert_eq!(status["capacity"], 2, "{status}");
+    let what = status["lastRefusal"].as_str().unwrap_or_default();
+    assert!(
+        what.contains("refused a session to volume v3 with 2 open")
+            && what.contains("v3 was placed on another"),
+        "{what}"
+    );
     assert_eq!(pool.join(&k).master().id, 2, "the server took two there");
     drop(leases);
     assert_eq!(pool.join(&k).master().id, 1, "room again once they left");

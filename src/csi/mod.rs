@@ -38,6 +38,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let config = Arc::new(config);
     let (driver, _stale) = Driver::open(config.clone())?;
     let driver = Arc::new(driver);
+    let metrics = crate::start_metrics(&config, &driver).await?;
     let socket = listener::listen(&config.socket).await?;
     for root in [&config.mount_root, &csi.publish_root] {
         std::fs::create_dir_all(root).map_err(|source| Error::MountRoot {
@@ -86,6 +87,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     clear_published(&csi.publish_root);
     driver.shutdown().await;
     socket.origin.release();
+    metrics.stop();
     Ok(())
 }
 

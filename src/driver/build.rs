@@ -28,6 +28,7 @@ impl Driver {
             max_restarts_per_min: self.config.recovery_max_per_min,
             health_interval: Duration::from_secs(2),
             pacing: self.pacing.clone(),
+            reattach: self.reattacher.clone(),
         }
     }
 
@@ -77,19 +78,30 @@ impl Driver {
             password: opts.password.as_ref(),
             settings: &settings,
         };
-        let invocation = backend::build(kind, &request).map_err(|source| DriverError::Backend {
-            name: name.to_string(),
-            source,
-        })?;
-        let command = invocation.display();
+        let mut invocation =
+            backend::build(kind, &request).map_err(|source| DriverError::Backend {
+                name: name.to_string(),
+                source,
+            })?;
         let endpoint = backend::endpoint(kind, &request);
         let shared = self.shared(name, kind, &request, endpoint.as_ref());
+        // A tool that logs in itself is made to say when its login is done:
+        // its turn at the server ends there (see crate::pacing). A client
+        // of a shared master does not log in.
+        match (&shared, &endpoint, invocation.login) {
+            (None, Some(_), Some(login)) => invocation
+                .args
+                .extend(login.args.iter().map(|a| a.to_string())),
+            _ => invocation.login = None,
+        }
+        let command = invocation.display();
         let spec = ProcessSpec {
             name: name.clone(),
             mount_point: mount_point.clone(),
             invocation,
             endpoint,
             shared,
+            devices: record.devices.clone(),
         };
         Ok(Process {
             handle: SupervisorHandle::new(spec, self.policy(), self.launcher.clone()),

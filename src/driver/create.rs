@@ -9,7 +9,7 @@ use super::table::{Entry, Phase, Process};
 use super::{Driver, DriverError};
 use crate::config::Lifecycle;
 use crate::name::VolumeName;
-use crate::options::VolumeOptions;
+use crate::options::{BackendKind, VolumeOptions};
 use crate::state::{Setup, VolumeRecord};
 
 impl Driver {
@@ -26,6 +26,11 @@ impl Driver {
         let options = VolumeOptions::parse(&opts).map_err(bad)?;
         let kind = options.kind.unwrap_or(self.config.default_type);
         self.check_policy(&name, &options, kind).map_err(bad)?;
+        if kind == BackendKind::Rclone {
+            // For Status; the operator's rclone may be older than an option needs.
+            let version = self.versions.rclone().await;
+            tracing::debug!(volume = %name, rclone = %version, "rclone version");
+        }
         let record = VolumeRecord {
             setup: Setup::Valid {
                 backend: kind,
@@ -33,6 +38,7 @@ impl Driver {
             },
             created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             mount_ids: Default::default(),
+            devices: Vec::new(),
         };
         loop {
             let taken = self

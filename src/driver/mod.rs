@@ -8,15 +8,17 @@ mod csi;
 mod leftovers;
 mod mount;
 mod restore;
+mod scrape;
 mod status;
 mod table;
 #[cfg(test)]
 mod tests;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{Notify, OwnedMutexGuard};
 
 use crate::backend::{BackendError, Server};
 use crate::config::Config;
@@ -25,6 +27,7 @@ use crate::mounts::{self, MountTable};
 use crate::name::{NameError, VolumeName};
 use crate::options::OptionError;
 use crate::pacing::Gate;
+use crate::reattach::{self, Reattacher};
 use crate::state::{self, StateError, StateStore, Volumes};
 use crate::supervisor::{Launcher, ProcessError};
 
@@ -81,6 +84,12 @@ pub struct Driver {
     connections: Option<Arc<Connections>>,
     launcher: Launcher,
     mounts: Arc<dyn MountTable>,
+    /// Puts remounted volumes back into running containers (if on).
+    reattacher: Option<Arc<Reattacher>>,
+    /// Told when a volume's mounts got new device numbers to keep.
+    devices_changed: Arc<Notify>,
+    /// The tools' own versions, for Status.
+    versions: versions::Versions,
 }
 
 impl Driver {
@@ -119,7 +128,16 @@ impl Driver {
                 })
                 .ok()
         });
+        let devices_changed = Arc::new(Notify::new());
+        let reattacher = config.reattach.then(|| {
+            Arc::new(Reattacher::new(
+                Arc::new(reattach::Kernel::new(config.host_proc.clone())),
+                devices_changed.clone(),
+            ))
+        });
         let driver = Self {
+            reattacher,
+            devices_changed,
             connections,
             pacing,
             config,
@@ -127,6 +145,7 @@ impl Driver {
             table: Mutex::new(Table::default()),
             launcher: seams.launcher,
             mounts: seams.mounts,
+            versions: Default::default(),
         };
         Ok((driver, volumes))
     }
@@ -142,6 +161,18 @@ impl Driver {
     async fn save(&self, snapshot: Result<Snapshot, StateError>) -> Result<(), StateError> {
         let Snapshot { generation, doc } = snapshot?;
         self.store.save(generation, doc).await
+    }
+
+    /// Keeps the state file's device numbers up to date after remounts
+    /// (what a later netfs re-attaches); runs until dropped.
+    pub async fn keep_devices_saved(&self) {
+        loop {
+            self.devices_changed.notified().await;
+            let snapshot = self.table().snapshot(&self.store);
+            if let Err(e) = self.save(snapshot).await {
+                tracing::warn!(error = %e, "cannot save the volumes' device numbers");
+            }
+        }
     }
 
     /// Writes a snapshot taken after a failed write was undone in memory:
@@ -177,7 +208,12 @@ impl Driver {
     pub fn get(&self, name: &str) -> Result<VolumeInfo, DriverError> {
         let name = VolumeName::parse(name)?;
         let table = self.table();
-        Ok(status::volume(&name, table.stored(&name)?, true))
+        Ok(status::volume(
+            &name,
+            table.stored(&name)?,
+            Some(&self.versions),
+            self.reattacher.is_some(),
+        ))
     }
 
     pub fn list(&self) -> Vec<VolumeInfo> {
@@ -186,7 +222,7 @@ impl Driver {
             .entries
             .iter()
             .filter(|(_, e)| e.phase.stored())
-            .map(|(n, e)| status::volume(n, e, false))
+            .map(|(n, e)| status::volume(n, e, None, false))
             .collect()
     }
 

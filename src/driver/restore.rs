@@ -66,6 +66,13 @@ impl Driver {
     /// in parallel. A volume whose start fails stays listed and is retried
     /// by its supervisor.
     pub async fn restore(&self, restore: Restore) {
+        let rclone =
+            self.table().entries.values().any(|e| {
+                e.record.setup.backend_name() == crate::options::BackendKind::Rclone.as_str()
+            });
+        if rclone {
+            self.versions.rclone().await;
+        }
         let mut starts = tokio::task::JoinSet::new();
         for (name, handle) in restore.starts {
             starts.spawn(async move {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde_json::{json, Map, Value};
 
 use super::table::{Entry, Phase};
+use super::versions::Versions;
 use crate::name::VolumeName;
 use crate::options::remote::{self, RcloneSource};
 use crate::options::BackendKind;
@@ -26,12 +27,19 @@ pub struct VolumeInfo {
     pub status: Option<Map<String, Value>>,
 }
 
-pub(super) fn volume(name: &VolumeName, entry: &Entry, with_status: bool) -> VolumeInfo {
+/// `versions` for Get, which shows a Status; none for List. With
+/// `reattach`, running containers are given each new mount.
+pub(super) fn volume(
+    name: &VolumeName,
+    entry: &Entry,
+    versions: Option<&Versions>,
+    reattach: bool,
+) -> VolumeInfo {
     VolumeInfo {
         name: name.to_string(),
         mount_point: entry.mount_point.clone(),
         created_at: entry.record.created_at.clone(),
-        status: with_status.then(|| status(entry)),
+        status: versions.map(|v| status(entry, v, reattach)),
     }
 }
 
@@ -46,19 +54,29 @@ fn shown_source(entry: &Entry) -> Option<String> {
     })
 }
 
-fn status(entry: &Entry) -> Map<String, Value> {
+fn status(entry: &Entry, versions: &Versions, reattach: bool) -> Map<String, Value> {
     let ids: Vec<&String> = entry.record.mount_ids.iter().collect();
     let mut map = Map::new();
-    map.insert("backend".into(), json!(entry.record.setup.backend_name()));
+    let backend = entry.record.setup.backend_name();
+    map.insert("backend".into(), json!(backend));
+    if backend == BackendKind::Rclone.as_str() {
+        if let Some(version) = versions.rclone_known() {
+            map.insert("rcloneVersion".into(), json!(version));
+        }
+    }
     map.insert("source".into(), json!(shown_source(entry)));
     map.insert("mountIds".into(), json!(ids));
     match &entry.phase {
         Phase::Ready(process) => {
             let status = process.handle.status();
-            // IDs taken before the tool's last restart hold its old mount.
+            // IDs taken before the tool's last restart hold its old mount,
+            // unless re-attach gave every holder the new one: then only
+            // the live mount's device is left to hold.
+            let healed = reattach && status.devices.len() <= 1;
             let stale: Vec<&String> = ids
                 .iter()
                 .copied()
+                .filter(|_| !healed)
                 .filter(|id| {
                     process
                         .mounted_at
@@ -79,6 +97,9 @@ fn status(entry: &Entry) -> Map<String, Value> {
             }
             if let Some(err) = &status.last_error {
                 map.insert("lastError".into(), json!(err));
+            }
+            if status.reattach.happened() {
+                map.insert("reattach".into(), json!(status.reattach));
             }
         }
         Phase::Refused { reason, since } => {

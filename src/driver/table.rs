@@ -103,6 +103,14 @@ impl Table {
     /// entries (no copy of them), at a new generation.
     pub fn snapshot(&mut self, store: &StateStore) -> Result<Snapshot, StateError> {
         self.generation += 1;
+        // The devices containers may hold are the supervisor's to know.
+        for entry in self.entries.values_mut() {
+            if let Phase::Ready(process) = &entry.phase {
+                if let Some(devices) = process.handle.devices() {
+                    entry.record.devices = devices;
+                }
+            }
+        }
         let stored = self
             .entries
             .iter()

@@ -33,6 +33,11 @@ pub struct VolumeRecord {
     pub created_at: String,
     /// Containers currently using the volume.
     pub mount_ids: BTreeSet<String>,
+    /// Device numbers (`major:minor`) of the volume's mounts that running
+    /// containers may hold, so that a later netfs can put its new mount in
+    /// their place (see `crate::reattach`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 /// A volume's backend and options as stored: what this netfs accepts, or
@@ -95,6 +100,8 @@ struct RawRecord {
     created_at: String,
     #[serde(default)]
     mount_ids: BTreeSet<String>,
+    #[serde(default)]
+    devices: Vec<String>,
 }
 
 impl RawRecord {
@@ -120,6 +127,7 @@ impl RawRecord {
             setup,
             created_at: self.created_at,
             mount_ids: self.mount_ids,
+            devices: self.devices,
         }
     }
 }

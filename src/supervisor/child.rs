@@ -18,8 +18,10 @@ use tokio::time::{sleep, timeout, Instant};
 
 use super::error::{ProcessError, Tail};
 use super::{Policy, ProcessSpec};
+use crate::connections::refused_session;
 use crate::mounts::{self, Probe, Prober};
 use crate::output::{self, pump, Lines};
+use crate::pacing::Permit;
 use crate::reaper::{self, Tracked};
 use crate::secret::Secret;
 
@@ -244,6 +246,7 @@ pub async fn wait_ready(
     running: &mut Running,
     spec: &ProcessSpec,
     policy: &Policy,
+    turn: &mut Option<Permit>,
 ) -> Result<(), ProcessError> {
     let path = &spec.mount_point;
     let program = spec.invocation.program.clone();
@@ -252,8 +255,22 @@ pub async fn wait_ready(
     let mut seen = String::new();
     let mut exited_ok: Option<(Instant, String)> = None;
     loop {
+        if turn.is_some() && logged_in(running, spec) {
+            tracing::debug!(volume = %spec.name, "logged in; its turn at the server is over");
+            *turn = None;
+        }
+        if let Some(refused) = refused(running, spec) {
+            stop(running, spec, policy).await;
+            return Err(refused);
+        }
         if let Ok(true) = mounts::is_mounted(path) {
-            let within = deadline.saturating_duration_since(Instant::now()).max(poll);
+            let mut within = deadline.saturating_duration_since(Instant::now()).max(poll);
+            if watching_login(turn, spec) {
+                // sshfs mounts before it logs in: a stat waits for the
+                // login and what follows, the login is looked for meanwhile
+                // (the stat goes on in the background, see Prober).
+                within = within.min(READY_POLL_MIN);
+            }
             seen = match running.prober.probe(within).await {
                 // Listed again after the stat: a tool that mounts before it
                 // connects and then gives up (sshfs does) may be gone by
@@ -270,6 +287,9 @@ pub async fn wait_ready(
         let now = Instant::now();
         if now >= deadline {
             stop(running, spec, policy).await;
+            if let Some(refused) = refused(running, spec) {
+                return Err(refused);
+            }
             let tail = running.tail();
             let seen = if seen.is_empty() {
                 seen
@@ -311,8 +331,26 @@ pub async fn wait_ready(
             },
             None => sleep(nap).await,
         }
-        poll = (poll * 2).min(READY_POLL_MAX);
+        // While it holds a turn, its login is looked for closely: others
+        // wait for that turn.
+        poll = if watching_login(turn, spec) {
+            READY_POLL_MIN
+        } else {
+            (poll * 2).min(READY_POLL_MAX)
+        };
     }
+}
+
+/// It holds its turn at the server and will say when its login is done.
+fn watching_login(turn: &Option<Permit>, spec: &ProcessSpec) -> bool {
+    turn.is_some() && spec.invocation.login.is_some() && spec.shared.is_none()
+}
+
+/// The tool said its login is done.
+fn logged_in(running: &Running, spec: &ProcessSpec) -> bool {
+    spec.invocation
+        .login
+        .is_some_and(|login| running.tail().0.iter().any(|l| l.contains(login.done)))
 }
 
 async fn failed_exit(
@@ -323,12 +361,28 @@ async fn failed_exit(
     status: String,
 ) -> ProcessError {
     stop(running, spec, policy).await;
+    if let Some(refused) = refused(running, spec) {
+        return refused;
+    }
     let tail = running.tail();
     ProcessError::Exited {
         program,
         status,
         detail: format!("{tail}{}", spec.invocation.hint(&tail.text())),
     }
+}
+
+/// A tool on a shared connection whose ssh says the server refused it a
+/// session: it cannot mount through that connection, and waiting for it
+/// (sshfs mounts before its session is open) would only run out the mount
+/// timeout.
+fn refused(running: &Running, spec: &ProcessSpec) -> Option<ProcessError> {
+    spec.shared.as_ref()?;
+    let tail = running.tail();
+    refused_session(&tail.text()).then(|| ProcessError::SessionRefused {
+        program: spec.invocation.program.clone(),
+        detail: tail.to_string(),
+    })
 }
 
 /// Stops the tool's whole process group and detaches whatever is left

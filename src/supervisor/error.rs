@@ -34,6 +34,11 @@ pub enum ProcessError {
         limit: usize,
         timeout: String,
     },
+    /// The server refused the tool's ssh a session on the shared
+    /// connection it was started on: classified from the tool's stderr as
+    /// soon as it says so (see `connections::refused_session`).
+    #[error("the server refused {program} a session on its shared ssh connection{detail}")]
+    SessionRefused { program: String, detail: String },
     #[error(transparent)]
     Connection(#[from] NotUp),
     #[error("the volume was stopped while it was being mounted")]

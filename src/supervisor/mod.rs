@@ -23,6 +23,7 @@ use crate::config::RecoveryMode;
 use crate::connections::{ConnKey, Connections, Master};
 use crate::name::VolumeName;
 use crate::pacing::Gate;
+use crate::reattach::{ReattachStatus, Reattacher};
 
 pub use child::{MARK_ROOT, MARK_VOLUME};
 pub use error::{ProcessError, Tail};
@@ -40,12 +41,35 @@ pub enum ProcState {
     Failed,
 }
 
+impl ProcState {
+    pub const ALL: [Self; 5] = [
+        Self::Stopped,
+        Self::Mounting,
+        Self::Mounted,
+        Self::Restarting,
+        Self::Failed,
+    ];
+
+    /// The name Status and metrics show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Mounting => "mounting",
+            Self::Mounted => "mounted",
+            Self::Restarting => "restarting",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// What `docker volume inspect` shows of the process; published on every change.
 #[derive(Clone, Debug)]
 pub struct ProcessStatus {
     pub state: ProcState,
     pub pid: Option<u32>,
     pub restarts: u32,
+    /// When the last restart began (a crash or a dead mount before it).
+    pub last_restart: Option<SystemTime>,
     pub since: SystemTime,
     pub last_error: Option<String>,
     /// Grows with every successful mount, so a mount ID taken at an older
@@ -53,6 +77,14 @@ pub struct ProcessStatus {
     pub generation: u64,
     /// The shared ssh connection it runs through, once it has one.
     pub connection: Option<Arc<Master>>,
+    /// Device numbers of this volume's mounts that containers may hold:
+    /// the live mount's, and dead ones not yet replaced (see `reattach`).
+    pub devices: Vec<String>,
+    /// What re-attaching into running containers did.
+    pub reattach: ReattachStatus,
+    /// How long the last successful mount took, from the tool's spawn
+    /// until its mount answered.
+    pub mount_duration: Option<Duration>,
 }
 
 impl ProcessStatus {
@@ -61,10 +93,14 @@ impl ProcessStatus {
             state: ProcState::Stopped,
             pid: None,
             restarts: 0,
+            last_restart: None,
             since: SystemTime::now(),
             last_error: None,
             generation: 0,
             connection: None,
+            devices: Vec::new(),
+            reattach: ReattachStatus::default(),
+            mount_duration: None,
         }
     }
 }
@@ -80,6 +116,9 @@ pub struct Policy {
     pub health_interval: Duration,
     /// Start-ups to one server take turns (shared by every volume).
     pub pacing: Arc<Gate<Server>>,
+    /// Puts each new mount into the running containers that hold a dead
+    /// one; `None` when the operator turned it off.
+    pub reattach: Option<Arc<Reattacher>>,
 }
 
 /// One volume's process as the supervisor needs it.
@@ -92,6 +131,8 @@ pub struct ProcessSpec {
     pub endpoint: Option<Endpoint>,
     /// The shared ssh connection it runs through (sshfs with sharing on).
     pub shared: Option<Shared>,
+    /// Device numbers of mounts of an earlier run containers may hold.
+    pub devices: Vec<String>,
 }
 
 /// Where a volume finds its shared connection.
@@ -156,11 +197,13 @@ struct Task {
 impl SupervisorHandle {
     /// The volume's supervisor; neither the task nor the process starts yet.
     pub fn new(spec: ProcessSpec, policy: Policy, launcher: Launcher) -> Self {
+        let mut initial = ProcessStatus::new();
+        initial.devices = spec.devices.clone();
         let lazy = Lazy {
             spec,
             policy,
             launcher,
-            initial: ProcessStatus::new(),
+            initial,
             task: OnceLock::new(),
         };
         Self {
@@ -212,6 +255,13 @@ impl SupervisorHandle {
         if task.tx.send(Request::Stop(reply)).await.is_ok() {
             let _ = rx.await;
         }
+    }
+
+    /// The device numbers containers may hold, once the task has run
+    /// (before, they are the ones it was given).
+    pub fn devices(&self) -> Option<Vec<String>> {
+        let task = self.lazy.task.get()?;
+        Some(task.status.borrow().devices.clone())
     }
 
     pub fn status(&self) -> ProcessStatus {

@@ -98,6 +98,7 @@ impl Tool for Scripted {
         _: &mut Run,
         spec: &ProcessSpec,
         _: &Policy,
+        _: &mut Option<crate::pacing::Permit>,
     ) -> Result<(), ProcessError> {
         tokio::time::sleep(MOUNTING).await;
         let mut script = self.script();

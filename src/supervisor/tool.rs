@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::child::{self, Running, Watch};
 use super::{Policy, ProcessError, ProcessSpec, Tail};
+use crate::pacing::Permit;
 
 pub trait Tool: Send + Sync + 'static {
     /// One started run of the tool.
@@ -18,12 +19,14 @@ pub trait Tool: Send + Sync + 'static {
     fn pid(run: &Self::Run) -> Option<u32>;
     /// The last lines it wrote on stderr.
     fn tail(run: &Self::Run) -> Tail;
-    /// Until it is mounted; on failure it is stopped.
+    /// Until it is mounted; on failure it is stopped. `turn` (its turn at
+    /// the server) is given up as soon as its login is done.
     fn wait_ready(
         &self,
         run: &mut Self::Run,
         spec: &ProcessSpec,
         policy: &Policy,
+        turn: &mut Option<Permit>,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send;
     /// Until it exits or its mount fails.
     fn watch(
@@ -69,8 +72,9 @@ impl Tool for Processes {
         run: &mut Running,
         spec: &ProcessSpec,
         policy: &Policy,
+        turn: &mut Option<Permit>,
     ) -> Result<(), ProcessError> {
-        child::wait_ready(run, spec, policy).await
+        child::wait_ready(run, spec, policy, turn).await
     }
 
     async fn watch(&self, run: &mut Running, spec: &ProcessSpec, every: Duration) -> Watch {

@@ -79,10 +79,12 @@ fn rclone_sftp_on_the_fly_remote_serves_a_container() {
         "cat /data/hello.txt && echo written > /data/out.txt",
     );
     assert_eq!(out, "from the remote");
-    assert_eq!(
-        fs::read_to_string(sshd.remote_dir().join("r/out.txt")).unwrap(),
-        "written\n"
-    );
+    // Uploaded from rclone's VFS cache (vfs-cache-mode=writes, netfs's
+    // default) a few seconds after the file is closed.
+    let out_file = sshd.remote_dir().join("r/out.txt");
+    wait_until(Duration::from_secs(20), "out.txt uploaded", || {
+        fs::read_to_string(&out_file).is_ok_and(|t| t == "written\n")
+    });
     docker_ok(&["volume", "rm", &volume]);
     assert_gone(&plugin, &volume);
 }

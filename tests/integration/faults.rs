@@ -4,6 +4,8 @@
 //! the state file, the state file itself — and then checks that no volume and
 //! no remote byte is lost, and that nothing half-made is left behind. Each
 //! prints its numbers (`netfs-suite ...` lines, see docs/operations.md).
+//! Those where the server takes part run against both stock servers
+//! (OpenSSH's defaults, Debian's `sshd_config`).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -22,7 +24,7 @@ pub use crate::support::calls::{create, create_ok, sshfs_opts, start, try_status
 use crate::support::client::{self, err_of};
 use crate::support::mounts::{is_mounted, process_alive, processes_with_arg, wait_until};
 use crate::support::plugin::Plugin;
-use crate::support::sshd::Sshd;
+use crate::support::sshd::{Flavour, Sshd};
 
 pub const T: Duration = Duration::from_secs(30);
 
@@ -275,10 +277,15 @@ pub fn send_in_background(
 
 // -------------------------------------------------------------- scenarios
 
-#[test]
-fn the_volume_process_killed_again_and_again_loses_nothing() {
+// The ones the server takes part in, against both stock servers.
+crate::against_both_servers!(
+    the_volume_process_killed_again_and_again_loses_nothing,
+    sshd_stopped_and_started_again_loses_no_byte,
+);
+
+fn the_volume_process_killed_again_and_again_loses_nothing(flavour: Flavour) {
     const ROUNDS: usize = 10;
-    let sshd = Sshd::new();
+    let sshd = Sshd::of(flavour);
     let plugin = start(&[
         "--mount-timeout=15s",
         "--volume-process-recovery-max-per-min=1000",
@@ -498,9 +505,8 @@ fn plugin_sigkill_mid_remove_ends_with_no_volume_and_the_data_kept() {
     );
 }
 
-#[test]
-fn sshd_stopped_and_started_again_loses_no_byte() {
-    let mut sshd = Sshd::new();
+fn sshd_stopped_and_started_again_loses_no_byte(flavour: Flavour) {
+    let mut sshd = Sshd::of(flavour);
     let plugin = start(&["--mount-timeout=10s"]);
     let keep = format!(
         "{},reconnect,ServerAliveInterval=1,ServerAliveCountMax=3",

@@ -155,7 +155,7 @@ fn installed_from_the_registry_every_node_serves_sshfs_rclone_and_command_volume
 }
 
 #[test]
-fn plugin_upgrade_keeps_volumes_and_mounts_them_again() {
+fn plugin_upgrade_keeps_volumes_and_gives_running_containers_the_new_mount() {
     let fleet = Fleet::take();
     let node = NODES[0];
     let dir = unique_name("upgrade");
@@ -182,12 +182,32 @@ fn plugin_upgrade_keeps_volumes_and_mounts_them_again() {
         ],
     );
     let _container = RemoveContainer(&fleet, node, container.clone());
+    // A holder of a subdirectory of the volume (Docker 26+).
+    fs::create_dir_all(remote.join("sub")).unwrap();
+    fs::write(remote.join("sub/in-sub.txt"), "in-sub\n").unwrap();
+    let subpath = unique_name("fl-subpath");
+    let sub_mount = format!("type=volume,src={volume},dst=/sub,volume-subpath=sub");
+    fleet.docker_ok(
+        node,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &subpath,
+            "--mount",
+            &sub_mount,
+            crate::support::docker::TEST_IMAGE,
+            "sleep",
+            "3600",
+        ],
+    );
+    let _subpath = RemoveContainer(&fleet, node, subpath.clone());
     fleet.wait(node, "the container wrote before.txt", || {
         remote.join("before.txt").exists()
     });
-    let before = fleet.mounted(node, &volume);
+    fleet.mounted(node, &volume);
 
-    // A new build, pushed under another tag, while the container runs.
+    // A new build, pushed under another tag, while the containers run.
     let next = Fleet::publish(&unique_name("next"));
     fleet.docker_ok(node, &["plugin", "disable", "-f", ALIAS]);
     fleet.docker_ok(
@@ -228,35 +248,53 @@ fn plugin_upgrade_keeps_volumes_and_mounts_them_again() {
     fleet.mounted(node, &idle);
     assert_ne!(after["since"], Value::Null);
     assert!(after["pid"].is_number(), "{after}");
-    // The running container's mount was the old process's: Status says so.
-    let stale = after["mountIdsBeforeLastRestart"].to_string();
-    assert!(
-        stale.contains(&before["mountIds"][0].as_str().unwrap_or("?")[..12]),
-        "Status shows the container's mount as from before the restart: {after}"
-    );
-    // What the running container sees, and what brings it back.
-    let seen = fleet.docker(node, &["exec", &container, "ls", "/data"]);
-    assert!(!seen.status.success(), "the old mount is gone");
-    assert!(
-        String::from_utf8_lossy(&seen.stderr).contains("Transport endpoint is not connected"),
-        "{}",
-        String::from_utf8_lossy(&seen.stderr)
-    );
-    fleet.docker_ok(node, &["restart", "-t", "1", &container]);
-    fleet.wait(node, "the restarted container sees the remote", || {
+    // The running containers held the old process's mount: the new build
+    // put its own in their place (re-attach), with no restart.
+    fleet.wait(node, "the running container reads the volume again", || {
         fleet
             .docker(node, &["exec", &container, "cat", "/data/before.txt"])
             .stdout
             == b"before\n"
     });
+    fleet.docker_ok(
+        node,
+        &[
+            "exec",
+            &container,
+            "sh",
+            "-c",
+            "echo healed > /data/healed.txt",
+        ],
+    );
+    assert_eq!(
+        fs::read_to_string(remote.join("healed.txt")).unwrap(),
+        "healed\n"
+    );
+    fleet.wait(
+        node,
+        "the subpath container reads its subdirectory again",
+        || {
+            fleet
+                .docker(node, &["exec", &subpath, "cat", "/sub/in-sub.txt"])
+                .stdout
+                == b"in-sub\n"
+        },
+    );
+    let seen = fleet.docker(node, &["exec", &subpath, "ls", "/sub"]);
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout),
+        "in-sub.txt\n",
+        "the subpath holder stays on its subdirectory"
+    );
     let status = fleet.mounted(node, &volume);
+    assert_eq!(status["reattach"]["total"], 2, "{status}");
     assert!(
         status.get("mountIdsBeforeLastRestart").is_none(),
-        "the restarted container mounted the new process: {status}"
+        "every container has the new process's mount: {status}"
     );
     assert_eq!(
         fleet.run(node, &idle, "echo after > /data/after.txt && ls /data"),
-        "after.txt\nbefore.txt\n"
+        "after.txt\nbefore.txt\nhealed.txt\nsub\n"
     );
     assert_eq!(
         fs::read_to_string(remote.join("before.txt")).unwrap(),

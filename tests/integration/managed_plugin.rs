@@ -2,13 +2,17 @@
 //! by `make test`, enabled in the machine's dockerd, mounting over a real
 //! sshd on 127.0.0.1 (the plugin has the host's network). Here: the
 //! per-backend examples and `docker plugin set`; in the submodules,
-//! disable/enable and a dockerd restart, and compose and swarm.
+//! disable/enable and a dockerd restart, compose and swarm, and rclone's
+//! config, cache and proxy settings.
 
 pub mod fixture;
 mod lifecycle;
 mod orchestration;
 mod policy;
 mod processes;
+mod rclone;
+mod reattach;
+mod troubleshooting;
 
 use std::fs;
 use std::path::Path;
@@ -21,7 +25,7 @@ use crate::support::unique_name;
 use fixture::ManagedPlugin;
 
 /// Where the plugin puts a volume's mountpoint (its propagatedMount).
-const MOUNT_ROOT: &str = "/mnt/volumes";
+pub(crate) const MOUNT_ROOT: &str = "/mnt/volumes";
 
 /// mtab-style sshfs options that log in with a key the plugin reads at
 /// `key` (a path inside the plugin).
@@ -34,7 +38,7 @@ fn sshfs_options(sshd: &Sshd, key: &str) -> String {
 
 /// The argv of the tool serving `volume` inside the plugin: the process
 /// is in the plugin's pid namespace, but /proc shows it from the host too.
-fn tool_argv(plugin: &ManagedPlugin, tool: &str, volume: &str) -> Vec<String> {
+pub(crate) fn tool_argv(plugin: &ManagedPlugin, tool: &str, volume: &str) -> Vec<String> {
     let mountpoint = format!("{MOUNT_ROOT}/{volume}");
     let mut argv = Vec::new();
     plugin.wait(&format!("a {tool} process serves {mountpoint}"), || {
@@ -67,7 +71,7 @@ fn loopback_options(sshd: &Sshd) -> String {
 
 /// Waits until `file` on the remote holds `text` (rclone uploads a
 /// file written through its cache shortly after it is closed).
-fn wait_remote(plugin: &ManagedPlugin, file: &Path, text: &str) {
+pub(crate) fn wait_remote(plugin: &ManagedPlugin, file: &Path, text: &str) {
     plugin.wait(&format!("{} holds {text:?}", file.display()), || {
         fs::read_to_string(file).is_ok_and(|t| t == text)
     });
@@ -106,16 +110,13 @@ fn sshfs_rclone_and_nfs_volumes_from_the_examples() {
     let on_host = host_mountpoint(&plugin, &by_sshfs);
     assert!(is_mounted(&on_host), "{on_host} is not mounted on the host");
 
-    // rclone, with a remote from rclone.conf in the sshkeys mount
+    // rclone, with a remote from rclone.conf in the rclone mount
     let section = unique_name("e2e");
-    plugin.install_file(
-        "rclone.conf",
-        &format!(
-            "[{section}]\ntype = sftp\nhost = 127.0.0.1\nport = {}\nuser = root\n\
+    plugin.install_rclone_conf(&format!(
+        "[{section}]\ntype = sftp\nhost = 127.0.0.1\nport = {}\nuser = root\n\
              key_file = {key}\nshell_type = unix\n",
-            sshd.port()
-        ),
-    );
+        sshd.port()
+    ));
     let by_rclone = cleanup.volume(unique_name("mp-rclone"));
     let remote = format!("{section}:{}", sshd.remote_path("rclone").display());
     plugin.example_ok("rclone.sh", &[&by_rclone, &remote], &[]);
@@ -194,6 +195,8 @@ fn docker_plugin_set_reaches_the_tools_argv() {
         "-C".into(),
         "-o".into(),
         merged.clone(),
+        "-o".into(),
+        "LogLevel=VERBOSE".into(),
     ];
     assert_eq!(tool_argv(&plugin, "sshfs", &volume), expected);
     let command = plugin.mounted(&volume)["command"]

@@ -106,6 +106,8 @@ fn merged_options_reach_sshfs_exactly_and_status_shows_them() {
         &fsname,
         "-o",
         &merged,
+        "-o",
+        "LogLevel=VERBOSE",
     ]);
     let status = mounted_status(&volume);
     assert_eq!(running_argv(&status), want, "{status}");
@@ -129,6 +131,8 @@ fn merged_options_reach_sshfs_exactly_and_status_shows_them() {
         "-C",
         "-o",
         &defaults,
+        "-o",
+        "LogLevel=VERBOSE",
     ]);
     let plain_status = mounted_status(&plain);
     assert_eq!(running_argv(&plain_status), want_plain, "{plain_status}");
@@ -163,6 +167,8 @@ fn merged_options_reach_sshfs_exactly_and_status_shows_them() {
         &fsname,
         "-o",
         &merged,
+        "-o",
+        "LogLevel=VERBOSE",
     ]);
     let mut status = Value::Null;
     wait_until(T, "the restored volume runs the new command", || {

@@ -1,7 +1,10 @@
-//! Start-ups paced per server, against a stock OpenSSH (`MaxStartups
-//! 10:30:100`): a hundred sshfs volumes created at once, restored at
-//! plugin start and restarted after all their sshfs were killed at once,
-//! all mount with no extra restart, no failure and no connection refused; the same restore without pacing is refused by the server. A
+//! Start-ups paced per server, against both stock servers (OpenSSH's
+//! defaults and Debian's `sshd_config`, `MaxStartups 10:30:100`): a
+//! hundred sshfs volumes created at once, restored at plugin start and
+//! restarted after all their sshfs were killed at once, all mount with no
+//! extra restart, no failure and no connection refused, with sharing off
+//! and on (then through ⌈100 / 10⌉ logins and no session refused); the same
+//! restore without pacing is refused by the server. A
 //! start-up waits only for its own server's turns, and gets one as soon as
 //! an earlier start-up there has failed.
 
@@ -17,7 +20,7 @@ use crate::support::calls::{create, sshfs_opts, start, try_status};
 use crate::support::client::err_of;
 use crate::support::mounts::{is_mounted, poll_until, processes_with_arg};
 use crate::support::plugin::Plugin;
-use crate::support::sshd::Sshd;
+use crate::support::sshd::{Flavour, Sshd};
 use crate::support::wait_until;
 
 const VOLUMES: usize = 100;
@@ -73,10 +76,37 @@ fn settled_when(plugin: &Plugin, done: impl Fn(&Value) -> bool) -> Vec<(String, 
     statuses
 }
 
-#[test]
-fn a_hundred_volumes_restore_and_restart_against_a_stock_sshd_with_no_refusal() {
-    let sshd = Sshd::new();
-    let mut plugin = start(&[]);
+crate::against_both_servers!(
+    a_hundred_volumes_restore_and_restart_against_a_stock_sshd_with_no_refusal,
+    a_hundred_shared_volumes_restore_through_ten_logins_and_restart_with_none,
+    without_pacing_a_stock_sshd_refuses_part_of_the_same_restore,
+    start_ups_wait_for_their_turn_at_their_own_server_only,
+    a_turn_ends_at_the_login_not_at_the_mount,
+);
+
+fn a_hundred_volumes_restore_and_restart_against_a_stock_sshd_with_no_refusal(flavour: Flavour) {
+    a_hundred(flavour, false);
+}
+
+/// With sharing on: ⌈100 / 10⌉ logins at the restore, none at the
+/// restarts, and no session refused by the server.
+fn a_hundred_shared_volumes_restore_through_ten_logins_and_restart_with_none(flavour: Flavour) {
+    a_hundred(flavour, true);
+}
+
+/// Logins the server accepted so far.
+fn logins(sshd: &Sshd) -> usize {
+    sshd.log().matches("Accepted publickey for").count()
+}
+
+fn a_hundred(flavour: Flavour, shared: bool) {
+    let sshd = Sshd::of(flavour);
+    let what = format!(
+        "{VOLUMES} sshfs volumes{} against {}",
+        if shared { ", sharing on," } else { "" },
+        flavour.describe()
+    );
+    let mut plugin = start(&[&format!("--share-ssh-connections={shared}")]);
     let t = Instant::now();
     create_all(&plugin, &sshd);
     let created = t.elapsed();
@@ -87,10 +117,12 @@ fn a_hundred_volumes_restore_and_restart_against_a_stock_sshd_with_no_refusal() 
     );
 
     assert!(plugin.terminate().success(), "{}", plugin.log());
+    let before = logins(&sshd);
     let t = Instant::now();
     plugin.restart();
     let statuses = settled(&plugin);
     let restored = t.elapsed();
+    let restore_logins = logins(&sshd) - before;
 
     let mut trouble = Vec::new();
     for (name, s) in &statuses {
@@ -119,15 +151,28 @@ fn a_hundred_volumes_restore_and_restart_against_a_stock_sshd_with_no_refusal() 
         "a start was retried:\n{}",
         plugin.log()
     );
+    let expected = if shared {
+        VOLUMES.div_ceil(10)
+    } else {
+        VOLUMES
+    };
+    assert_eq!(restore_logins, expected, "logins at the restore");
+    assert!(
+        !plugin.log().contains("refused another session"),
+        "the server refused sessions:\n{}",
+        plugin.log()
+    );
     report(
         "pacing",
         &format!(
-            "{VOLUMES} sshfs volumes against a stock sshd, 5 start-ups at a time: created at \
-             once in {:.1} s, restored in {:.1} s; 0 restarts, 0 failures, 0 connections refused",
+            "{what}, 5 start-ups at a time: created at once in {:.1} s, restored in {:.1} s \
+             through {restore_logins} logins; 0 restarts, 0 failures, 0 connections or \
+             sessions refused",
             created.as_secs_f64(),
             restored.as_secs_f64()
         ),
     );
+    let before = logins(&sshd);
 
     // Every sshfs killed at once: the restarts are paced too.
     for (name, s) in &statuses {
@@ -155,19 +200,27 @@ fn a_hundred_volumes_restore_and_restart_against_a_stock_sshd_with_no_refusal() 
         "sshd refused restarts:\n{}",
         refused.join("\n")
     );
+    let restart_logins = logins(&sshd) - before;
+    if shared {
+        assert_eq!(restart_logins, 0, "logins at the restarts");
+        assert!(
+            !plugin.log().contains("refused another session"),
+            "the server refused sessions:\n{}",
+            plugin.log()
+        );
+    }
     report(
         "pacing",
         &format!(
             "then every sshfs killed at once: all {VOLUMES} mounted again in {:.1} s, each \
-             with exactly 1 restart, 0 connections refused",
+             with exactly 1 restart, {restart_logins} logins, 0 connections or sessions refused",
             restarted.as_secs_f64()
         ),
     );
 }
 
-#[test]
-fn without_pacing_a_stock_sshd_refuses_part_of_the_same_restore() {
-    let sshd = Sshd::new();
+fn without_pacing_a_stock_sshd_refuses_part_of_the_same_restore(flavour: Flavour) {
+    let sshd = Sshd::of(flavour);
     let mut plugin = start(&[]);
     create_all(&plugin, &sshd);
     assert!(plugin.terminate().success(), "{}", plugin.log());
@@ -223,9 +276,8 @@ fn silent_server() -> (TcpListener, u16) {
     (listener, port)
 }
 
-#[test]
-fn start_ups_wait_for_their_turn_at_their_own_server_only() {
-    let sshd = Sshd::new();
+fn start_ups_wait_for_their_turn_at_their_own_server_only(flavour: Flavour) {
+    let sshd = Sshd::of(flavour);
     let (_silent, port) = silent_server();
     let plugin = start(&["--max-startups-per-endpoint=1", "--mount-timeout=4s"]);
     let hanging = json!({
@@ -276,5 +328,57 @@ fn start_ups_wait_for_their_turn_at_their_own_server_only() {
         plugin.log().contains("waiting for a turn to start"),
         "{}",
         plugin.log()
+    );
+}
+
+/// One turn per server: a volume whose login is done but whose sftp never
+/// starts (the server runs `sleep` for clients from 127.0.0.2) leaves the
+/// server's only turn to the next volume at its login, not at its mount
+/// timeout.
+fn a_turn_ends_at_the_login_not_at_the_mount(flavour: Flavour) {
+    let mut sshd = Sshd::of(flavour);
+    let config = sshd.config_path();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\nMatch Address 127.0.0.2\n    ForceCommand /bin/sleep 60\n");
+    std::fs::write(&config, text).unwrap();
+    sshd.stop();
+    sshd.start();
+    let plugin = start(&["--max-startups-per-endpoint=1", "--mount-timeout=10s"]);
+    let stalled = json!({
+        "source": sshd.source("stalled"),
+        "o": format!("{},BindAddress=127.0.0.2", sshd.sshfs_options()),
+    });
+    std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            let (code, reply) = create(&plugin, "turn-stalled", stalled.clone());
+            (code, reply, Instant::now())
+        });
+        wait_until(T, "the stalled volume logged in", || {
+            sshd.log()
+                .contains("Accepted publickey for root from 127.0.0.2")
+        });
+        let (code, reply) = create(&plugin, "turn-next", sshfs_opts(&sshd, "next"));
+        let next_done = Instant::now();
+        assert_eq!(code, 200, "{reply}\n{}", plugin.log());
+        let (code, reply, stalled_done) = first.join().unwrap();
+        assert_eq!(code, 500, "{reply}");
+        assert!(
+            err_of(&reply).contains("did not mount the volume within 10s"),
+            "{reply}"
+        );
+        assert!(
+            next_done + Duration::from_secs(5) < stalled_done,
+            "the next volume waited for the stalled one's mount timeout:\n{}",
+            plugin.log()
+        );
+    });
+    // The command shown is the one running, with what makes ssh say so.
+    let next = try_status(&plugin, "turn-next").expect("status of turn-next");
+    assert!(
+        next["command"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(" -o 'LogLevel=VERBOSE'"),
+        "{next}"
     );
 }

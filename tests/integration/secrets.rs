@@ -23,7 +23,7 @@ mod options;
 
 /// Creates a volume through dockerd's API, so the password is in no argv
 /// (as `docker volume create -o password=...` would put it).
-fn docker_api_create(driver: &str, name: &str, opts: &Value) {
+pub(crate) fn docker_api_create(driver: &str, name: &str, opts: &Value) {
     let body = json!({"Name": name, "Driver": driver, "DriverOpts": opts});
     let reply = client::request(
         Path::new("/var/run/docker.sock"),

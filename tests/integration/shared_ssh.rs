@@ -2,7 +2,10 @@
 //! twelve volumes go over two masters and the server sees two logins; a
 //! killed master comes back with every volume on it; a killed sshfs comes
 //! back through the live master with no login; other identities and
-//! password volumes keep connections of their own.
+//! password volumes keep connections of their own. Each against both stock
+//! servers (OpenSSH's defaults, Debian's `sshd_config`), but the password
+//! one: Debian's external `sftp-server` runs through the user's shell, and
+//! the password account's is `nologin`.
 
 use std::fs;
 use std::time::Duration;
@@ -14,9 +17,18 @@ use serde_json::{json, Value};
 use crate::support::calls::{create_ok, sshfs_opts, start, status, try_status};
 use crate::support::mounts::{poll_until, processes_with_arg, wait_until};
 use crate::support::plugin::Plugin;
-use crate::support::sshd::{Sshd, PASSWORD_USER, TEST_PASSWORD};
+use crate::support::sshd::{Flavour, Sshd, PASSWORD_USER, TEST_PASSWORD};
 
 const T: Duration = Duration::from_secs(20);
+
+crate::against_both_servers!(
+    twelve_volumes_share_two_masters_and_the_server_sees_two_logins,
+    a_killed_master_comes_back_with_every_volume_on_it,
+    a_killed_sshfs_comes_back_through_the_live_master_without_a_login,
+    volumes_with_other_identities_never_share,
+    a_session_the_server_refuses_opens_another_master,
+    a_restart_of_netfs_restores_shared_volumes_through_one_login,
+);
 
 fn sharing() -> Plugin {
     start(&["--share-ssh-connections=true"])
@@ -69,9 +81,8 @@ fn master_pid(plugin: &Plugin, name: &str) -> i32 {
         .unwrap_or_else(|| panic!("no master pid: {}", status(plugin, name))) as i32
 }
 
-#[test]
-fn twelve_volumes_share_two_masters_and_the_server_sees_two_logins() {
-    let sshd = Sshd::new();
+fn twelve_volumes_share_two_masters_and_the_server_sees_two_logins(flavour: Flavour) {
+    let sshd = Sshd::of(flavour);
     let plugin = sharing();
     let names: Vec<String> = (0..12).map(|i| format!("shared-{i:02}")).collect();
     for name in &names {
@@ -108,9 +119,8 @@ fn twelve_volumes_share_two_masters_and_the_server_sees_two_logins() {
     }
 }
 
-#[test]
-fn a_killed_master_comes_back_with_every_volume_on_it() {
-    let sshd = Sshd::new();
+fn a_killed_master_comes_back_with_every_volume_on_it(flavour: Flavour) {
+    let sshd = Sshd::of(flavour);
     let plugin = sharing();
     let names: Vec<String> = (0..3).map(|i| format!("master-{i}")).collect();
     for name in &names {
@@ -141,9 +151,8 @@ fn a_killed_master_comes_back_with_every_volume_on_it() {
     );
 }
 
-#[test]
-fn a_killed_sshfs_comes_back_through_the_live_master_without_a_login() {
-    let sshd = Sshd::new();
+fn a_killed_sshfs_comes_back_through_the_live_master_without_a_login(flavour: Flavour) {
+    let sshd = Sshd::of(flavour);
     let plugin = sharing();
     let names = ["one-a".to_owned(), "one-b".to_owned()];
     for name in &names {
@@ -179,9 +188,8 @@ fn a_killed_sshfs_comes_back_through_the_live_master_without_a_login() {
     });
 }
 
-#[test]
-fn volumes_with_other_identities_never_share() {
-    let sshd = Sshd::new();
+fn volumes_with_other_identities_never_share(flavour: Flavour) {
+    let sshd = Sshd::of(flavour);
     let plugin = sharing();
     // The same key under another name: another IdentityFile, another login.
     let other = sshd.key_path().with_file_name("client_key_copy");
@@ -230,9 +238,8 @@ fn a_password_volume_keeps_its_own_connection() {
         .contains("volume keeps an ssh connection of its own"));
 }
 
-#[test]
-fn a_session_the_server_refuses_opens_another_master() {
-    let mut sshd = Sshd::new();
+fn a_session_the_server_refuses_opens_another_master(flavour: Flavour) {
+    let mut sshd = Sshd::of(flavour);
     // A server stricter than stock: two sessions per connection.
     let config = sshd.config_path();
     let mut text = fs::read_to_string(&config).unwrap();
@@ -249,6 +256,22 @@ fn a_session_the_server_refuses_opens_another_master() {
     assert_eq!(s[0]["connection"]["id"], s[1]["connection"]["id"]);
     assert_ne!(s[0]["connection"]["id"], s[2]["connection"]["id"], "{s:#?}");
     assert_eq!(s[2]["restarts"], 0, "a refused session is not a crash");
+    // The Status of the connection that refused says so, and what netfs did.
+    let first = &s[0]["connection"];
+    assert_eq!(first["refusedSessions"], 1, "{first}");
+    assert_eq!(first["capacity"], 2, "{first}");
+    let what = first["lastRefusal"].as_str().unwrap_or_default();
+    assert!(
+        what.contains("refused a session to volume refused-2 with 2 open")
+            && what.contains("refused-2 was placed on another"),
+        "{what}"
+    );
+    // At once, not after a mount timeout.
+    assert!(
+        !plugin.log().contains("did not mount the volume within"),
+        "{}",
+        plugin.log()
+    );
     check_data(&plugin, &sshd, &names[2]);
     assert_eq!(logins(&sshd), 2, "{}", sshd.log());
     assert!(
@@ -258,9 +281,8 @@ fn a_session_the_server_refuses_opens_another_master() {
     );
 }
 
-#[test]
-fn a_restart_of_netfs_restores_shared_volumes_through_one_login() {
-    let sshd = Sshd::new();
+fn a_restart_of_netfs_restores_shared_volumes_through_one_login(flavour: Flavour) {
+    let sshd = Sshd::of(flavour);
     let mut plugin = sharing();
     let names: Vec<String> = (0..3).map(|i| format!("restore-{i}")).collect();
     for name in &names {

@@ -17,6 +17,8 @@ pub mod in_process;
 pub mod mounts;
 pub mod password_user;
 pub mod plugin;
+pub mod rclone;
+pub mod remotes;
 pub mod sshd;
 pub mod stock_sshd;
 

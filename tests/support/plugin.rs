@@ -160,6 +160,13 @@ impl Plugin {
             cmd.env_remove(var);
         }
         cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        // The pinned rclone comes first, as an operator's own would.
+        if !self.envs.iter().any(|(k, _)| k == "PATH") {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![super::rclone::dir()];
+            dirs.extend(std::env::split_paths(&path));
+            cmd.env("PATH", std::env::join_paths(dirs).expect("a PATH"));
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));

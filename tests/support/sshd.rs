@@ -1,6 +1,6 @@
 //! A real OpenSSH server on 127.0.0.1 serving a temporary directory: the
 //! remote every sshfs and rclone test mounts, with a stock configuration
-//! (see [`stock_sshd`]). Keys, config and log live in a private temporary
+//! of either flavour (see [`stock_sshd`]). Keys, config and log live in a private temporary
 //! directory; the server can be stopped and started again on the same port
 //! with the same keys, to take the remote away.
 
@@ -16,6 +16,7 @@ use tempfile::TempDir;
 use super::mounts::{self, kill_tree};
 use super::password_user;
 use super::stock_sshd;
+pub use super::stock_sshd::Flavour;
 
 #[allow(unused_imports)]
 pub use super::password_user::{PASSWORD_USER, TEST_PASSWORD};
@@ -29,13 +30,19 @@ pub struct Sshd {
     remote: TempDir,
     port: stock_sshd::PortLease,
     password: bool,
+    flavour: Flavour,
     child: Option<Child>,
 }
 
 impl Sshd {
     /// Generates keys and starts sshd with root key login only.
     pub fn new() -> Sshd {
-        Sshd::launch(false)
+        Sshd::launch(false, Flavour::OpenSsh)
+    }
+
+    /// Like [`Sshd::new`], with the configuration of `flavour`.
+    pub fn of(flavour: Flavour) -> Sshd {
+        Sshd::launch(false, flavour)
     }
 
     /// Like [`Sshd::new`], and also accepts password logins for
@@ -44,10 +51,10 @@ impl Sshd {
     /// and its password set with chpasswd; the remote dir is given to it.
     pub fn with_password() -> Sshd {
         password_user::ensure();
-        Sshd::launch(true)
+        Sshd::launch(true, Flavour::OpenSsh)
     }
 
-    fn launch(password: bool) -> Sshd {
+    fn launch(password: bool, flavour: Flavour) -> Sshd {
         fs::create_dir_all(KEY_DIR).expect("create the test key directory");
         fs::set_permissions(KEY_DIR, fs::Permissions::from_mode(0o700))
             .expect("chmod the test key directory 0700");
@@ -65,13 +72,14 @@ impl Sshd {
             password_user::give(remote.path());
         }
         stock_sshd::make_keys(dir.path(), "netfs-test").unwrap_or_else(|e| panic!("{e}"));
-        let (child, port) = stock_sshd::start(dir.path(), password)
+        let (child, port) = stock_sshd::start(dir.path(), password, flavour)
             .unwrap_or_else(|e| panic!("sshd did not start: {e}"));
         Sshd {
             dir,
             remote,
             port,
             password,
+            flavour,
             child: Some(child),
         }
     }
@@ -82,7 +90,7 @@ impl Sshd {
         if self.is_running() {
             return;
         }
-        match stock_sshd::spawn(self.dir.path(), self.port.port()) {
+        match stock_sshd::spawn(self.dir.path(), self.port.port(), self.flavour) {
             Ok(child) => self.child = Some(child),
             Err(log) => panic!(
                 "sshd did not start again on port {}:\n{log}",
@@ -130,6 +138,10 @@ impl Sshd {
 
     pub fn port(&self) -> u16 {
         self.port.port()
+    }
+
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
     }
 
     /// The `sshd_config` it runs with.
@@ -225,4 +237,25 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Tests of `fn name(Flavour)` against each stock server: `name::openssh`
+/// (OpenSSH's defaults) and `name::debian` (Debian's `sshd_config`).
+#[macro_export]
+macro_rules! against_both_servers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use $crate::support::sshd::Flavour;
+
+            #[test]
+            fn openssh() {
+                super::$name(Flavour::OpenSsh)
+            }
+
+            #[test]
+            fn debian() {
+                super::$name(Flavour::Debian)
+            }
+        }
+    )*};
 }

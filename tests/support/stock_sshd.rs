@@ -1,9 +1,12 @@
-//! The one OpenSSH server set-up of the test suites and the benchmark: a
-//! STOCK configuration — OpenSSH's own defaults, among them `MaxStartups
-//! 10:30:100` and `MaxSessions 10` — with only what a private server on
-//! 127.0.0.1 needs on top: its port, host key, authorized keys, pid file,
-//! sftp, and a log verbose enough to show every connection and every one it
-//! dropped. What is measured against it is what users get.
+//! The OpenSSH server set-ups of the test suites and the benchmark, two
+//! STOCK flavours ([`Flavour`]): OpenSSH's own defaults (among them
+//! `MaxStartups 10:30:100` and `MaxSessions 10`) with `internal-sftp`, and
+//! the `sshd_config` Debian's openssh-server package installs (`UsePAM yes`,
+//! an external `sftp-server` per session, started through the user's
+//! shell). On top, only what a private server on 127.0.0.1 needs: its port,
+//! host key, authorized keys, pid file, and a log verbose enough to show
+//! every connection and every one it dropped. What is measured against
+//! them is what users get.
 //!
 //! Std and nix only, so that both `tests/support` and the benchmark crate
 //! (which includes this file by path) can use it; callers turn the
@@ -23,6 +26,47 @@ pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a stock sshd logs when it throttles: the first line when it starts
 /// refusing connections past `MaxStartups`, one line per refusal.
 pub const THROTTLED: &[&str] = &["MaxStartups throttling", "past MaxStartups"];
+
+/// The package's own copy of the `sshd_config` it installs in `/etc/ssh`.
+pub const DEBIAN_CONFIG: &str = "/usr/share/openssh/sshd_config";
+/// Where Debian's base-files keeps root's start-up files, as a fresh
+/// install copies them into `/root`.
+const DEBIAN_ROOT_FILES: &[(&str, &str)] = &[
+    ("/usr/share/base-files/dot.bashrc", ".bashrc"),
+    ("/usr/share/base-files/dot.profile", ".profile"),
+];
+
+/// Which stock server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// OpenSSH's defaults, sftp served in-process (`internal-sftp`).
+    OpenSsh,
+    /// Debian's (and Ubuntu's) shipped `sshd_config`: `UsePAM yes`,
+    /// `Subsystem sftp /usr/lib/openssh/sftp-server`. Runs in a mount
+    /// namespace of its own whose `/root` holds what base-files installs
+    /// there: each sftp session starts root's shell, which reads
+    /// `~/.bashrc` (Debian's bash does when sshd starts it), and this
+    /// machine's own `/root/.bashrc` is a developer's, not a server's.
+    Debian,
+}
+
+impl Flavour {
+    /// A short name for test names, logs and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::OpenSsh => "openssh",
+            Flavour::Debian => "debian",
+        }
+    }
+
+    /// What it is, for a reader.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Flavour::OpenSsh => "OpenSSH defaults + internal-sftp",
+            Flavour::Debian => "Debian's shipped sshd_config",
+        }
+    }
+}
 
 /// Files below `dir`: `host_key`, `client_key` (+ `.pub`), `authorized_keys`.
 pub fn make_keys(dir: &Path, comment: &str) -> Result<(), String> {
@@ -45,14 +89,16 @@ pub fn make_keys(dir: &Path, comment: &str) -> Result<(), String> {
 }
 
 /// `dir/sshd_config` for a server on 127.0.0.1:`port`. `password` turns
-/// password logins on (OpenSSH's default; off otherwise, so that a key
-/// test cannot pass by a password). Nothing else departs from OpenSSH's
-/// defaults but what a server in a temporary directory needs: keys and
-/// pid file there (`StrictModes no`: the directory is not root's home).
-pub fn write_config(dir: &Path, port: u16, password: bool) -> Result<(), String> {
+/// password logins on (the default of both flavours; off otherwise, so
+/// that a key test cannot pass by a password). Nothing else departs from
+/// the flavour's stock configuration but what a server in a temporary
+/// directory needs: keys and pid file there (`StrictModes no`: the
+/// directory is not root's home), and a `VERBOSE` log.
+pub fn write_config(dir: &Path, port: u16, password: bool, flavour: Flavour) -> Result<(), String> {
     let d = dir.display();
     let pw = if password { "yes" } else { "no" };
-    let cfg = format!(
+    // sshd takes the first value it reads for a keyword: these come first.
+    let ours = format!(
         "Port {port}\n\
          ListenAddress 127.0.0.1\n\
          HostKey {d}/host_key\n\
@@ -60,15 +106,57 @@ pub fn write_config(dir: &Path, port: u16, password: bool) -> Result<(), String>
          PidFile {d}/sshd.pid\n\
          StrictModes no\n\
          PasswordAuthentication {pw}\n\
-         Subsystem sftp internal-sftp\n\
          LogLevel VERBOSE\n"
     );
+    let cfg = match flavour {
+        Flavour::OpenSsh => format!("{ours}Subsystem sftp internal-sftp\n"),
+        Flavour::Debian => {
+            let stock = fs::read_to_string(DEBIAN_CONFIG)
+                .map_err(|e| format!("cannot read {DEBIAN_CONFIG} (openssh-server): {e}"))?;
+            // Its drop-in directory is the machine's: ours is empty.
+            let drop_ins = dir.join("sshd_config.d");
+            fs::create_dir_all(&drop_ins)
+                .map_err(|e| format!("cannot create {}: {e}", drop_ins.display()))?;
+            let stock = stock.replace(
+                "Include /etc/ssh/sshd_config.d/*.conf",
+                &format!("Include {}/*.conf", drop_ins.display()),
+            );
+            format!("{ours}\n# {DEBIAN_CONFIG} as installed:\n{stock}")
+        }
+    };
     fs::write(dir.join("sshd_config"), cfg).map_err(|e| format!("cannot write sshd_config: {e}"))
+}
+
+/// The command that runs sshd on `dir/sshd_config`: for Debian's flavour,
+/// in a mount namespace whose `/root` is a fresh one (a tmpfs holding
+/// base-files' start-up files); the same pid from the first exec on.
+fn command(dir: &Path, flavour: Flavour) -> Command {
+    let config = dir.join("sshd_config");
+    match flavour {
+        Flavour::OpenSsh => {
+            let mut c = Command::new(SSHD);
+            c.args(["-D", "-e", "-f"]).arg(config);
+            c
+        }
+        Flavour::Debian => {
+            let mut script = String::from("mount -t tmpfs -o mode=0700 netfs-test-root /root");
+            for (from, to) in DEBIAN_ROOT_FILES {
+                script.push_str(&format!(" && cp {from} /root/{to}"));
+            }
+            script.push_str(" && exec \"$0\" -D -e -f \"$1\"");
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+                .arg(script)
+                .arg(SSHD)
+                .arg(config);
+            c
+        }
+    }
 }
 
 /// Runs sshd on `dir/sshd_config`, its output appended to `dir/sshd.log`,
 /// and waits until it listens on `port`; on failure, why (with its log).
-pub fn spawn(dir: &Path, port: u16) -> Result<Child, String> {
+pub fn spawn(dir: &Path, port: u16, flavour: Flavour) -> Result<Child, String> {
     let log_path = dir.join("sshd.log");
     let log = fs::File::options()
         .create(true)
@@ -78,9 +166,7 @@ pub fn spawn(dir: &Path, port: u16) -> Result<Child, String> {
     let pid_file = dir.join("sshd.pid");
     let _ = fs::remove_file(&pid_file);
     let out = log.try_clone().map_err(|e| e.to_string())?;
-    let mut child = Command::new(SSHD)
-        .args(["-D", "-e", "-f"])
-        .arg(dir.join("sshd_config"))
+    let mut child = command(dir, flavour)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(log)
@@ -111,10 +197,10 @@ pub fn spawn(dir: &Path, port: u16) -> Result<Child, String> {
 
 /// Writes the config and starts sshd on a port leased for its lifetime:
 /// a server stopped and started again finds its port still its own.
-pub fn start(dir: &Path, password: bool) -> Result<(Child, PortLease), String> {
+pub fn start(dir: &Path, password: bool, flavour: Flavour) -> Result<(Child, PortLease), String> {
     let lease = PortLease::take()?;
-    write_config(dir, lease.port(), password)?;
-    let child = spawn(dir, lease.port())?;
+    write_config(dir, lease.port(), password, flavour)?;
+    let child = spawn(dir, lease.port(), flavour)?;
     Ok((child, lease))
 }
 

@@ -68,6 +68,7 @@ fn isolated_parse() {
                 "csi_endpoint": cli.csi_endpoint,
                 "staging_root": cli.staging_root,
                 "node_id": cli.node_id,
+                "metrics_allow_remote": cli.metrics_allow_remote,
             });
             match cli.into_config() {
                 Err(e) => json!(e.to_string()),
@@ -91,12 +92,16 @@ fn isolated_parse() {
                     "allow_options": c.policy.allowed(),
                     "key_dir": c.policy.key_dir(),
                     "share_ssh_connections": c.share_ssh_connections,
+                    "reattach": c.reattach,
+                    "host_proc": c.host_proc,
                     "ssh_sessions_per_connection": c.ssh_sessions_per_connection,
                     "mode": format!("{:?}", c.mode()),
                     "csi_endpoint": raw["csi_endpoint"],
                     "staging_root": raw["staging_root"],
                     "node_id": raw["node_id"],
                     "publish_root": c.csi.as_ref().map(|c| &c.publish_root),
+                    "metrics": c.metrics.as_ref().map(|m| m.to_string()),
+                    "metrics_allow_remote": raw["metrics_allow_remote"],
                     "csi_node_id": c.csi.as_ref().map(|c| &c.node_id),
                 }),
             }

@@ -149,7 +149,10 @@ fn config(dir: &Path, lifecycle: Lifecycle) -> Config {
         max_startups_per_endpoint: 5,
         policy: Policy::new(&[], &[], dir.join("keys")).expect("the default policy"),
         share_ssh_connections: false,
+        reattach: false,
+        host_proc: "/proc".into(),
         ssh_sessions_per_connection: 8,
         csi: None,
+        metrics: None,
     }
 }

@@ -148,3 +148,35 @@ async fn ids_taken_before_the_tool_restarted_are_shown_apart() {
         serde_json::json!(["c1"])
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_scrape_shows_what_status_shows() {
+    use crate::supervisor::ProcState;
+    let h = Harness::new(Lifecycle::Mount);
+    h.create("idle").await.unwrap();
+    h.create("used").await.unwrap();
+    h.driver.mount("used", "c1").await.unwrap();
+    let scrape = h.driver.scrape();
+    let names: Vec<&str> = scrape.volumes.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["idle", "used"]);
+    let (idle, used) = (&scrape.volumes[0], &scrape.volumes[1]);
+    assert_eq!(idle.state, ProcState::Stopped);
+    assert_eq!((idle.mount_ids, idle.mount_duration), (0, None));
+    assert_eq!(used.state, ProcState::Mounted);
+    assert_eq!((used.mount_ids, used.restarts), (1, 0));
+    assert!(used.mount_duration.is_some() && used.last_restart.is_none());
+    assert!(scrape.connections.is_empty(), "sharing is off");
+
+    h.tool.kill();
+    for _ in 0..100 {
+        if h.tool.script().spawns == 2 && h.status("used")["state"] == "mounted" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let used = h.driver.scrape().volumes.remove(1);
+    assert_eq!((used.state, used.restarts), (ProcState::Mounted, 1));
+    assert!(used.last_restart.is_some());
+    // The scripted tool's remount held by no container: nothing put back.
+    assert_eq!(used.reattaches, 0);
+}

@@ -11,17 +11,19 @@ use super::super::{ProcessError, ProcessSpec, Request};
 use super::launch::take_requests;
 use super::{Reply, Supervisor};
 use crate::connections::NotUp;
+use crate::pacing::Permit;
 
 impl<T: Tool> Supervisor<T> {
-    /// Takes a place on a shared connection (once) and waits for its
-    /// master to be up; the spec to spawn, with the options that make the
-    /// tool's ssh a client of it.
+    /// Takes a place on a shared connection (once), waits for its master
+    /// to be up and for a turn to open a session on the server; the spec
+    /// to spawn, with the options that make the tool's ssh a client of it,
+    /// and the turn, held until mounted.
     pub(super) async fn connection(
         &mut self,
         rx: &mut mpsc::Receiver<Request>,
         waiting: &mut Vec<Reply>,
         stop_reply: &mut Option<oneshot::Sender<()>>,
-    ) -> Option<Result<ProcessSpec, ProcessError>> {
+    ) -> Option<Result<(ProcessSpec, Permit), ProcessError>> {
         let shared = self.spec.shared.as_ref()?;
         let lease = self
             .lease
@@ -43,12 +45,15 @@ impl<T: Tool> Supervisor<T> {
                 })))
             }
         };
-        Some(up.map_err(ProcessError::from).map(|up| {
-            self.through = Some(up.generation);
-            let mut spec = self.spec.clone();
-            spec.invocation.args.extend(up.client_args);
-            spec
-        }))
+        let up = match up {
+            Ok(up) => up,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let turn = take_requests(rx, &mut self.closed, waiting, stop_reply, lease.open()).await?;
+        self.through = Some(up.generation);
+        let mut spec = self.spec.clone();
+        spec.invocation.args.extend(up.client_args);
+        Some(Ok((spec, turn)))
     }
 
     /// The volume runs through a master whose login it started with is up.

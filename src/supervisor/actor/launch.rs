@@ -7,13 +7,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 use super::super::tool::Tool;
 use super::super::{ProcState, ProcessError, Request};
 use super::{Outcome, Phase, Reply, Supervisor};
 use crate::backend::Server;
-use crate::connections::REFUSED_SESSION;
 use crate::pacing::Permit;
 
 impl<T: Tool> Supervisor<T> {
@@ -36,11 +35,9 @@ impl<T: Tool> Supervisor<T> {
         // on another (a new one if need be).
         for _ in 0..REFUSED_RETRIES {
             match &outcome {
-                Outcome::Failed(e)
-                    if self.lease.is_some() && e.to_string().contains(REFUSED_SESSION) =>
-                {
+                Outcome::Failed(ProcessError::SessionRefused { .. }) if self.lease.is_some() => {
                     if let Some(lease) = self.lease.take() {
-                        lease.refused();
+                        lease.refused(self.spec.name.as_str());
                     }
                     outcome = self
                         .mount(rx, restarting, turn_within, &mut waiting, &mut stop_reply)
@@ -77,13 +74,18 @@ impl<T: Tool> Supervisor<T> {
         };
         self.publish(state, None, None);
         let mut through_master = None;
-        // Held from the spawn until mounted or failed (see crate::pacing).
-        let _turn = match self.spec.endpoint.as_ref() {
-            // A client of a master: no login of its own, so no turn; the
-            // master took one for its login.
+        // Held from the spawn until logged in, mounted or failed (see
+        // crate::pacing).
+        let mut turn = match self.spec.endpoint.as_ref() {
+            // A client of a master: no login of its own, so no turn at the
+            // server's gate (the master took one for its login), but one
+            // to open its session.
             _ if self.spec.shared.is_some() => {
                 match self.connection(rx, waiting, stop_reply).await {
-                    Some(Ok(spec)) => through_master = Some(spec),
+                    Some(Ok((spec, turn))) => {
+                        through_master = Some(spec);
+                        Some(turn)
+                    }
                     Some(Err(e)) => {
                         self.phase = Phase::Idle;
                         return Outcome::Failed(e);
@@ -93,7 +95,6 @@ impl<T: Tool> Supervisor<T> {
                         return self.stopped_waiting("its ssh connection");
                     }
                 }
-                None
             }
             None => None,
             Some(endpoint) => {
@@ -116,15 +117,22 @@ impl<T: Tool> Supervisor<T> {
             Err(e) => return Outcome::Failed(e),
         };
         self.publish(state, T::pid(&running), None);
-        let ready = self.tool.wait_ready(&mut running, &self.spec, &self.policy);
+        let spawned = Instant::now();
+        let ready = self
+            .tool
+            .wait_ready(&mut running, &self.spec, &self.policy, &mut turn);
         match take_requests(rx, &mut self.closed, waiting, stop_reply, ready).await {
             Some(Ok(())) => {
                 let pid = T::pid(&running);
                 tracing::info!(volume = %self.spec.name, pid, "mounted");
                 self.phase = Phase::Up(Box::new(running));
                 self.budget.mounted();
-                self.status.send_modify(|s| s.generation += 1);
+                self.status.send_modify(|s| {
+                    s.generation += 1;
+                    s.mount_duration = Some(spawned.elapsed());
+                });
                 self.publish(ProcState::Mounted, pid, None);
+                self.reattach().await;
                 Outcome::Mounted
             }
             Some(Err(e)) => {

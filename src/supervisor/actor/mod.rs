@@ -19,6 +19,7 @@ use tokio::time::{sleep_until, Instant};
 
 mod connection;
 mod launch;
+mod reattach;
 
 use launch::turn_timeout;
 
@@ -133,6 +134,13 @@ impl<T: Tool> Supervisor<T> {
         });
     }
 
+    fn count_restart(&self) {
+        self.status.send_modify(|s| {
+            s.restarts += 1;
+            s.last_restart = Some(SystemTime::now());
+        });
+    }
+
     /// Waits for something to happen; never completes while idle or given up.
     async fn next_event(&mut self) -> Event {
         match &mut self.phase {
@@ -182,7 +190,7 @@ impl<T: Tool> Supervisor<T> {
             Phase::Idle | Phase::Up(_) => false,
         };
         if restarting {
-            self.status.send_modify(|s| s.restarts += 1);
+            self.count_restart();
         }
         let turn_within = (!keep_trying).then(|| turn_timeout(self.policy.mount_timeout));
         match self.launch(rx, restarting, turn_within).await {
@@ -270,7 +278,7 @@ impl<T: Tool> Supervisor<T> {
     }
 
     async fn retry(&mut self, rx: &mut mpsc::Receiver<Request>) {
-        self.status.send_modify(|s| s.restarts += 1);
+        self.count_restart();
         match self.launch(rx, true, None).await {
             Outcome::Mounted => tracing::info!(volume = %self.spec.name, "volume restarted"),
             Outcome::Cancelled => {}

@@ -16,6 +16,8 @@ use crate::backend::Invocation;
 use crate::config::RecoveryMode;
 use crate::name::VolumeName;
 use crate::pacing::Gate;
+use crate::reattach::recorded::Recorded as Host;
+use crate::reattach::Reattacher;
 
 /// Far longer than anything the supervisor waits for.
 const NEVER: Duration = Duration::from_secs(3600);
@@ -28,6 +30,14 @@ struct Harness {
 
 impl Harness {
     fn new(max_restarts_per_min: u32) -> Harness {
+        Self::with(max_restarts_per_min, None, Vec::new())
+    }
+
+    fn with(
+        max_restarts_per_min: u32,
+        reattach: Option<Arc<Reattacher>>,
+        devices: Vec<String>,
+    ) -> Harness {
         let tool = Scripted::default();
         let spec = ProcessSpec {
             name: VolumeName::parse("v").expect("a name"),
@@ -38,9 +48,11 @@ impl Harness {
                 stdin: None,
                 env: Vec::new(),
                 hints: &[],
+                login: None,
             },
             endpoint: None,
             shared: None,
+            devices: devices.clone(),
         };
         let policy = Policy {
             mount_timeout: Duration::from_secs(20),
@@ -49,9 +61,12 @@ impl Harness {
             max_restarts_per_min,
             health_interval: Duration::from_secs(2),
             pacing: Arc::new(Gate::new(5)),
+            reattach,
         };
         let (tx, rx) = mpsc::channel(8);
-        let (status_tx, status) = watch::channel(ProcessStatus::new());
+        let mut initial = ProcessStatus::new();
+        initial.devices = devices;
+        let (status_tx, status) = watch::channel(initial);
         tokio::spawn(run(tool.clone(), spec, policy, rx, status_tx));
         Harness { tool, tx, status }
     }
@@ -177,4 +192,30 @@ async fn a_remote_that_is_down_is_retried_with_a_capped_backoff_and_never_given_
     })
     .await;
     assert!(at.elapsed() <= MAX_BACKOFF + MOUNTING, "{:?}", at.elapsed());
+}
+
+/// Not on the paused clock: the pass runs on a blocking thread, which a
+/// paused clock does not wait for.
+#[tokio::test]
+async fn a_mount_goes_into_the_containers_holding_the_earlier_runs_and_status_says_so() {
+    let host = Arc::new(Host::default());
+    host.own(
+        1,
+        "90 22 0:77 / /nonexistent/v rw - fuse.sshfs u@h:/srv rw\n",
+    );
+    host.table(7, "510 500 0:50 / /data rw - fuse.sshfs u@h:/srv rw\n");
+    host.process(200, 7, Some("aaaaaaaaaaaa"));
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let reattacher = Arc::new(Reattacher::new(host.clone(), changed.clone()));
+    let h = Harness::with(5, Some(reattacher), vec!["0:50".into()]);
+    h.start().await.expect("mounted");
+    let status = h.now();
+    assert_eq!(status.devices, ["0:77"]);
+    assert_eq!(status.reattach.total, 1);
+    assert_eq!(status.reattach.last, ["container aaaaaaaaaaaa: /data"]);
+    assert_eq!(host.attaches().len(), 1);
+    // The driver is told, so the state file keeps the new device.
+    tokio::time::timeout(Duration::from_secs(5), changed.notified())
+        .await
+        .expect("told of the change");
 }

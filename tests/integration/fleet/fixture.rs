@@ -41,6 +41,9 @@ pub const ALIAS: &str = "netfs";
 /// Settings given at install time, on every node.
 pub const INSTALL_SETTINGS: &[&str] = &[
     "sshkeys.source=/etc/netfs-fleet/keys",
+    // The fleet's rclone.conf is beside its keys (read-only is enough: its
+    // remote has no token to refresh).
+    "RCLONE_CONFIG=/root/.ssh/rclone.conf",
     "LOG_LEVEL=debug",
     "DENY_OPTIONS=ssh_command,ProxyCommand,LocalCommand,PermitLocalCommand",
 ];
@@ -134,6 +137,24 @@ impl Fleet {
     pub fn reinstall(&self, node: &str, reference: &str, settings: &[&str]) {
         self.remove_all_volumes(node);
         let _ = self.docker(node, &["plugin", "rm", "-f", ALIAS]);
+        // The default sources of the plugin's rclone mounts, as an
+        // operator makes them (docs/install.md): dockerd enables no plugin
+        // whose mount source is missing.
+        let mut mkdir = Command::new(script());
+        mkdir.args([
+            "exec",
+            node,
+            "mkdir",
+            "-p",
+            "/etc/netfs/rclone",
+            "/var/cache/netfs-rclone",
+        ]);
+        let out = cmd::run(&mut mkdir, DOCKER_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "{}",
+            show(&format!("[{node}] mkdir"), &out)
+        );
         let mut args = vec![
             "plugin",
             "install",

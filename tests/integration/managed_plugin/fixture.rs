@@ -24,8 +24,9 @@ use crate::support::unique_name;
 /// The variable in which `make test` names the plugin.
 const PLUGIN_VAR: &str = "NETFS_TEST_PLUGIN";
 /// Held by a test for as long as it uses the plugin, and by
-/// scripts/test-plugin.sh while it replaces it.
-const LOCK: &str = "/run/netfs-test/managed-plugin.lock";
+/// scripts/test-plugin.sh while it replaces it: one per plugin name, so
+/// runs with plugins of their own do not wait for each other.
+const LOCK_DIR: &str = "/run/netfs-test";
 const LOCK_TIMEOUT: Duration = Duration::from_secs(900);
 /// Host directories the plugin's `sshkeys` mount points at during tests.
 const KEYS_ROOT: &str = "/var/lib/netfs-test";
@@ -55,6 +56,9 @@ pub struct ManagedPlugin {
     name: String,
     id: String,
     keys_dir: PathBuf,
+    /// Host directories of the `rclone` (config) and `rclonecache` mounts.
+    rclone_dir: PathBuf,
+    cache_dir: PathBuf,
     /// Files put into the keys directory, removed on drop.
     keys: Vec<PathBuf>,
     _lock: Flock<File>,
@@ -75,7 +79,7 @@ impl ManagedPlugin {
             });
         // Before any docker call: while waiting here this test holds nothing
         // a dockerd restart in another test would wait for.
-        let lock = take_lock();
+        let lock = take_lock(&name);
         require_docker();
         let inspect = docker(&["plugin", "inspect", &name]);
         assert!(
@@ -88,10 +92,19 @@ impl ManagedPlugin {
         fs::create_dir_all(&keys_dir).expect("create the plugin's keys directory");
         fs::set_permissions(&keys_dir, fs::Permissions::from_mode(0o700))
             .expect("chmod the keys directory 0700");
+        let rclone_dir = Path::new(KEYS_ROOT).join(format!("{name}-rclone"));
+        let cache_dir = Path::new(KEYS_ROOT).join(format!("{name}-rclone-cache"));
+        for dir in [&rclone_dir, &cache_dir] {
+            fs::create_dir_all(dir).expect("create the plugin's rclone directory");
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .expect("chmod the rclone directory 0700");
+        }
         let mut plugin = ManagedPlugin {
             id: String::new(),
             name,
             keys_dir,
+            rclone_dir,
+            cache_dir,
             keys: Vec::new(),
             _lock: lock,
         };
@@ -149,9 +162,15 @@ impl ManagedPlugin {
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let keys_source = mount_source(&inspect, "sshkeys");
+        let mounts = [
+            ("sshkeys", &self.keys_dir),
+            ("rclone", &self.rclone_dir),
+            ("rclonecache", &self.cache_dir),
+        ];
         let settled = inspect["Enabled"] == true
-            && keys_source.as_deref() == self.keys_dir.to_str()
+            && mounts
+                .iter()
+                .all(|(m, dir)| mount_source(&inspect, m).as_deref() == dir.to_str())
             && wanted.iter().all(|w| env.contains(&w.as_str()));
         if settled {
             return;
@@ -159,7 +178,9 @@ impl ManagedPlugin {
         if inspect["Enabled"] == true {
             docker_ok(&["plugin", "disable", "-f", &self.name]);
         }
-        wanted.push(format!("sshkeys.source={}", self.keys_dir.display()));
+        for (mount, dir) in mounts {
+            wanted.push(format!("{mount}.source={}", dir.display()));
+        }
         let mut args = vec!["plugin", "set", &self.name];
         args.extend(wanted.iter().map(String::as_str));
         docker_ok(&args);
@@ -204,11 +225,30 @@ impl ManagedPlugin {
         format!("{KEYS_IN_PLUGIN}/{file}")
     }
 
-    /// Writes `text` as `file` in the `sshkeys` mount (e.g. rclone.conf);
+    /// Writes `text` as `file` in the `sshkeys` mount (known_hosts, say);
     /// removed when the plugin is let go.
     pub fn install_file(&mut self, file: &str, text: &str) {
         let host = self.keys_dir.join(file);
         fs::write(&host, text).expect("write into the keys directory");
+        self.keys.push(host);
+    }
+
+    /// The host directory of the `rclone` mount (rclone.conf, writable).
+    pub fn rclone_dir(&self) -> &Path {
+        &self.rclone_dir
+    }
+
+    /// The host directory of the `rclonecache` mount (rclone's VFS cache).
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Writes `text` as rclone.conf in the `rclone` mount; removed when the
+    /// plugin is let go.
+    pub fn install_rclone_conf(&mut self, text: &str) {
+        let host = self.rclone_dir.join("rclone.conf");
+        fs::write(&host, text).expect("write rclone.conf");
+        fs::set_permissions(&host, fs::Permissions::from_mode(0o600)).expect("chmod 0600");
         self.keys.push(host);
     }
 
@@ -292,8 +332,9 @@ impl Drop for ManagedPlugin {
     }
 }
 
-fn take_lock() -> Flock<File> {
-    crate::support::exclusive_lock(LOCK, LOCK_TIMEOUT)
+fn take_lock(name: &str) -> Flock<File> {
+    let path = format!("{LOCK_DIR}/managed-plugin-{name}.lock");
+    crate::support::exclusive_lock(&path, LOCK_TIMEOUT)
 }
 
 /// The host source of one of the plugin's mounts: from `Config`, which

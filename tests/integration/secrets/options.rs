@@ -95,9 +95,12 @@ fn secret_options_in_every_spelling_stay_out_of_argv_logs_errors_and_status() {
     assert_eq!(code, 200, "{reply}\n{}", plugin.log());
     let mp = plugin.mount_root().join("rclone-secrets");
     fs::write(mp.join("through.txt"), "written").unwrap();
-    assert_eq!(
-        fs::read_to_string(remote.join("through.txt")).unwrap(),
-        "written"
+    // Uploaded from rclone's VFS cache a few seconds after the close.
+    let through = remote.join("through.txt");
+    crate::support::mounts::wait_until(
+        std::time::Duration::from_secs(20),
+        "through.txt uploaded",
+        || fs::read_to_string(&through).is_ok_and(|t| t == "written"),
     );
 
     // Backends that cannot mount here: whatever their Create gives.
