@@ -69,8 +69,9 @@ impl node_server::Node for Node {
         );
         let volume = req.volume_id;
         tracing::debug!(volume = %volume, staging = %staging.display(), "stage requested");
+        // Taken here, in the order calls arrive; held by the work.
+        let mut held = stages.lock(&staging).await;
         detached(async move {
-            let mut held = stages.lock(&staging).await;
             if let Some(stage) = held.as_ref() {
                 if stage.volume_id != volume {
                     return Err(Status::already_exists(format!(
@@ -129,9 +130,9 @@ impl node_server::Node for Node {
         let staging = self.staging.check(&req.staging_target_path)?;
         tracing::debug!(volume = %req.volume_id, staging = %staging.display(), "unstage requested");
         let (driver, stages) = (self.driver.clone(), self.stages.clone());
+        // A stage still under way finishes first, and is undone here.
+        let mut held = stages.lock(&staging).await;
         detached(async move {
-            // A stage still under way finishes first, and is undone here.
-            let mut held = stages.lock(&staging).await;
             let Some(stage) = held.take() else {
                 // Nothing staged by this run: what an earlier one left
                 // mounted there goes, the directory stays.
@@ -186,8 +187,9 @@ impl node_server::Node for Node {
             self.targets.clone(),
         );
         let volume = req.volume_id;
+        // Taken here, in the order calls arrive; held by the work.
+        let mut held = stages.lock(&staging).await;
         detached(async move {
-            let mut held = stages.lock(&staging).await;
             let stage = held
                 .as_mut()
                 .filter(|s| s.volume_id == volume && driver.is_staged(s.name.as_str()));
@@ -262,13 +264,17 @@ impl node_server::Node for Node {
         let target = self.targets.check(&req.target_path)?;
         tracing::debug!(volume = %req.volume_id, target = %target.display(), "unpublish requested");
         let (driver, stages) = (self.driver.clone(), self.stages.clone());
+        let staging = stages.staging_for(&target);
+        let held = match &staging {
+            Some(staging) => Some(stages.lock(staging).await),
+            None => None,
+        };
         detached(async move {
-            let Some(staging) = stages.staging_for(&target) else {
+            let (Some(staging), Some(mut held)) = (staging, held) else {
                 // Not published by this run: what an earlier one left
                 // mounted there goes, the directory stays.
                 return unmount(&target, "unpublish");
             };
-            let mut held = stages.lock(&staging).await;
             let Some(stage) = held.as_mut() else {
                 return unmount(&target, "unpublish");
             };

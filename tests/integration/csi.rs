@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use netfs::csi::proto::volume_capability::access_mode::Mode;
-use netfs::csi::proto::volume_capability::{AccessMode, AccessType};
+use netfs::csi::proto::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use netfs::csi::proto::*;
 use tonic::transport::{Channel, Endpoint};
 

@@ -10,9 +10,9 @@ use node_service_capability::rpc::Type as NodeRpc;
 /// The RPC types of the controller's capabilities.
 fn controller_rpcs(caps: &[ControllerServiceCapability]) -> Vec<ControllerRpc> {
     caps.iter()
-        .filter_map(|c| match &c.r#type {
-            Some(controller_service_capability::Type::Rpc(rpc)) => Some(rpc.r#type()),
-            None => None,
+        .filter_map(|c| {
+            let controller_service_capability::Type::Rpc(rpc) = c.r#type.as_ref()?;
+            Some(rpc.r#type())
         })
         .collect()
 }
@@ -20,9 +20,9 @@ fn controller_rpcs(caps: &[ControllerServiceCapability]) -> Vec<ControllerRpc> {
 /// The RPC types of the node's capabilities.
 fn node_rpcs(caps: &[NodeServiceCapability]) -> Vec<NodeRpc> {
     caps.iter()
-        .filter_map(|c| match &c.r#type {
-            Some(node_service_capability::Type::Rpc(rpc)) => Some(rpc.r#type()),
-            None => None,
+        .filter_map(|c| {
+            let node_service_capability::Type::Rpc(rpc) = c.r#type.as_ref()?;
+            Some(rpc.r#type())
         })
         .collect()
 }
@@ -51,10 +51,7 @@ async fn identity_reports_the_plugin_its_controller_and_readiness() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        types,
-        [plugin_capability::service::Type::ControllerService]
-    );
+    assert_eq!(types, [plugin_capability::service::Type::ControllerService]);
     let probe = identity.probe(ProbeRequest {}).await.expect("Probe");
     assert_eq!(probe.into_inner().ready, Some(true));
 }

@@ -192,6 +192,11 @@ async fn an_unstage_during_a_stage_waits_and_undoes_it() {
     node.node_stage_volume(hurried)
         .await
         .expect_err("past the deadline");
+    // The client gave up before the server may even have read the stage:
+    // the unstage goes once the stage is under way (its directory made).
+    crate::support::wait_until(Duration::from_secs(10), "the stage began", || {
+        staged.exists()
+    });
     node.node_unstage_volume(NodeUnstageVolumeRequest {
         volume_id: "shared".into(),
         staging_target_path: staged_arg.clone(),
