@@ -315,3 +315,30 @@ async fn volume_stats_report_a_restarting_tool_as_abnormal() {
     .expect("unstage");
     assert!(!is_mounted(&staging));
 }
+
+/// deploy/kubernetes gives netfs kubelet's roots, as this file's tests do
+/// (below a temporary directory instead of /var/lib), and the driver's
+/// name everywhere kubelet and the provisioner look for it.
+#[test]
+fn the_manifests_match_what_the_tests_drive() {
+    let node = include_str!("../../../deploy/kubernetes/node.yaml");
+    for root in [super::KUBELET_STAGING, super::KUBELET_PODS] {
+        assert!(
+            node.contains(&format!("value: /var/lib/{root}\n")),
+            "{root}"
+        );
+    }
+    assert!(node.contains(&format!(
+        "--kubelet-registration-path=/var/lib/kubelet/plugins/{}/csi.sock",
+        super::DRIVER
+    )));
+    let driver = include_str!("../../../deploy/kubernetes/csidriver.yaml");
+    assert!(driver.contains(&format!("  name: {}\n", super::DRIVER)));
+    assert_eq!(super::DRIVER, netfs::csi::PLUGIN_NAME);
+    for example in [
+        include_str!("../../../deploy/kubernetes/examples/storageclass.yaml"),
+        include_str!("../../../deploy/kubernetes/examples/static-pv.yaml"),
+    ] {
+        assert!(example.contains(super::DRIVER));
+    }
+}
