@@ -120,6 +120,61 @@ async fn kubelet_lifecycle(plugin: &InProcess, channel: Channel, volume: Volume<
         }
         assert!(is_mounted(target), "published at {}", target.display());
     }
+    // What contradicts the stage or a publish is refused, and changes nothing.
+    let mut other = stage.clone();
+    other.volume_id = "pvc-other".into();
+    let held = node
+        .node_stage_volume(other)
+        .await
+        .expect_err("another volume");
+    assert_eq!(held.code(), tonic::Code::AlreadyExists, "{held:?}");
+    assert_eq!(
+        held.message(),
+        format!(
+            "staging_target_path {} already holds volume {}; unstage it first",
+            staging.display(),
+            volume.pv
+        )
+    );
+    let readonly = node
+        .node_publish_volume(NodePublishVolumeRequest {
+            volume_id: created.volume_id.clone(),
+            staging_target_path: staging.display().to_string(),
+            target_path: targets[0].display().to_string(),
+            volume_capability: Some(mount_capability()),
+            readonly: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("published read-write already");
+    assert_eq!(readonly.code(), tonic::Code::AlreadyExists, "{readonly:?}");
+    assert_eq!(
+        readonly.message(),
+        format!(
+            "volume {} is already published read-write at {}; unpublish it first",
+            volume.pv,
+            targets[0].display()
+        )
+    );
+    let unknown = node
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: "pvc-other".into(),
+            volume_path: targets[0].display().to_string(),
+            staging_target_path: String::new(),
+        })
+        .await
+        .expect_err("another volume's stats");
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    let busy = node
+        .node_unstage_volume(NodeUnstageVolumeRequest {
+            volume_id: created.volume_id.clone(),
+            staging_target_path: staging.display().to_string(),
+        })
+        .await
+        .expect_err("still published");
+    assert_eq!(busy.code(), tonic::Code::FailedPrecondition, "{busy:?}");
+    assert!(is_mounted(&targets[0]) && is_mounted(&staging));
+
     std::fs::write(targets[0].join("from-pod-1"), "hello").expect("write in pod 1");
     assert_eq!(
         std::fs::read_to_string(targets[1].join("from-pod-1")).expect("read in pod 2"),
