@@ -35,8 +35,10 @@ RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
 WORKDIR /src
 
 # Dependencies first, in a layer of their own: a change to src/ then
-# recompiles netfs alone, not every crate.
+# recompiles netfs alone, not every crate. build.rs compiles the CSI spec's
+# proto/csi.proto (protox: no protoc needed).
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY proto ./proto
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

@@ -1,69 +1,75 @@
-//! Generates the gRPC glue (servers and clients) of the CSI services that
-//! netfs serves, and what `netfs --build-info` tells of the build. The
-//! messages are declared by hand in `src/csi/proto.rs` with the spec's field
-//! numbers, so the build needs no `protoc`.
+//! Generates the CSI messages and gRPC glue from the spec's own
+//! `proto/csi.proto`, compiled in Rust by protox (no `protoc` at build
+//! time), and what `netfs --build-info` tells of the build. Every request
+//! that carries `secrets` gets a `Debug` that prints the secrets' keys only,
+//! written here beside the messages.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tonic_build::manual::{Builder, Method, Service};
+use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::{DescriptorProto, FileDescriptorSet};
 
-const CODEC: &str = "tonic_prost::ProstCodec";
+const PROTO: &str = "proto/csi.proto";
 
-fn service(name: &str, methods: &[&str]) -> Service {
-    let mut builder = Service::builder().name(name).package("csi.v1");
-    for method in methods {
-        builder = builder.method(
-            Method::builder()
-                .name(snake(method))
-                .route_name(*method)
-                .input_type(format!("crate::csi::proto::{method}Request"))
-                .output_type(format!("crate::csi::proto::{method}Response"))
-                .codec_path(CODEC)
-                .build(),
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed={PROTO}");
+    println!("cargo:rerun-if-changed=build.rs");
+    let fds = protox::compile([PROTO], ["proto"])?;
+    let with_secrets = messages_with_secrets(&fds);
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("csi_debug.rs"), debug_impls(&with_secrets))?;
+    tonic_prost_build::configure()
+        .build_transport(false)
+        // The calls netfs does not serve answer UNIMPLEMENTED.
+        .generate_default_stubs(true)
+        .skip_debug(with_secrets.iter().map(|m| format!(".csi.v1.{}", m.name())))
+        .compile_fds(fds)?;
+    build_info();
+    Ok(())
+}
+
+/// The top-level messages of package csi.v1 with a `secrets` field (the
+/// spec marks each of them `csi_secret`).
+fn messages_with_secrets(fds: &FileDescriptorSet) -> Vec<DescriptorProto> {
+    fds.file
+        .iter()
+        .filter(|f| f.package() == "csi.v1")
+        .flat_map(|f| f.message_type.iter())
+        .filter(|m| m.field.iter().any(|f| f.name() == "secrets"))
+        .cloned()
+        .collect()
+}
+
+/// `Debug` for each message: its plain scalar fields, then its secrets'
+/// keys, sorted.
+fn debug_impls(messages: &[DescriptorProto]) -> String {
+    let mut code = String::new();
+    for message in messages {
+        let name = message.name();
+        let _ = writeln!(
+            code,
+            "impl ::std::fmt::Debug for {name} {{\n    \
+             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {{\n        \
+             let mut keys: Vec<&String> = self.secrets.keys().collect();\n        \
+             keys.sort();\n        \
+             f.debug_struct(\"{name}\")"
+        );
+        for field in &message.field {
+            let scalar = matches!(field.r#type(), Type::String | Type::Bool | Type::Int64);
+            if scalar && field.label() != Label::Repeated && field.oneof_index.is_none() {
+                let _ = writeln!(code, "            .field(\"{0}\", &self.{0})", field.name());
+            }
+        }
+        let _ = writeln!(
+            code,
+            "            .field(\"secrets\", &keys)\n            \
+             .finish_non_exhaustive()\n    }}\n}}"
         );
     }
-    builder.build()
-}
-
-fn snake(camel: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
-
-fn main() {
-    let services = [
-        service(
-            "Identity",
-            &["GetPluginInfo", "GetPluginCapabilities", "Probe"],
-        ),
-        service(
-            "Controller",
-            &["CreateVolume", "DeleteVolume", "ControllerGetCapabilities"],
-        ),
-        service(
-            "Node",
-            &[
-                "NodeStageVolume",
-                "NodeUnstageVolume",
-                "NodePublishVolume",
-                "NodeUnpublishVolume",
-                "NodeGetCapabilities",
-                "NodeGetInfo",
-            ],
-        ),
-    ];
-    Builder::new().build_transport(false).compile(&services);
-    println!("cargo:rerun-if-changed=build.rs");
-    build_info();
+    code
 }
 
 /// What the binary was built from, as constants in `$OUT_DIR/build_info.rs`
@@ -75,7 +81,7 @@ fn build_info() {
     let dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     // The files the binary is built from: a change to them is "dirty", a
     // change elsewhere (docs, tests) is not.
-    let inputs = ["src", "build.rs", "Cargo.toml", "Cargo.lock"];
+    let inputs = ["src", "proto", "build.rs", "Cargo.toml", "Cargo.lock"];
     for input in inputs {
         println!("cargo:rerun-if-changed={input}");
     }

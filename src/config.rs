@@ -4,7 +4,7 @@
 //! from `MOUNT_OPTIONS` and `VOLUME_PROCESS_OPTIONS`. The plugin's option
 //! lists are parsed here, once: a volume only ever merges over them.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -179,11 +179,24 @@ pub struct Cli {
     )]
     pub csi_endpoint: String,
 
-    /// CSI mode: where volumes are staged (the tool mounts there); Swarm
-    /// asks for `/data/staged/<id>`. --propagated-mount is then the
-    /// publish root, `/data/published` for Swarm.
+    /// CSI mode: netfs's own staging directory, where Swarm stages
+    /// (`/data/staged/<id>`); what an earlier run left there is cleared at
+    /// start. --propagated-mount is then netfs's own publish directory,
+    /// `/data/published` for Swarm, cleared at start and stop.
     #[arg(long, env = "STAGING_ROOT", default_value = "/data/staged")]
     pub staging_root: PathBuf,
+
+    /// CSI mode: comma-separated directories staging paths may lie below,
+    /// at any depth (default: --staging-root). For kubelet:
+    /// `/var/lib/kubelet/plugins/kubernetes.io/csi`.
+    #[arg(long, env = "STAGING_ROOTS")]
+    pub staging_roots: Option<String>,
+
+    /// CSI mode: comma-separated directories publish targets may lie below,
+    /// at any depth (default: --propagated-mount). For kubelet:
+    /// `/var/lib/kubelet/pods`.
+    #[arg(long, env = "PUBLISH_ROOTS")]
+    pub publish_roots: Option<String>,
 
     /// CSI mode: the node ID reported to the orchestrator (default: the host name).
     #[arg(long, env = "NODE_ID")]
@@ -216,8 +229,13 @@ pub struct Cli {
 /// CSI mode's settings (see [`Mode::Csi`]).
 #[derive(Debug, Clone)]
 pub struct CsiConfig {
-    /// Targets of NodePublish must lie below it.
+    /// netfs's own publish directory (Swarm's propagated mount): cleared
+    /// at start and stop. Its own staging directory is `mount_root`.
     pub publish_root: PathBuf,
+    /// Where staging paths may lie, at any depth.
+    pub staging_roots: Vec<PathBuf>,
+    /// Where publish targets may lie, at any depth.
+    pub publish_roots: Vec<PathBuf>,
     pub node_id: String,
 }
 
@@ -280,6 +298,10 @@ pub enum ConfigError {
     CsiEndpoint(String),
     #[error("--staging-root (STAGING_ROOT) must be an absolute path, got {0:?}")]
     RelativeStagingRoot(PathBuf),
+    #[error(
+        "{flag} must list absolute paths without `.` or `..`, separated by commas, got {value:?}"
+    )]
+    CsiRoots { flag: &'static str, value: String },
     #[error("cannot read the host name for --node-id (NODE_ID): {0}; set it")]
     NodeId(std::io::Error),
     #[error(transparent)]
@@ -396,8 +418,20 @@ impl Cli {
                         .to_string_lossy()
                         .into_owned(),
                 };
+                let staging_roots = roots(
+                    "--staging-roots (STAGING_ROOTS)",
+                    self.staging_roots.as_deref(),
+                    &self.staging_root,
+                )?;
+                let publish_roots = roots(
+                    "--publish-roots (PUBLISH_ROOTS)",
+                    self.publish_roots.as_deref(),
+                    &self.propagated_mount,
+                )?;
                 let csi = CsiConfig {
                     publish_root: self.propagated_mount,
+                    staging_roots,
+                    publish_roots,
                     node_id,
                 };
                 (socket, self.staging_root, Some(csi))
@@ -427,6 +461,35 @@ impl Cli {
             metrics,
         })
     }
+}
+
+/// A list of CSI roots, or `default` alone when unset: each absolute and
+/// plain (no `.`, `..`), as paths are compared with them component-wise.
+fn roots(
+    flag: &'static str,
+    value: Option<&str>,
+    default: &Path,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(vec![default.to_owned()]);
+    };
+    let bad = || ConfigError::CsiRoots {
+        flag,
+        value: value.to_owned(),
+    };
+    let roots: Vec<PathBuf> = list(value).into_iter().map(PathBuf::from).collect();
+    let plain = |p: &PathBuf| {
+        p.is_absolute()
+            && p.components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+    };
+    if roots.is_empty() || !roots.iter().all(plain) {
+        return Err(bad());
+    }
+    Ok(roots
+        .into_iter()
+        .map(|p| p.components().collect())
+        .collect())
 }
 
 /// A comma-separated setting, items trimmed, empty ones dropped.

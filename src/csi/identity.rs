@@ -24,9 +24,11 @@ impl identity_server::Identity for Identity {
         _: Request<GetPluginCapabilitiesRequest>,
     ) -> Result<Response<GetPluginCapabilitiesResponse>, Status> {
         let controller = PluginCapability {
-            service: Some(ServiceCapability {
-                r#type: ServiceType::ControllerService.into(),
-            }),
+            r#type: Some(plugin_capability::Type::Service(
+                plugin_capability::Service {
+                    r#type: plugin_capability::service::Type::ControllerService.into(),
+                },
+            )),
         };
         Ok(Response::new(GetPluginCapabilitiesResponse {
             capabilities: vec![controller],

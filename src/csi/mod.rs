@@ -1,14 +1,17 @@
-//! The Container Storage Interface front end, for Swarm cluster volumes:
-//! gRPC (tonic) on a unix socket, one file per CSI service, all calling the
-//! same driver, option engine and supervisor as the volume plugin. See
-//! docs/csi.md for what Swarm calls and when.
+//! The Container Storage Interface front end, for Swarm cluster volumes and
+//! Kubernetes: gRPC (tonic) on a unix socket, one file per CSI service, all
+//! calling the same driver, option engine and supervisor as the volume
+//! plugin. See docs/csi.md for what Swarm calls and when, and
+//! docs/kubernetes.md for kubelet and the provisioner.
 
 mod controller;
 mod identity;
 mod node;
 pub mod options;
+mod paths;
 pub mod proto;
 mod stages;
+mod stats;
 
 use std::future::Future;
 use std::path::Path;
@@ -40,7 +43,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let driver = Arc::new(driver);
     let metrics = crate::start_metrics(&config, &driver).await?;
     let socket = listener::listen(&config.socket).await?;
-    for root in [&config.mount_root, &csi.publish_root] {
+    let own = [&config.mount_root, &csi.publish_root];
+    let allowed = csi.staging_roots.iter().chain(&csi.publish_roots);
+    for root in own.into_iter().chain(allowed) {
         std::fs::create_dir_all(root).map_err(|source| Error::MountRoot {
             path: root.clone(),
             source,
@@ -56,8 +61,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let node = node::Node {
         driver: driver.clone(),
-        staging_root: config.mount_root.clone(),
-        publish_root: csi.publish_root.clone(),
+        own_staging: config.mount_root.clone(),
+        staging: Arc::new(paths::Roots {
+            field: "staging_target_path",
+            roots: csi.staging_roots.clone(),
+        }),
+        targets: Arc::new(paths::Roots {
+            field: "target_path",
+            roots: csi.publish_roots.clone(),
+        }),
         node_id: csi.node_id.clone(),
         stages: Default::default(),
     };

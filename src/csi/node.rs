@@ -1,10 +1,10 @@
 //! CSI Node: stage = the volume's supervised tool mounts at the staging
-//! path (the driver's mountpoint of a volume named after it); publish = a
-//! bind mount of the staged path onto the target, and the last unpublish
-//! of a stage unstages it. Each call checks its input, answers a done
-//! request as success, then does the work, one call per volume at a time.
+//! path; publish = a bind mount of the staging path onto the target.
+//! Each call checks its input, answers a done request as success, then does
+//! the work, one call per staging path at a time. Paths are taken as any
+//! orchestrator gives them (see `paths`); what netfs made, it removes.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nix::mount::MsFlags;
@@ -12,73 +12,41 @@ use tonic::{Request, Response, Status};
 
 use super::controller::check_capability;
 use super::options::volume_options;
+use super::paths::{self, Roots};
+use super::proto::node_service_capability::rpc::Type as NodeRpc;
+use super::proto::volume_capability::access_mode::Mode;
 use super::proto::*;
-use super::stages::Stages;
-use super::{invalid, required, status};
+use super::stages::{Stage, Stages, Target};
+use super::{invalid, required, stats, status};
 use crate::driver::Driver;
 use crate::mounts;
-use crate::name::VolumeName;
 
 pub struct Node {
     pub driver: Arc<Driver>,
-    pub staging_root: PathBuf,
-    pub publish_root: PathBuf,
+    /// netfs's own staging directory, Swarm's: a stage there goes with its
+    /// last publish.
+    pub own_staging: PathBuf,
+    pub staging: Arc<Roots>,
+    pub targets: Arc<Roots>,
     pub node_id: String,
     pub stages: Arc<Stages>,
 }
 
-impl Node {
-    /// The driver's volume name for a staging path: its last component,
-    /// which must sit right below the staging root.
-    fn staged_name(&self, path: &str) -> Result<VolumeName, Status> {
-        required(path, "staging_target_path")?;
-        let path = Path::new(path);
-        let name = clean(path)
-            .filter(|p| p.parent() == Some(self.staging_root.as_path()))
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "staging_target_path {} is not a directory right below the staging root {}",
-                    path.display(),
-                    self.staging_root.display()
-                ))
-            })?;
-        VolumeName::parse(&name).map_err(|e| invalid(format!("staging_target_path: {e}")))
-    }
-
-    /// A publish target: below the publish root, which Docker propagates.
-    fn target(&self, path: &str) -> Result<PathBuf, Status> {
-        required(path, "target_path")?;
-        let target = Path::new(path);
-        match clean(target) {
-            Some(t) if t.starts_with(&self.publish_root) && t != self.publish_root => Ok(t),
-            _ => Err(invalid(format!(
-                "target_path {} is outside the publish root {}",
-                target.display(),
-                self.publish_root.display()
-            ))),
-        }
-    }
-}
-
-/// An absolute path without `.` or `..`, or nothing.
-fn clean(path: &Path) -> Option<PathBuf> {
-    let plain = path.is_absolute()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    plain.then(|| path.components().collect())
-}
-
-/// Runs the driver's part apart from the request: Swarm gives up on a node
-/// call after about 15 s and calls again, and a mount still under way
-/// must finish (and the retry wait for it) rather than be dropped halfway.
+/// Runs the work apart from the request: Swarm gives up on a node call
+/// after about 15 s and calls again, and a mount still under way must
+/// finish (and the retry wait for it) rather than be dropped halfway.
 async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T, Status>> + Send + 'static,
 ) -> Result<T, Status> {
     tokio::spawn(work)
         .await
         .map_err(|e| Status::internal(format!("the request's task failed: {e}")))?
+}
+
+fn capability(c: Option<&VolumeCapability>) -> Result<&VolumeCapability, Status> {
+    let c = c.ok_or_else(|| invalid("volume_capability is missing"))?;
+    check_capability(c)?;
+    Ok(c)
 }
 
 #[tonic::async_trait]
@@ -89,21 +57,64 @@ impl node_server::Node for Node {
     ) -> Result<Response<NodeStageVolumeResponse>, Status> {
         let req = request.into_inner();
         required(&req.volume_id, "volume_id")?;
-        let name = self.staged_name(&req.staging_target_path)?;
-        let capability = req
-            .volume_capability
-            .as_ref()
-            .ok_or_else(|| invalid("volume_capability is missing"))?;
-        check_capability(capability)?;
+        let staging = self.staging.check(&req.staging_target_path)?;
+        capability(req.volume_capability.as_ref())?;
         let opts = volume_options(&req.volume_context, &req.secrets)
             .map_err(|e| invalid(e.to_string()))?;
-        tracing::debug!(volume = %req.volume_id, name = %name, "stage requested");
-        let (driver, stages) = (self.driver.clone(), self.stages.clone());
+        let with_last_publish = staging.starts_with(&self.own_staging);
+        let (driver, stages, roots) = (
+            self.driver.clone(),
+            self.stages.clone(),
+            self.staging.clone(),
+        );
         let volume = req.volume_id;
+        tracing::debug!(volume = %volume, staging = %staging.display(), "stage requested");
+        // Taken here, in the order calls arrive; held by the work.
+        let mut held = stages.lock(&staging).await;
         detached(async move {
-            let _targets = stages.lock(&name).await;
-            driver.stage(name.as_str(), opts).await.map_err(status)?;
-            tracing::info!(volume = %volume, name = %name, "staged");
+            if let Some(stage) = held.as_ref() {
+                if stage.volume_id != volume {
+                    return Err(Status::already_exists(format!(
+                        "staging_target_path {} already holds volume {}; unstage it first",
+                        staging.display(),
+                        stage.volume_id
+                    )));
+                }
+                if driver.is_staged(stage.name.as_str()) {
+                    return Ok(());
+                }
+            }
+            let mut stage = held
+                .take()
+                .unwrap_or_else(|| stages.begin(&volume, &staging, with_last_publish));
+            let made = roots.make(&staging).map_err(|e| {
+                Status::internal(format!(
+                    "cannot make staging_target_path {}: {e}",
+                    staging.display()
+                ))
+            });
+            let staged = match made {
+                Ok(made) => {
+                    stage.made.extend(made);
+                    driver
+                        .stage(stage.name.as_str(), &staging, opts)
+                        .await
+                        .map_err(status)
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = staged {
+                // Nothing stays of a stage that failed: the orchestrator
+                // stages again, or gives up without unstaging.
+                if let Err(undo) = driver.unstage(stage.name.as_str()).await {
+                    tracing::warn!(volume = %volume, error = %undo, "cannot undo a failed stage");
+                }
+                paths::remove(&stage.made);
+                stages.end(&staging);
+                return Err(e);
+            }
+            tracing::info!(volume = %volume, name = %stage.name, staging = %staging.display(), "staged");
+            *held = Some(stage);
             Ok(())
         })
         .await?;
@@ -116,21 +127,40 @@ impl node_server::Node for Node {
     ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
         let req = request.into_inner();
         required(&req.volume_id, "volume_id")?;
-        let name = self.staged_name(&req.staging_target_path)?;
-        tracing::debug!(volume = %req.volume_id, name = %name, "unstage requested");
+        let staging = self.staging.check(&req.staging_target_path)?;
+        tracing::debug!(volume = %req.volume_id, staging = %staging.display(), "unstage requested");
         let (driver, stages) = (self.driver.clone(), self.stages.clone());
+        // A stage still under way finishes first, and is undone here.
+        let mut held = stages.lock(&staging).await;
         detached(async move {
-            // A stage still under way finishes first, and is undone here.
-            let targets = stages.lock(&name).await;
-            if let Some(target) = targets.first() {
-                return Err(Status::failed_precondition(format!(
+            let Some(stage) = held.take() else {
+                // Nothing staged by this run: what an earlier one left
+                // mounted there goes, the directory stays.
+                return unmount(&staging, "unstage");
+            };
+            if stage.volume_id != req.volume_id {
+                let holder = stage.volume_id.clone();
+                *held = Some(stage);
+                return Err(Status::not_found(format!(
+                    "volume {} is not staged at {}: volume {holder} is",
+                    req.volume_id,
+                    staging.display()
+                )));
+            }
+            if let Some(target) = stage.targets.keys().next() {
+                let message = format!(
                     "volume {} is still published at {}; unpublish it first",
                     req.volume_id,
                     target.display()
-                )));
+                );
+                *held = Some(stage);
+                return Err(Status::failed_precondition(message));
             }
-            driver.unstage(name.as_str()).await.map_err(status)?;
-            tracing::info!(volume = %req.volume_id, name = %name, "unstaged");
+            if let Err((stage, e)) = take_down(&driver, &stages, &staging, stage).await {
+                *held = Some(stage);
+                return Err(e);
+            }
+            tracing::info!(volume = %req.volume_id, staging = %staging.display(), "unstaged");
             Ok(())
         })
         .await?;
@@ -143,87 +173,190 @@ impl node_server::Node for Node {
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let req = request.into_inner();
         required(&req.volume_id, "volume_id")?;
-        let name = self.staged_name(&req.staging_target_path)?;
-        let target = self.target(&req.target_path)?;
-        let capability = req
-            .volume_capability
-            .as_ref()
-            .ok_or_else(|| invalid("volume_capability is missing"))?;
-        check_capability(capability)?;
+        let staging = self.staging.check(&req.staging_target_path)?;
+        let target = self.targets.check(&req.target_path)?;
+        let capability = capability(req.volume_capability.as_ref())?;
         let readonly = req.readonly
             || matches!(
                 capability.access_mode.as_ref().map(|m| m.mode()),
                 Some(Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly)
             );
-        let staged = self.staging_root.join(name.as_str());
-        let (driver, stages) = (self.driver.clone(), self.stages.clone());
+        let (driver, stages, roots) = (
+            self.driver.clone(),
+            self.stages.clone(),
+            self.targets.clone(),
+        );
+        let volume = req.volume_id;
+        // Taken here, in the order calls arrive; held by the work.
+        let mut held = stages.lock(&staging).await;
         detached(async move {
-            let mut targets = stages.lock(&name).await;
-            if !driver.is_staged(name.as_str()) {
+            let stage = held
+                .as_mut()
+                .filter(|s| s.volume_id == volume && driver.is_staged(s.name.as_str()));
+            let Some(stage) = stage else {
                 return Err(Status::failed_precondition(format!(
-                    "volume {} is not staged at {}; stage it first",
-                    req.volume_id, req.staging_target_path
+                    "volume {volume} is not staged at {}; stage it first",
+                    staging.display()
+                )));
+            };
+            if let Some(other) = stages.staging_for(&target).filter(|s| *s != staging) {
+                return Err(Status::already_exists(format!(
+                    "target_path {} already publishes the volume staged at {}; unpublish it first",
+                    target.display(),
+                    other.display()
                 )));
             }
-            if !mounts::is_mounted(&target).unwrap_or(false) {
-                bind(&staged, &target, readonly).map_err(|e| {
-                    Status::internal(format!("cannot publish at {}: {e}", target.display()))
-                })?;
-                tracing::info!(volume = %req.volume_id, target = %target.display(), readonly, "published");
+            let known = stage.targets.get(&target).cloned();
+            if let Some(known) = &known {
+                if known.readonly != readonly {
+                    let was = if known.readonly {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    };
+                    return Err(Status::already_exists(format!(
+                        "volume {volume} is already published {was} at {}; unpublish it first",
+                        target.display()
+                    )));
+                }
+                if mounts::is_mounted(&target).unwrap_or(false) {
+                    return Ok(());
+                }
+            } else {
+                // A mount an earlier run left at this target.
+                unmount(&target, "publish")?;
             }
-            stages.add(&mut targets, &name, &target);
+            let made = roots.make(&target).map_err(|e| {
+                Status::internal(format!("cannot make target_path {}: {e}", target.display()))
+            })?;
+            if let Err(e) = bind(&staging, &target, readonly) {
+                paths::remove(&made);
+                return Err(Status::internal(format!(
+                    "cannot publish at {}: {e}",
+                    target.display()
+                )));
+            }
+            let mut how = known.unwrap_or(Target {
+                readonly,
+                made: Vec::new(),
+            });
+            how.made.extend(made);
+            stages.add(stage, &staging, &target, how);
+            tracing::info!(volume = %volume, target = %target.display(), readonly, "published");
             Ok(())
         })
         .await?;
         Ok(Response::new(NodePublishVolumeResponse {}))
     }
 
-    /// Takes the target down; the last target of a stage takes the stage
-    /// down too. Swarm stages again before every publish, but sends no
-    /// NodeUnstageVolume for a volume its agent staged since it started
-    /// (see docs/csi.md): without this a released volume's tool would run
-    /// until the plugin stops.
+    /// Takes the target down. A stage in netfs's own staging directory
+    /// (Swarm's) goes with its last target: Swarm stages again before every
+    /// publish, but sends no NodeUnstageVolume for a volume its agent staged
+    /// since it started (see docs/csi.md); without this a released volume's
+    /// tool would run until the plugin stops. kubelet's stages wait for
+    /// its NodeUnstageVolume.
     async fn node_unpublish_volume(
         &self,
         request: Request<NodeUnpublishVolumeRequest>,
     ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
         let req = request.into_inner();
         required(&req.volume_id, "volume_id")?;
-        let target = self.target(&req.target_path)?;
+        let target = self.targets.check(&req.target_path)?;
         tracing::debug!(volume = %req.volume_id, target = %target.display(), "unpublish requested");
         let (driver, stages) = (self.driver.clone(), self.stages.clone());
+        let staging = stages.staging_for(&target);
+        let held = match &staging {
+            Some(staging) => Some(stages.lock(staging).await),
+            None => None,
+        };
         detached(async move {
-            let Some(name) = stages.staged_for(&target) else {
-                return unpublish(&target);
+            let (Some(staging), Some(mut held)) = (staging, held) else {
+                // Not published by this run: what an earlier one left
+                // mounted there goes, the directory stays.
+                return unmount(&target, "unpublish");
             };
-            let mut targets = stages.lock(&name).await;
-            unpublish(&target)?;
+            let Some(stage) = held.as_mut() else {
+                return unmount(&target, "unpublish");
+            };
+            if stage.volume_id != req.volume_id {
+                return Err(Status::not_found(format!(
+                    "volume {} is not published at {}: volume {} is",
+                    req.volume_id,
+                    target.display(),
+                    stage.volume_id
+                )));
+            }
+            let Some(how) = stage.targets.get(&target).cloned() else {
+                return Ok(());
+            };
+            unmount(&target, "unpublish")?;
+            paths::remove(&how.made);
             tracing::info!(volume = %req.volume_id, target = %target.display(), "unpublished");
             // The target is forgotten only once its stage is settled, so
             // that a retry after a failed unstage tries that again.
-            if targets.iter().all(|t| *t == target) {
-                driver.unstage(name.as_str()).await.map_err(status)?;
-                tracing::info!(volume = %req.volume_id, name = %name, "unstaged with its last publish");
+            if stage.with_last_publish && stage.targets.len() == 1 {
+                let Some(mut stage) = held.take() else {
+                    return Ok(());
+                };
+                stages.remove(&mut stage, &target);
+                if let Err((mut stage, e)) = take_down(&driver, &stages, &staging, stage).await {
+                    stages.add(&mut stage, &staging, &target, how);
+                    *held = Some(stage);
+                    return Err(e);
+                }
+                tracing::info!(volume = %req.volume_id, "unstaged with its last publish");
+                return Ok(());
             }
-            stages.remove(&mut targets, &target);
+            stages.remove(stage, &target);
             Ok(())
         })
         .await?;
         Ok(Response::new(NodeUnpublishVolumeResponse {}))
     }
 
+    async fn node_get_volume_stats(
+        &self,
+        request: Request<NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.volume_id, "volume_id")?;
+        required(&req.volume_path, "volume_path")?;
+        let path = PathBuf::from(&req.volume_path);
+        let not_found = || {
+            Status::not_found(format!(
+                "volume {} is not staged or published at {} on this node",
+                req.volume_id, req.volume_path
+            ))
+        };
+        let named = self
+            .stages
+            .find(&path)
+            .filter(|n| n.volume_id == req.volume_id)
+            .ok_or_else(not_found)?;
+        let (state, last_error) = self
+            .driver
+            .condition(named.name.as_str())
+            .ok_or_else(not_found)?;
+        Ok(Response::new(stats::answer(path, state, last_error).await))
+    }
+
     async fn node_get_capabilities(
         &self,
         _: Request<NodeGetCapabilitiesRequest>,
     ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
-        let stage = NodeServiceCapability {
-            rpc: Some(Rpc {
-                r#type: STAGE_UNSTAGE_VOLUME,
-            }),
-        };
-        Ok(Response::new(NodeGetCapabilitiesResponse {
-            capabilities: vec![stage],
-        }))
+        let capabilities = [
+            NodeRpc::StageUnstageVolume,
+            NodeRpc::GetVolumeStats,
+            NodeRpc::VolumeCondition,
+        ]
+        .into_iter()
+        .map(|rpc| NodeServiceCapability {
+            r#type: Some(node_service_capability::Type::Rpc(
+                node_service_capability::Rpc { r#type: rpc.into() },
+            )),
+        })
+        .collect();
+        Ok(Response::new(NodeGetCapabilitiesResponse { capabilities }))
     }
 
     async fn node_get_info(
@@ -233,13 +366,29 @@ impl node_server::Node for Node {
         Ok(Response::new(NodeGetInfoResponse {
             node_id: self.node_id.clone(),
             max_volumes_per_node: 0,
+            accessible_topology: None,
         }))
     }
 }
 
-/// Bind-mounts `staged` at `target` (created if missing), read-only on ask.
+/// Unstages: the tool stops and unmounts, and the directories netfs made
+/// for the staging path go. On failure the stage comes back with the error.
+async fn take_down(
+    driver: &Driver,
+    stages: &Stages,
+    staging: &Path,
+    stage: Stage,
+) -> Result<(), (Stage, Status)> {
+    if let Err(e) = driver.unstage(stage.name.as_str()).await {
+        return Err((stage, status(e)));
+    }
+    paths::remove(&stage.made);
+    stages.end(staging);
+    Ok(())
+}
+
+/// Bind-mounts `staged` at `target`, read-only on ask.
 fn bind(staged: &Path, target: &Path, readonly: bool) -> std::io::Result<()> {
-    std::fs::create_dir_all(target)?;
     let none: Option<&str> = None;
     nix::mount::mount(Some(staged), target, none, MsFlags::MS_BIND, none)?;
     if readonly {
@@ -252,16 +401,12 @@ fn bind(staged: &Path, target: &Path, readonly: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Unmounts a publish target if mounted and removes its directory; what
-/// is not there counts as done.
-fn unpublish(target: &Path) -> Result<(), Status> {
+/// Detaches what is mounted at `path`, if anything.
+fn unmount(path: &Path, call: &str) -> Result<(), Status> {
     let fail =
-        |e: std::io::Error| Status::internal(format!("cannot unpublish {}: {e}", target.display()));
-    if mounts::is_mounted(target).map_err(fail)? {
-        mounts::lazy_unmount(target).map_err(fail)?;
+        |e: std::io::Error| Status::internal(format!("cannot {call} {}: {e}", path.display()));
+    if mounts::is_mounted(path).map_err(fail)? {
+        mounts::lazy_unmount(path).map_err(fail)?;
     }
-    match std::fs::remove_dir(target) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fail(e)),
-        _ => Ok(()),
-    }
+    Ok(())
 }

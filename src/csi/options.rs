@@ -11,22 +11,39 @@ use crate::secret::is_secret_key;
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParamError {
     #[error(
-        "parameter {0:?} holds a secret; give it with --secret {0}=<swarm secret> instead of --opt"
+        "parameter {0:?} holds a secret; give it as a secret instead (Swarm: --secret {0}=<secret id>; \
+         Kubernetes: key {0} of the node-stage Secret)"
     )]
     SecretParameter(String),
     #[error(
-        "parameter o sets {0:?}, which holds a secret; give it with --secret {0}=<swarm secret> instead"
+        "parameter o sets {0:?}, which holds a secret; give it as a secret instead (Swarm: \
+         --secret {0}=<secret id>; Kubernetes: key {0} of the node-stage Secret)"
     )]
     SecretMountOption(String),
     #[error(
-        "secret {0:?} is not a secret option; give it with --opt (secrets are `password` and \
-         mount options whose name says secret, e.g. pass, token, secret_access_key)"
+        "secret {0:?} is not a secret option; give it as a parameter (Swarm: --opt; Kubernetes: \
+         the StorageClass's parameters or the PersistentVolume's volumeAttributes); secrets are \
+         `password` and mount options whose name says secret, e.g. pass, token, secret_access_key"
     )]
     NotASecret(String),
     #[error("secret {0:?} may not contain ',', a newline or NUL")]
     BadSecret(String),
     #[error("parameter o: {0}")]
     BadMountOptions(String),
+}
+
+/// The prefix of the keys Kubernetes adds to parameters and contexts for
+/// itself (the provisioner's `csi.storage.k8s.io/provisioner-secret-name`,
+/// kubelet's `csi.storage.k8s.io/pod.name`, ...): never volume options.
+pub const KUBERNETES_PREFIX: &str = "csi.storage.k8s.io/";
+
+/// Parameters or a volume context without Kubernetes' own keys.
+pub fn own_parameters(params: &HashMap<String, String>) -> HashMap<String, String> {
+    params
+        .iter()
+        .filter(|(k, _)| !k.starts_with(KUBERNETES_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Refuses parameters that hold a secret: parameters are shown by
@@ -54,11 +71,9 @@ pub fn volume_options(
     context: &HashMap<String, String>,
     secrets: &HashMap<String, String>,
 ) -> Result<BTreeMap<String, String>, ParamError> {
-    check_parameters(context)?;
-    let mut opts: BTreeMap<String, String> = context
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let context = own_parameters(context);
+    check_parameters(&context)?;
+    let mut opts: BTreeMap<String, String> = context.into_iter().collect();
     let mut keys: Vec<&String> = secrets.keys().collect();
     keys.sort();
     for key in keys {
@@ -112,11 +127,13 @@ mod tests {
         for (params, want) in [
             (
                 map(&[("password", "pw")]),
-                "parameter \"password\" holds a secret; give it with --secret password=<swarm secret> instead of --opt",
+                "parameter \"password\" holds a secret; give it as a secret instead (Swarm: --secret \
+                 password=<secret id>; Kubernetes: key password of the node-stage Secret)",
             ),
             (
                 map(&[("o", "port=1,password=pw")]),
-                "parameter o sets \"password\", which holds a secret; give it with --secret password=<swarm secret> instead",
+                "parameter o sets \"password\", which holds a secret; give it as a secret instead \
+                 (Swarm: --secret password=<secret id>; Kubernetes: key password of the node-stage Secret)",
             ),
         ] {
             let err = check_parameters(&params).unwrap_err();
@@ -124,6 +141,17 @@ mod tests {
             assert!(!err.to_string().contains("pw\""));
             assert!(volume_options(&params, &map(&[])).is_err());
         }
+    }
+
+    #[test]
+    fn kubernetes_keys_are_not_options() {
+        let context = map(&[
+            ("source", "u@h:/x"),
+            ("csi.storage.k8s.io/pv/name", "pvc-1"),
+            ("csi.storage.k8s.io/provisioner-secret-name", "pw"),
+        ]);
+        let opts = volume_options(&context, &map(&[])).unwrap();
+        assert_eq!(opts.keys().collect::<Vec<_>>(), ["source"]);
     }
 
     #[test]

@@ -1,52 +1,148 @@
-//! What this node has published of each staged volume, in memory: one
-//! async lock per staged volume, so that its stage, unstage, publish and
-//! unpublish run one at a time, and the publish targets that each stage
-//! serves. Nothing here survives a restart, as nothing staged does.
+//! What this node has staged and published, in memory: one async lock per
+//! staging path, so that its stage, unstage, publish and unpublish run one
+//! at a time; each stage's driver volume, the directories netfs made for
+//! it, and the targets it is published at. Nothing here survives a
+//! restart, as nothing staged does.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::OwnedMutexGuard;
 
-use crate::name::VolumeName;
+use crate::name::{VolumeName, MAX_NAME_LEN};
 
-/// The targets a staged volume is published at; held while the volume is
-/// being worked on.
-pub type Targets = OwnedMutexGuard<BTreeSet<PathBuf>>;
+/// A volume staged at one staging path.
+#[derive(Debug)]
+pub struct Stage {
+    pub volume_id: String,
+    /// The driver's volume, whose tool mounts at the staging path.
+    pub name: VolumeName,
+    /// Directories netfs made for the staging path, outermost first.
+    pub made: Vec<PathBuf>,
+    /// Taken down with its last publish: Swarm sends no NodeUnstageVolume
+    /// for what its agent staged (see docs/csi.md); kubelet does.
+    pub with_last_publish: bool,
+    pub targets: BTreeMap<PathBuf, Target>,
+}
+
+/// A publish target of a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub readonly: bool,
+    /// Directories netfs made for the target, outermost first.
+    pub made: Vec<PathBuf>,
+}
+
+/// The stage at a staging path, if any; held while it is worked on.
+pub type Held = OwnedMutexGuard<Option<Stage>>;
+
+/// What a staging path holds, readable without waiting for its lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub volume_id: String,
+    pub name: VolumeName,
+}
 
 #[derive(Default)]
 pub struct Stages {
-    volumes: Mutex<HashMap<VolumeName, Arc<tokio::sync::Mutex<BTreeSet<PathBuf>>>>>,
-    published: Mutex<HashMap<PathBuf, VolumeName>>,
+    paths: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<Option<Stage>>>>>,
+    /// Each publish target's staging path.
+    published: Mutex<HashMap<PathBuf, PathBuf>>,
+    /// Each staging path's volume, from its stage to its unstage.
+    named: Mutex<HashMap<PathBuf, Named>>,
 }
 
 impl Stages {
-    /// Waits for whatever else is under way for the staged volume `name`.
-    /// An entry lives as long as the plugin: one per volume ever staged on
-    /// this node.
-    pub async fn lock(&self, name: &VolumeName) -> Targets {
-        let volume = plain(&self.volumes)
-            .entry(name.clone())
+    /// Waits for whatever else is under way at the staging path. An entry
+    /// lives as long as the plugin: one per staging path ever used.
+    pub async fn lock(&self, staging: &Path) -> Held {
+        let stage = plain(&self.paths)
+            .entry(staging.to_owned())
             .or_default()
             .clone();
-        volume.lock_owned().await
+        stage.lock_owned().await
     }
 
-    /// The staged volume published at `target`, if netfs published it.
-    pub fn staged_for(&self, target: &Path) -> Option<VolumeName> {
+    /// The staging path whose volume is published at `target`.
+    pub fn staging_for(&self, target: &Path) -> Option<PathBuf> {
         plain(&self.published).get(target).cloned()
     }
 
-    pub fn add(&self, targets: &mut Targets, name: &VolumeName, target: &Path) {
-        targets.insert(target.to_owned());
-        plain(&self.published).insert(target.to_owned(), name.clone());
+    /// The volume staged at `staging`, or published at it as a target.
+    pub fn find(&self, path: &Path) -> Option<Named> {
+        let staging = self.staging_for(path).unwrap_or_else(|| path.to_owned());
+        plain(&self.named).get(&staging).cloned()
     }
 
-    pub fn remove(&self, targets: &mut Targets, target: &Path) {
-        targets.remove(target);
+    /// A stage of `volume_id` at `staging`, under a driver volume name
+    /// made of the volume ID (the characters a name may not hold become
+    /// `-`), with a number added while another staging path holds it.
+    pub fn begin(&self, volume_id: &str, staging: &Path, with_last_publish: bool) -> Stage {
+        let mut named = plain(&self.named);
+        let base = name_of(volume_id);
+        let taken = |name: &str| {
+            named
+                .iter()
+                .any(|(path, n)| n.name.as_str() == name && path != staging)
+        };
+        let mut candidate = base.clone();
+        let mut n = 2;
+        while taken(&candidate) {
+            candidate = format!("{base}-{n}");
+            n += 1;
+        }
+        let name = VolumeName::parse(&candidate).expect("made of allowed characters");
+        named.insert(
+            staging.to_owned(),
+            Named {
+                volume_id: volume_id.to_owned(),
+                name: name.clone(),
+            },
+        );
+        Stage {
+            volume_id: volume_id.to_owned(),
+            name,
+            made: Vec::new(),
+            with_last_publish,
+            targets: BTreeMap::new(),
+        }
+    }
+
+    /// Forgets the stage at `staging` (unstaged, or its stage failed).
+    pub fn end(&self, staging: &Path) {
+        plain(&self.named).remove(staging);
+    }
+
+    pub fn add(&self, stage: &mut Stage, staging: &Path, target: &Path, how: Target) {
+        stage.targets.insert(target.to_owned(), how);
+        plain(&self.published).insert(target.to_owned(), staging.to_owned());
+    }
+
+    pub fn remove(&self, stage: &mut Stage, target: &Path) {
+        stage.targets.remove(target);
         plain(&self.published).remove(target);
     }
+}
+
+/// A valid volume name made of a CSI volume ID, which may hold anything.
+fn name_of(volume_id: &str) -> String {
+    let mut name: String = volume_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        name.insert(0, 'v');
+    }
+    // Room for a number after it.
+    name.truncate(MAX_NAME_LEN - 8);
+    name
 }
 
 /// A panic while holding one of these locks leaves plain data behind.
@@ -58,37 +154,58 @@ fn plain<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn name(s: &str) -> VolumeName {
-        VolumeName::parse(s).unwrap()
-    }
-
     #[tokio::test(start_paused = true)]
-    async fn one_volume_at_a_time_and_others_free() {
+    async fn one_staging_path_at_a_time_and_others_free() {
         let stages = Arc::new(Stages::default());
-        let held = stages.lock(&name("a")).await;
+        let held = stages.lock(Path::new("/s/a")).await;
         let waiting = {
             let stages = stages.clone();
-            tokio::spawn(async move { stages.lock(&name("a")).await.len() })
+            tokio::spawn(async move { stages.lock(Path::new("/s/a")).await.is_some() })
         };
-        // Another volume is not held up by the first.
-        drop(stages.lock(&name("b")).await);
+        // Another staging path is not held up by the first.
+        drop(stages.lock(Path::new("/s/b")).await);
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         drop(held);
-        assert_eq!(waiting.await.unwrap(), 0);
+        assert!(!waiting.await.unwrap());
     }
 
-    #[tokio::test]
-    async fn targets_map_back_to_their_stage() {
+    #[test]
+    fn names_are_made_of_volume_ids_and_unique_per_staging_path() {
         let stages = Stages::default();
-        let mut targets = stages.lock(&name("a")).await;
-        stages.add(&mut targets, &name("a"), Path::new("/data/published/a"));
-        assert_eq!(
-            stages.staged_for(Path::new("/data/published/a")),
-            Some(name("a"))
-        );
-        stages.remove(&mut targets, Path::new("/data/published/a"));
-        assert!(targets.is_empty());
-        assert_eq!(stages.staged_for(Path::new("/data/published/a")), None);
+        let a = stages.begin("pvc-1", Path::new("/k/h1/globalmount"), false);
+        assert_eq!(a.name.as_str(), "pvc-1");
+        let again = stages.begin("pvc-1", Path::new("/k/h1/globalmount"), false);
+        assert_eq!(again.name.as_str(), "pvc-1", "the same path keeps its name");
+        let other = stages.begin("pvc-1", Path::new("/k/h2/globalmount"), false);
+        assert_eq!(other.name.as_str(), "pvc-1-2");
+        let odd = stages.begin("host#/srv/share", Path::new("/k/h3/globalmount"), false);
+        assert_eq!(odd.name.as_str(), "host--srv-share");
+        let dotted = stages.begin(".x", Path::new("/k/h4/globalmount"), false);
+        assert_eq!(dotted.name.as_str(), "v.x");
+        let long = stages.begin(&"a".repeat(400), Path::new("/k/h5/globalmount"), false);
+        assert!(long.name.as_str().len() < MAX_NAME_LEN);
+        stages.end(Path::new("/k/h1/globalmount"));
+        assert_eq!(stages.find(Path::new("/k/h1/globalmount")), None);
+        let named = stages.find(Path::new("/k/h2/globalmount")).unwrap();
+        assert_eq!(named.volume_id, "pvc-1");
+    }
+
+    #[test]
+    fn targets_map_back_to_their_stage() {
+        let stages = Stages::default();
+        let staging = Path::new("/data/staged/a");
+        let mut stage = stages.begin("a", staging, true);
+        let target = Path::new("/data/published/a");
+        let how = Target {
+            readonly: false,
+            made: vec![target.to_owned()],
+        };
+        stages.add(&mut stage, staging, target, how);
+        assert_eq!(stages.staging_for(target), Some(staging.to_owned()));
+        assert_eq!(stages.find(target).unwrap().name.as_str(), "a");
+        stages.remove(&mut stage, target);
+        assert!(stage.targets.is_empty());
+        assert_eq!(stages.staging_for(target), None);
     }
 }

@@ -3,7 +3,7 @@
 //! supervisor (idle until started) and its shared ssh connection.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::table::Process;
@@ -37,10 +37,10 @@ impl Driver {
     pub(super) fn check_policy(
         &self,
         name: &VolumeName,
+        mount_point: &Path,
         options: &VolumeOptions,
         kind: BackendKind,
     ) -> Result<(), OptionError> {
-        let mount_point = self.mount_point(name);
         let places = Placeholders {
             mount_point: &mount_point.to_string_lossy(),
             source: "",
@@ -49,13 +49,14 @@ impl Driver {
         Ok(self.config.policy.check(options, kind, &places)?)
     }
 
-    /// The process of a stored or new volume, its supervisor idle.
+    /// The process of a stored or new volume, mounting at `mount_point`,
+    /// its supervisor idle.
     pub(super) fn process(
         &self,
         name: &VolumeName,
+        mount_point: &Path,
         record: &VolumeRecord,
     ) -> Result<Process, DriverError> {
-        let mount_point = self.mount_point(name);
         let (kind, opts) = match &record.setup {
             Setup::Valid { backend, options } => (*backend, options),
             Setup::Unaccepted { reason, .. } => {
@@ -72,7 +73,7 @@ impl Driver {
         let request = Request {
             name: name.as_str(),
             source: opts.source.as_deref(),
-            mount_point: &mount_point,
+            mount_point,
             process_options: self.config.process_options.concat(&opts.process_options),
             mount_options: self.config.mount_options.merge(&opts.mount_options),
             password: opts.password.as_ref(),
@@ -97,7 +98,7 @@ impl Driver {
         let command = invocation.display();
         let spec = ProcessSpec {
             name: name.clone(),
-            mount_point: mount_point.clone(),
+            mount_point: mount_point.to_owned(),
             invocation,
             endpoint,
             shared,

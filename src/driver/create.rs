@@ -3,6 +3,7 @@
 //! start or write leaves no volume, a failed write leaves it as it was.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::SystemTime;
 
 use super::table::{Entry, Phase, Process};
@@ -18,14 +19,27 @@ impl Driver {
         name: &str,
         opts: BTreeMap<String, String>,
     ) -> Result<(), DriverError> {
+        self.create_at(name, None, opts).await
+    }
+
+    /// Creates a volume that mounts at `at` if given (left in place when
+    /// the volume goes), else at its own mount point below the mount root.
+    pub(super) async fn create_at(
+        &self,
+        name: &str,
+        at: Option<&Path>,
+        opts: BTreeMap<String, String>,
+    ) -> Result<(), DriverError> {
         let name = VolumeName::parse(name)?;
+        let mount_point = at.map_or_else(|| self.mount_point(&name), Path::to_path_buf);
         let bad = |source| DriverError::Options {
             name: name.to_string(),
             source,
         };
         let options = VolumeOptions::parse(&opts).map_err(bad)?;
         let kind = options.kind.unwrap_or(self.config.default_type);
-        self.check_policy(&name, &options, kind).map_err(bad)?;
+        self.check_policy(&name, &mount_point, &options, kind)
+            .map_err(bad)?;
         if kind == BackendKind::Rclone {
             // For Status; the operator's rclone may be older than an option needs.
             let version = self.versions.rclone().await;
@@ -58,13 +72,14 @@ impl Driver {
                 }
                 None => {}
             }
-            let process = self.process(&name, &record)?;
+            let process = self.process(&name, &mount_point, &record)?;
             let handle = process.handle.clone();
-            let entry = Entry::new(
+            let mut entry = Entry::new(
                 record.clone(),
-                self.mount_point(&name),
+                mount_point.clone(),
                 Phase::Creating { handle },
             );
+            entry.given_mount_point = at.is_some();
             let guard = entry
                 .busy
                 .clone()
@@ -101,7 +116,9 @@ impl Driver {
             tracing::warn!(volume = %name, error = %e, "create failed; nothing kept");
             handle.stop().await;
             let removed = self.table().entries.remove(name);
-            self.remove_mount_point(&self.mount_point(name));
+            if let Some(entry) = removed.as_ref().filter(|e| !e.given_mount_point) {
+                self.remove_mount_point(&entry.mount_point);
+            }
             if removed.is_some_and(|e| e.phase.stored()) {
                 let snapshot = self.table().snapshot(&self.store);
                 self.save_after_rollback(snapshot).await;
@@ -127,7 +144,7 @@ impl Driver {
         // The state forgets the volume first: if that cannot be written the
         // volume is left whole and running. A crash after it leaves a tool
         // that the next start kills (see `leftovers`).
-        let (_guard, (was, mount_point, snapshot)) = self
+        let (_guard, (was, made, snapshot)) = self
             .lock(&name, |table| {
                 let entry = table.get_mut(&name)?;
                 let count = entry.record.mount_ids.len();
@@ -139,8 +156,8 @@ impl Driver {
                 }
                 let handle = entry.phase.handle().cloned();
                 let was = std::mem::replace(&mut entry.phase, Phase::Removing { handle });
-                let mount_point = entry.mount_point.clone();
-                Ok((was, mount_point, table.snapshot(&self.store)))
+                let made = (!entry.given_mount_point).then(|| entry.mount_point.clone());
+                Ok((was, made, table.snapshot(&self.store)))
             })
             .await?;
         if let Err(e) = self.save(snapshot).await {
@@ -155,7 +172,9 @@ impl Driver {
         if let Some(handle) = was.handle() {
             handle.stop().await;
         }
-        self.remove_mount_point(&mount_point);
+        if let Some(mount_point) = made {
+            self.remove_mount_point(&mount_point);
+        }
         self.table().entries.remove(&name);
         tracing::info!(volume = %name, "removed");
         Ok(())

@@ -33,11 +33,14 @@ impl Driver {
             // A volume created before its options were denied does not run
             // them again; one that cannot be built stays listed. Neither is
             // dropped: the state file keeps every stored volume.
+            let mount_point = self.mount_point(&name);
             let built = match &record.setup {
                 Setup::Unaccepted { reason, .. } => Err(reason.clone()),
                 Setup::Valid { backend, options } => {
-                    match self.check_policy(&name, options, *backend) {
-                        Ok(()) => self.process(&name, &record).map_err(|e| e.to_string()),
+                    match self.check_policy(&name, &mount_point, options, *backend) {
+                        Ok(()) => self
+                            .process(&name, &mount_point, &record)
+                            .map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
                     }
                 }
@@ -55,7 +58,6 @@ impl Driver {
                     Phase::Refused { reason, since }
                 }
             };
-            let mount_point = self.mount_point(&name);
             entries.push((name, Entry::new(record, mount_point, phase)));
         }
         self.table().entries.extend(entries);

@@ -55,6 +55,9 @@ impl Phase {
 pub(super) struct Entry {
     pub record: VolumeRecord,
     pub mount_point: PathBuf,
+    /// The mount point was given (a CSI staging path): netfs did not make
+    /// it and leaves it in place when the volume goes.
+    pub given_mount_point: bool,
     /// Serialises Create/Remove/Mount/Unmount of this volume.
     pub busy: Arc<tokio::sync::Mutex<()>>,
     pub phase: Phase,
@@ -65,6 +68,7 @@ impl Entry {
         Self {
             record,
             mount_point,
+            given_mount_point: false,
             busy: Arc::default(),
             phase,
         }

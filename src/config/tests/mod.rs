@@ -67,6 +67,8 @@ fn isolated_parse() {
             let raw = json!({
                 "csi_endpoint": cli.csi_endpoint,
                 "staging_root": cli.staging_root,
+                "staging_roots": cli.staging_roots,
+                "publish_roots": cli.publish_roots,
                 "node_id": cli.node_id,
                 "metrics_allow_remote": cli.metrics_allow_remote,
             });
@@ -98,7 +100,11 @@ fn isolated_parse() {
                     "mode": format!("{:?}", c.mode()),
                     "csi_endpoint": raw["csi_endpoint"],
                     "staging_root": raw["staging_root"],
+                    "staging_roots": raw["staging_roots"],
+                    "publish_roots": raw["publish_roots"],
                     "node_id": raw["node_id"],
+                    "csi_staging_roots": c.csi.as_ref().map(|c| &c.staging_roots),
+                    "csi_publish_roots": c.csi.as_ref().map(|c| &c.publish_roots),
                     "publish_root": c.csi.as_ref().map(|c| &c.publish_root),
                     "metrics": c.metrics.as_ref().map(|m| m.to_string()),
                     "metrics_allow_remote": raw["metrics_allow_remote"],
@@ -315,6 +321,26 @@ fn csi_mode() {
     assert_eq!(field(&got, "mount_root"), "/data/staged");
     assert_eq!(field(&got, "publish_root"), "/data/published");
     assert_eq!(field(&got, "csi_node_id"), "n1");
+    // Swarm's paths are the default roots; kubelet's are given.
+    assert_eq!(field(&got, "csi_staging_roots"), r#"["/data/staged"]"#);
+    assert_eq!(field(&got, "csi_publish_roots"), r#"["/data/published"]"#);
+    let kubelet = [
+        ("MODE", "csi"),
+        (
+            "STAGING_ROOTS",
+            "/var/lib/kubelet/plugins/kubernetes.io/csi, /data/staged/",
+        ),
+        ("PUBLISH_ROOTS", "/var/lib/kubelet/pods"),
+    ];
+    let got = parse_with_env(&[], &kubelet).unwrap();
+    assert_eq!(
+        field(&got, "csi_staging_roots"),
+        r#"["/var/lib/kubelet/plugins/kubernetes.io/csi","/data/staged"]"#
+    );
+    assert_eq!(
+        field(&got, "csi_publish_roots"),
+        r#"["/var/lib/kubelet/pods"]"#
+    );
     // without NODE_ID, the host name
     let got = parse_with_env(&["--mode=csi"], &[]).unwrap();
     let host = nix::unistd::gethostname().unwrap();
@@ -327,6 +353,18 @@ fn csi_mode() {
         (
             &["--mode=csi", "--staging-root=staged"][..],
             "--staging-root (STAGING_ROOT) must be an absolute path, got \"staged\"",
+        ),
+        (
+            &["--mode=csi", "--staging-roots=/a,b"][..],
+            "--staging-roots (STAGING_ROOTS) must list absolute paths without `.` or `..`, separated by commas, got \"/a,b\"",
+        ),
+        (
+            &["--mode=csi", "--publish-roots=/a/../etc"][..],
+            "--publish-roots (PUBLISH_ROOTS) must list absolute paths without `.` or `..`, separated by commas, got \"/a/../etc\"",
+        ),
+        (
+            &["--mode=csi", "--publish-roots=,"][..],
+            "--publish-roots (PUBLISH_ROOTS) must list absolute paths without `.` or `..`, separated by commas, got \",\"",
         ),
     ] {
         assert_eq!(parse_with_env(args, &[]).unwrap_err(), want, "{args:?}");

@@ -1,5 +1,7 @@
-//! Each bad input gets the spec's gRPC code and a message a user can act on.
+//! Each bad input to each RPC gets the spec's gRPC code and a message a
+//! user can act on; what netfs does not serve answers UNIMPLEMENTED.
 
+use netfs::csi::proto::volume_capability::{AccessType, MountVolume};
 use netfs::csi::proto::*;
 use tonic::Code;
 
@@ -15,6 +17,36 @@ fn assert_refused<T: std::fmt::Debug>(
     assert_eq!(status.message(), message);
 }
 
+const BLOCK: &str = "block access is not supported: netfs mounts file systems; ask for mount \
+                     access (Swarm: --type mount; Kubernetes: volumeMode: Filesystem)";
+const FLAGS: &str = "mount_flags are not supported; give mount options in the volume's o \
+                     parameter (Swarm: --opt o=...; Kubernetes: the StorageClass's parameters, \
+                     not mountOptions)";
+const SECRET_PARAMETER: &str = "parameter \"password\" holds a secret; give it as a secret \
+                                instead (Swarm: --secret password=<secret id>; Kubernetes: key \
+                                password of the node-stage Secret)";
+
+fn with_flags() -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            mount_flags: vec!["noatime".into()],
+            ..Default::default()
+        })),
+        ..mount_capability()
+    }
+}
+
+/// The roots' part of a message for a path outside them.
+fn roots_message(plugin: &InProcess, field: &str, path: &str, own: &str, kubelet: &str) -> String {
+    let dir = plugin.staged("").parent().expect("dir").to_path_buf();
+    format!(
+        "{field} {path} is not below any of the roots {}, {}; the allowed roots are a setting \
+         (STAGING_ROOTS, PUBLISH_ROOTS: see docs/csi.md and docs/kubernetes.md)",
+        dir.join(own).display(),
+        dir.join(kubelet).display()
+    )
+}
+
 #[tokio::test]
 async fn create_volume_refuses_bad_requests() {
     let plugin = InProcess::start();
@@ -23,7 +55,7 @@ async fn create_volume_refuses_bad_requests() {
         name: "v".into(),
         volume_capabilities: vec![mount_capability()],
         parameters: map(&[("source", "u@h:/x")]),
-        secrets: Default::default(),
+        ..Default::default()
     };
     let cases: Vec<(CreateVolumeRequest, &str)> = vec![
         (
@@ -45,7 +77,14 @@ async fn create_volume_refuses_bad_requests() {
                 volume_capabilities: vec![block_capability()],
                 ..good.clone()
             },
-            "block access is not supported: netfs mounts file systems; create the volume with --type mount",
+            BLOCK,
+        ),
+        (
+            CreateVolumeRequest {
+                volume_capabilities: vec![with_flags()],
+                ..good.clone()
+            },
+            FLAGS,
         ),
         (
             CreateVolumeRequest {
@@ -59,17 +98,29 @@ async fn create_volume_refuses_bad_requests() {
         ),
         (
             CreateVolumeRequest {
+                volume_capabilities: vec![VolumeCapability {
+                    access_type: None,
+                    ..mount_capability()
+                }],
+                ..good.clone()
+            },
+            "volume_capability has no access type; netfs serves mount access",
+        ),
+        (
+            CreateVolumeRequest {
                 parameters: map(&[("source", "u@h:/x"), ("password", "pw")]),
                 ..good.clone()
             },
-            "parameter \"password\" holds a secret; give it with --secret password=<swarm secret> instead of --opt",
+            SECRET_PARAMETER,
         ),
         (
             CreateVolumeRequest {
                 parameters: map(&[("o", "port=2,sftp_password=pw")]),
                 ..good.clone()
             },
-            "parameter o sets \"sftp_password\", which holds a secret; give it with --secret sftp_password=<swarm secret> instead",
+            "parameter o sets \"sftp_password\", which holds a secret; give it as a secret \
+             instead (Swarm: --secret sftp_password=<secret id>; Kubernetes: key sftp_password \
+             of the node-stage Secret)",
         ),
         (
             CreateVolumeRequest {
@@ -110,6 +161,126 @@ async fn create_volume_refuses_bad_requests() {
 }
 
 #[tokio::test]
+async fn validate_volume_capabilities_checks_the_volume_and_confirms_mount_access() {
+    let plugin = InProcess::start();
+    let mut controller = controller_client::ControllerClient::new(plugin.channel().await);
+    let good = ValidateVolumeCapabilitiesRequest {
+        volume_id: "pvc-1".into(),
+        volume_context: map(&[("source", "u@h:/x"), ("o", "port=2222")]),
+        volume_capabilities: vec![mount_capability()],
+        ..Default::default()
+    };
+    let confirmed = controller
+        .validate_volume_capabilities(good.clone())
+        .await
+        .expect("ValidateVolumeCapabilities")
+        .into_inner();
+    let confirmed = confirmed.confirmed.expect("confirmed");
+    assert_eq!(confirmed.volume_capabilities, [mount_capability()]);
+    assert_eq!(confirmed.volume_context, good.volume_context);
+    for (capability, message) in [(block_capability(), BLOCK), (with_flags(), FLAGS)] {
+        let answer = controller
+            .validate_volume_capabilities(ValidateVolumeCapabilitiesRequest {
+                volume_capabilities: vec![mount_capability(), capability],
+                ..good.clone()
+            })
+            .await
+            .expect("an answer, not an error")
+            .into_inner();
+        assert_eq!(answer.confirmed, None);
+        assert_eq!(answer.message, message);
+    }
+    let cases = [
+        (
+            ValidateVolumeCapabilitiesRequest {
+                volume_id: String::new(),
+                ..good.clone()
+            },
+            Code::InvalidArgument,
+            "volume_id is missing".to_owned(),
+        ),
+        (
+            ValidateVolumeCapabilitiesRequest {
+                volume_capabilities: vec![],
+                ..good.clone()
+            },
+            Code::InvalidArgument,
+            "volume_capabilities is missing".to_owned(),
+        ),
+        (
+            ValidateVolumeCapabilitiesRequest {
+                volume_id: "nope".into(),
+                volume_context: map(&[("csi.storage.k8s.io/pv/name", "nope")]),
+                ..good.clone()
+            },
+            Code::NotFound,
+            "volume nope is unknown: its volume_context is empty, and a netfs volume is \
+             described there (CreateVolume's answer, or a static PersistentVolume's \
+             volumeAttributes: source, type, o)"
+                .to_owned(),
+        ),
+        (
+            ValidateVolumeCapabilitiesRequest {
+                volume_context: map(&[("source", "u@h:/x"), ("password", "pw")]),
+                ..good.clone()
+            },
+            Code::InvalidArgument,
+            SECRET_PARAMETER.to_owned(),
+        ),
+    ];
+    for (request, code, message) in cases {
+        assert_refused(
+            controller.validate_volume_capabilities(request).await,
+            code,
+            &message,
+        );
+    }
+}
+
+#[tokio::test]
+async fn what_netfs_does_not_serve_answers_unimplemented() {
+    let plugin = InProcess::start();
+    let channel = plugin.channel().await;
+    let mut controller = controller_client::ControllerClient::new(channel.clone());
+    let mut node = node_client::NodeClient::new(channel);
+    let codes = [
+        controller
+            .list_volumes(ListVolumesRequest::default())
+            .await
+            .map(drop),
+        controller
+            .get_capacity(GetCapacityRequest::default())
+            .await
+            .map(drop),
+        controller
+            .controller_publish_volume(ControllerPublishVolumeRequest::default())
+            .await
+            .map(drop),
+        controller
+            .create_snapshot(CreateSnapshotRequest::default())
+            .await
+            .map(drop),
+        controller
+            .controller_expand_volume(ControllerExpandVolumeRequest::default())
+            .await
+            .map(drop),
+        node.node_expand_volume(NodeExpandVolumeRequest::default())
+            .await
+            .map(drop),
+    ];
+    for code in codes {
+        assert_eq!(code.expect_err("unimplemented").code(), Code::Unimplemented);
+    }
+    // A service netfs does not serve at all.
+    let mut group = group_controller_client::GroupControllerClient::new(plugin.channel().await);
+    let status = group
+        .group_controller_get_capabilities(GroupControllerGetCapabilitiesRequest {})
+        .await
+        .expect_err("no group controller");
+    assert_eq!(status.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
 async fn node_calls_refuse_bad_requests() {
     let plugin = InProcess::start();
     let mut node = node_client::NodeClient::new(plugin.channel().await);
@@ -118,15 +289,24 @@ async fn node_calls_refuse_bad_requests() {
     let root = root.trim_end_matches('/').to_string();
     let stage = NodeStageVolumeRequest {
         volume_id: "vol1".into(),
-        publish_context: Default::default(),
         staging_target_path: staging.clone(),
         volume_capability: Some(mount_capability()),
-        secrets: Default::default(),
         volume_context: map(&[("source", "u@h:/x")]),
+        ..Default::default()
     };
-    let outside = format!(
-        "staging_target_path /tmp/x is not a directory right below the staging root {root}"
-    );
+    let outside = |path: &str| {
+        roots_message(
+            &plugin,
+            "staging_target_path",
+            path,
+            "staged",
+            super::KUBELET_STAGING,
+        )
+    };
+    // A link inside a root that leads out of it.
+    std::fs::create_dir_all(&root).expect("the staging root");
+    let link = format!("{root}/link");
+    std::os::unix::fs::symlink("/tmp", &link).expect("a link");
     let cases: Vec<(NodeStageVolumeRequest, Code, String)> = vec![
         (
             NodeStageVolumeRequest {
@@ -150,7 +330,15 @@ async fn node_calls_refuse_bad_requests() {
                 ..stage.clone()
             },
             Code::InvalidArgument,
-            outside,
+            outside("/tmp/x"),
+        ),
+        (
+            NodeStageVolumeRequest {
+                staging_target_path: root.clone(),
+                ..stage.clone()
+            },
+            Code::InvalidArgument,
+            outside(&root),
         ),
         (
             NodeStageVolumeRequest {
@@ -158,7 +346,20 @@ async fn node_calls_refuse_bad_requests() {
                 ..stage.clone()
             },
             Code::InvalidArgument,
-            format!("staging_target_path {root}/a/../../etc is not a directory right below the staging root {root}"),
+            format!(
+                "staging_target_path {root}/a/../../etc must be an absolute path without `.` or `..`"
+            ),
+        ),
+        (
+            NodeStageVolumeRequest {
+                staging_target_path: format!("{link}/x/globalmount"),
+                ..stage.clone()
+            },
+            Code::InvalidArgument,
+            format!(
+                "staging_target_path {link}/x/globalmount goes through the symbolic link {link}; \
+                 give the real path"
+            ),
         ),
         (
             NodeStageVolumeRequest {
@@ -174,7 +375,7 @@ async fn node_calls_refuse_bad_requests() {
                 ..stage.clone()
             },
             Code::InvalidArgument,
-            "block access is not supported: netfs mounts file systems; create the volume with --type mount".into(),
+            BLOCK.into(),
         ),
         (
             NodeStageVolumeRequest {
@@ -182,7 +383,7 @@ async fn node_calls_refuse_bad_requests() {
                 ..stage.clone()
             },
             Code::InvalidArgument,
-            "parameter \"password\" holds a secret; give it with --secret password=<swarm secret> instead of --opt".into(),
+            SECRET_PARAMETER.into(),
         ),
         (
             NodeStageVolumeRequest {
@@ -190,8 +391,10 @@ async fn node_calls_refuse_bad_requests() {
                 ..stage.clone()
             },
             Code::InvalidArgument,
-            "secret \"port\" is not a secret option; give it with --opt (secrets are `password` and \
-             mount options whose name says secret, e.g. pass, token, secret_access_key)"
+            "secret \"port\" is not a secret option; give it as a parameter (Swarm: --opt; \
+             Kubernetes: the StorageClass's parameters or the PersistentVolume's \
+             volumeAttributes); secrets are `password` and mount options whose name says \
+             secret, e.g. pass, token, secret_access_key"
                 .into(),
         ),
         (
@@ -212,16 +415,18 @@ async fn node_calls_refuse_bad_requests() {
         !plugin.staged("vol1").exists(),
         "nothing is left of a refused stage"
     );
+    assert!(
+        !std::path::Path::new("/tmp/x/globalmount").exists(),
+        "nothing made through the link"
+    );
 
+    let target = plugin.published("vol1").display().to_string();
     let publish = NodePublishVolumeRequest {
         volume_id: "vol1".into(),
-        publish_context: Default::default(),
         staging_target_path: staging.clone(),
-        target_path: plugin.published("vol1").display().to_string(),
+        target_path: target.clone(),
         volume_capability: Some(mount_capability()),
-        readonly: false,
-        secrets: Default::default(),
-        volume_context: Default::default(),
+        ..Default::default()
     };
     assert_refused(
         node.node_publish_volume(publish.clone()).await,
@@ -229,36 +434,87 @@ async fn node_calls_refuse_bad_requests() {
         &format!("volume vol1 is not staged at {staging}; stage it first"),
     );
     let published_root = plugin.published("").display().to_string();
-    let published_root = published_root.trim_end_matches('/');
-    for target in ["/etc/passwd-dir", published_root, "relative/x"] {
+    let published_root = published_root.trim_end_matches('/').to_owned();
+    for bad in ["/etc/passwd-dir", &published_root] {
+        let message = roots_message(
+            &plugin,
+            "target_path",
+            bad,
+            "published",
+            super::KUBELET_PODS,
+        );
         assert_refused(
             node.node_publish_volume(NodePublishVolumeRequest {
-                target_path: target.into(),
+                target_path: bad.into(),
                 ..publish.clone()
             })
             .await,
             Code::InvalidArgument,
-            &format!("target_path {target} is outside the publish root {published_root}"),
+            &message,
         );
         assert_refused(
             node.node_unpublish_volume(NodeUnpublishVolumeRequest {
                 volume_id: "vol1".into(),
-                target_path: target.into(),
+                target_path: bad.into(),
             })
             .await,
             Code::InvalidArgument,
-            &format!("target_path {target} is outside the publish root {published_root}"),
+            &message,
         );
     }
+    let relative = "target_path relative/x must be an absolute path without `.` or `..`";
     assert_refused(
         node.node_publish_volume(NodePublishVolumeRequest {
-            target_path: String::new(),
+            target_path: "relative/x".into(),
             ..publish.clone()
         })
         .await,
         Code::InvalidArgument,
-        "target_path is missing",
+        relative,
     );
+    for (request, message) in [
+        (
+            NodePublishVolumeRequest {
+                target_path: String::new(),
+                ..publish.clone()
+            },
+            "target_path is missing",
+        ),
+        (
+            NodePublishVolumeRequest {
+                volume_id: String::new(),
+                ..publish.clone()
+            },
+            "volume_id is missing",
+        ),
+        (
+            NodePublishVolumeRequest {
+                staging_target_path: String::new(),
+                ..publish.clone()
+            },
+            "staging_target_path is missing",
+        ),
+        (
+            NodePublishVolumeRequest {
+                volume_capability: None,
+                ..publish.clone()
+            },
+            "volume_capability is missing",
+        ),
+        (
+            NodePublishVolumeRequest {
+                volume_capability: Some(with_flags()),
+                ..publish.clone()
+            },
+            FLAGS,
+        ),
+    ] {
+        assert_refused(
+            node.node_publish_volume(request).await,
+            Code::InvalidArgument,
+            message,
+        );
+    }
     assert_refused(
         node.node_unstage_volume(NodeUnstageVolumeRequest {
             volume_id: String::new(),
@@ -268,6 +524,57 @@ async fn node_calls_refuse_bad_requests() {
         Code::InvalidArgument,
         "volume_id is missing",
     );
+    assert_refused(
+        node.node_unstage_volume(NodeUnstageVolumeRequest {
+            volume_id: "vol1".into(),
+            staging_target_path: "/etc".into(),
+        })
+        .await,
+        Code::InvalidArgument,
+        &outside("/etc"),
+    );
+    assert_refused(
+        node.node_unpublish_volume(NodeUnpublishVolumeRequest {
+            volume_id: String::new(),
+            target_path: target.clone(),
+        })
+        .await,
+        Code::InvalidArgument,
+        "volume_id is missing",
+    );
+
+    // Stats: required fields, then unknown volumes and paths.
+    let stats = NodeGetVolumeStatsRequest {
+        volume_id: "vol1".into(),
+        volume_path: target.clone(),
+        staging_target_path: String::new(),
+    };
+    for (request, code, message) in [
+        (
+            NodeGetVolumeStatsRequest {
+                volume_id: String::new(),
+                ..stats.clone()
+            },
+            Code::InvalidArgument,
+            "volume_id is missing".to_owned(),
+        ),
+        (
+            NodeGetVolumeStatsRequest {
+                volume_path: String::new(),
+                ..stats.clone()
+            },
+            Code::InvalidArgument,
+            "volume_path is missing".to_owned(),
+        ),
+        (
+            stats.clone(),
+            Code::NotFound,
+            format!("volume vol1 is not staged or published at {target} on this node"),
+        ),
+    ] {
+        assert_refused(node.node_get_volume_stats(request).await, code, &message);
+    }
+
     // Unknown volumes: nothing to undo is success (the spec's idempotency).
     node.node_unstage_volume(NodeUnstageVolumeRequest {
         volume_id: "vol1".into(),
@@ -277,7 +584,7 @@ async fn node_calls_refuse_bad_requests() {
     .expect("unstaging a volume never staged");
     node.node_unpublish_volume(NodeUnpublishVolumeRequest {
         volume_id: "vol1".into(),
-        target_path: plugin.published("vol1").display().to_string(),
+        target_path: target,
     })
     .await
     .expect("unpublishing a volume never published");

@@ -4,9 +4,27 @@ use netfs::csi::proto::*;
 
 use super::{map, mount_capability, InProcess};
 
-/// The RPC types of a list of controller or node capabilities.
-fn rpc_types<'a>(rpcs: impl Iterator<Item = Option<&'a Rpc>>) -> Vec<i32> {
-    rpcs.flatten().map(|r| r.r#type).collect()
+use controller_service_capability::rpc::Type as ControllerRpc;
+use node_service_capability::rpc::Type as NodeRpc;
+
+/// The RPC types of the controller's capabilities.
+fn controller_rpcs(caps: &[ControllerServiceCapability]) -> Vec<ControllerRpc> {
+    caps.iter()
+        .filter_map(|c| {
+            let controller_service_capability::Type::Rpc(rpc) = c.r#type.as_ref()?;
+            Some(rpc.r#type())
+        })
+        .collect()
+}
+
+/// The RPC types of the node's capabilities.
+fn node_rpcs(caps: &[NodeServiceCapability]) -> Vec<NodeRpc> {
+    caps.iter()
+        .filter_map(|c| {
+            let node_service_capability::Type::Rpc(rpc) = c.r#type.as_ref()?;
+            Some(rpc.r#type())
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -25,12 +43,15 @@ async fn identity_reports_the_plugin_its_controller_and_readiness() {
         .await
         .expect("GetPluginCapabilities")
         .into_inner();
-    let types: Vec<i32> = caps
+    let types: Vec<plugin_capability::service::Type> = caps
         .capabilities
         .iter()
-        .filter_map(|c| c.service.as_ref().map(|s| s.r#type))
+        .filter_map(|c| match &c.r#type {
+            Some(plugin_capability::Type::Service(s)) => Some(s.r#type()),
+            _ => None,
+        })
         .collect();
-    assert_eq!(types, [i32::from(ServiceType::ControllerService)]);
+    assert_eq!(types, [plugin_capability::service::Type::ControllerService]);
     let probe = identity.probe(ProbeRequest {}).await.expect("Probe");
     assert_eq!(probe.into_inner().ready, Some(true));
 }
@@ -49,6 +70,7 @@ async fn create_volume_hands_the_parameters_back_as_the_context_every_time() {
         volume_capabilities: vec![mount_capability()],
         parameters: parameters.clone(),
         secrets: map(&[("password", "s3cret")]),
+        ..Default::default()
     };
     let first = controller
         .create_volume(request.clone())
@@ -83,8 +105,10 @@ async fn create_volume_hands_the_parameters_back_as_the_context_every_time() {
         .await
         .expect("ControllerGetCapabilities")
         .into_inner();
-    let types = rpc_types(caps.capabilities.iter().map(|c| c.rpc.as_ref()));
-    assert_eq!(types, [CREATE_DELETE_VOLUME]);
+    assert_eq!(
+        controller_rpcs(&caps.capabilities),
+        [ControllerRpc::CreateDeleteVolume]
+    );
 }
 
 #[tokio::test]
@@ -103,6 +127,12 @@ async fn node_reports_its_id_and_staging() {
         .await
         .expect("NodeGetCapabilities")
         .into_inner();
-    let types = rpc_types(caps.capabilities.iter().map(|c| c.rpc.as_ref()));
-    assert_eq!(types, [STAGE_UNSTAGE_VOLUME]);
+    assert_eq!(
+        node_rpcs(&caps.capabilities),
+        [
+            NodeRpc::StageUnstageVolume,
+            NodeRpc::GetVolumeStats,
+            NodeRpc::VolumeCondition
+        ]
+    );
 }
