@@ -16,6 +16,7 @@ pub mod name;
 pub mod options;
 pub mod output;
 pub mod pacing;
+pub mod process;
 pub mod procfs;
 pub mod protocol;
 pub mod reaper;

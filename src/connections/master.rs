@@ -2,21 +2,23 @@
 //! its turn at the server's pacing gate) while any volume holds a lease on
 //! it, logged in again after it dies, stopped when its last volume leaves.
 //! `ControlPersist` is off: netfs, not ssh, decides how long it lives.
+//!
+//! The reconnect logic ([`run`]) sees the ssh client through [`Ssh`]:
+//! [`Client`] runs the real one as a [`Group`]; the unit tests put a scripted
+//! one behind it and run backoff under tokio's paused clock.
 
+use std::future::Future;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use tokio::process::Command;
 use tokio::sync::watch;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, Instant};
 
 use super::{ConnState, ConnStatus, Master, Settings};
 use crate::marks::MARK_ROOT;
-use crate::output::{self, Lines, Tail};
-use crate::reaper::{self, Tracked};
+use crate::process::{describe, Group, Output};
 
 pub use crate::marks::MARK_CONNECTION;
 const POLL: Duration = Duration::from_millis(10);
@@ -25,23 +27,28 @@ const STABLE: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-struct Running {
-    child: Tracked,
-    group: Option<Pid>,
-    pid: Option<u32>,
-    tail: Lines,
+/// What the reconnect logic does with the ssh client.
+pub(super) trait Ssh: Send + Sync + 'static {
+    /// One logged-in master process.
+    type Session: Send + 'static;
+
+    /// Logs in, in its turn at the server: done once the control socket is
+    /// there. On failure nothing is left running; the error says why.
+    fn connect(
+        &self,
+        master: &Master,
+    ) -> impl Future<Output = Result<Self::Session, String>> + Send;
+    fn pid(session: &Self::Session) -> Option<u32>;
+    /// Until it dies; why it did.
+    fn died(&self, session: &mut Self::Session) -> impl Future<Output = String> + Send;
+    /// Stops it and removes its control socket.
+    fn stop(&self, session: &mut Self::Session, master: &Master)
+        -> impl Future<Output = ()> + Send;
 }
 
-impl Running {
-    fn tail(&self) -> Tail {
-        Tail::of(&self.tail)
-    }
-}
-
-pub(super) async fn run(master: Arc<Master>, settings: Arc<Settings>) {
+pub(super) async fn run<S: Ssh>(master: Arc<Master>, ssh: S) {
     let mut members = master.members.subscribe();
-    // None after a long life: the next login is at once.
-    let mut backoff: Option<Duration> = None;
+    let mut backoff = Backoff::default();
     loop {
         if *members.borrow() == 0 {
             publish(&master, |s| {
@@ -59,10 +66,10 @@ pub(super) async fn run(master: Arc<Master>, settings: Arc<Settings>) {
         };
         publish(&master, |s| s.state = state);
         let login = tokio::select! {
-            r = connect(&master, &settings) => Some(r),
+            r = ssh.connect(&master) => Some(r),
             _ = until_unused(&mut members) => None,
         };
-        let mut running = match login {
+        let mut session = match login {
             None => {
                 publish(&master, |s| s.state = ConnState::Idle);
                 continue;
@@ -74,54 +81,77 @@ pub(super) async fn run(master: Arc<Master>, settings: Arc<Settings>) {
                     s.failures += 1;
                     s.last_error = Some(reason);
                 });
-                let wait = next_backoff(backoff);
-                backoff = Some(wait);
                 tokio::select! {
-                    _ = sleep(wait) => {}
+                    _ = sleep(backoff.after_failure()) => {}
                     _ = until_unused(&mut members) => {}
                 }
                 continue;
             }
-            Some(Ok(running)) => running,
+            Some(Ok(session)) => session,
         };
         let up_at = Instant::now();
-        tracing::info!(connection = %master.name(), endpoint = %master.key, pid = running.pid, "ssh connection up");
+        let pid = S::pid(&session);
+        tracing::info!(connection = %master.name(), endpoint = %master.key, pid, "ssh connection up");
         publish(&master, |s| {
             s.state = ConnState::Up;
-            s.pid = running.pid;
+            s.pid = pid;
             s.logins += 1;
             s.generation += 1;
         });
         tokio::select! {
-            status = running.child.wait() => {
-                let reason = format!("ssh exited ({}){}", describe(status), running.tail());
-                stop(&mut running, &master, &settings).await;
+            reason = ssh.died(&mut session) => {
+                ssh.stop(&mut session, &master).await;
                 tracing::warn!(connection = %master.name(), endpoint = %master.key, %reason, "ssh connection died");
                 publish(&master, |s| {
                     s.state = ConnState::Reconnecting;
                     s.pid = None;
                     s.last_error = Some(reason);
                 });
-                if up_at.elapsed() >= STABLE {
-                    backoff = None;
-                } else if let Some(wait) = backoff {
-                    let wait = next_backoff(Some(wait));
-                    backoff = Some(wait);
-                    sleep(wait).await;
-                } else {
-                    // The first death: again at once, its volumes are waiting.
-                    backoff = Some(Duration::ZERO);
-                }
+                sleep(backoff.after_death(up_at.elapsed())).await;
             }
             _ = until_unused(&mut members) => {
-                stop(&mut running, &master, &settings).await;
+                ssh.stop(&mut session, &master).await;
                 tracing::info!(connection = %master.name(), "ssh connection closed: no volume uses it");
                 publish(&master, |s| {
                     s.state = ConnState::Idle;
                     s.pid = None;
                 });
-                backoff = None;
+                backoff = Backoff::default();
             }
+        }
+    }
+}
+
+/// When to log in again. After a failed login: at once, then 250 ms,
+/// doubling up to 30 s. After a death: at once the first time (its volumes
+/// are waiting), then as after failures; afresh once a master stayed up for
+/// a minute.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// None after a long life or none yet: the next login is at once.
+    last: Option<Duration>,
+}
+
+impl Backoff {
+    fn after_failure(&mut self) -> Duration {
+        let wait = match self.last {
+            None => Duration::ZERO,
+            Some(d) if d.is_zero() => FIRST_BACKOFF,
+            Some(d) => (d * 2).min(MAX_BACKOFF),
+        };
+        self.last = Some(wait);
+        wait
+    }
+
+    fn after_death(&mut self, lived: Duration) -> Duration {
+        if lived >= STABLE {
+            self.last = None;
+            Duration::ZERO
+        } else if self.last.is_some() {
+            self.after_failure()
+        } else {
+            self.last = Some(Duration::ZERO);
+            Duration::ZERO
         }
     }
 }
@@ -138,14 +168,6 @@ async fn until_unused(members: &mut watch::Receiver<usize>) {
     }
 }
 
-fn next_backoff(last: Option<Duration>) -> Duration {
-    match last {
-        None => Duration::ZERO,
-        Some(d) if d.is_zero() => FIRST_BACKOFF,
-        Some(d) => (d * 2).min(MAX_BACKOFF),
-    }
-}
-
 fn publish(master: &Master, change: impl FnOnce(&mut ConnStatus)) {
     master.status.send_modify(|s| {
         let before = s.state;
@@ -156,87 +178,279 @@ fn publish(master: &Master, change: impl FnOnce(&mut ConnStatus)) {
     });
 }
 
-/// Logs in, in its turn at the server: done once the control socket is
-/// there (ssh binds it after the login).
-async fn connect(master: &Master, settings: &Settings) -> Result<Running, String> {
-    let _turn = settings.pacing.enter(&master.key.server()).await;
-    let _ = std::fs::remove_file(&master.socket);
-    let mut command = Command::new(&settings.ssh);
-    command
-        .args(master.key.ssh_args())
-        .args(["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"])
-        .args(["-x", "-a", "-M", "-N", "-o", "ControlMaster=yes", "-o"])
-        .arg(format!("ControlPath={}", master.socket.display()))
-        .args(["-o", "ControlPersist=no", "--", &master.key.host])
-        .env(MARK_CONNECTION, master.id.to_string())
-        .env(MARK_ROOT, &settings.mark_root)
-        .process_group(0)
-        .kill_on_drop(true)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = reaper::spawn(&mut command).map_err(|e| format!("cannot start ssh: {e}"))?;
-    let pid = child.id();
-    tracing::info!(connection = %master.name(), endpoint = %master.key, pid, "ssh connection started");
-    let tail = output::lines();
-    if let Some(err) = child.stderr.take() {
-        output::pump(
-            master.name(),
-            "stderr",
-            err,
-            Arc::from([]),
-            Some(tail.clone()),
+/// The real ssh client.
+pub(super) struct Client {
+    settings: Arc<Settings>,
+}
+
+impl Client {
+    pub(super) fn new(settings: Arc<Settings>) -> Self {
+        Self { settings }
+    }
+}
+
+impl Ssh for Client {
+    type Session = Group;
+
+    async fn connect(&self, master: &Master) -> Result<Group, String> {
+        let settings = &self.settings;
+        let _turn = settings.pacing.enter(&master.key.server()).await;
+        let _ = std::fs::remove_file(&master.socket);
+        let mut command = Command::new(&settings.ssh);
+        command
+            .args(master.key.ssh_args())
+            .args(["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"])
+            .args(["-x", "-a", "-M", "-N", "-o", "ControlMaster=yes", "-o"])
+            .arg(format!("ControlPath={}", master.socket.display()))
+            .args(["-o", "ControlPersist=no", "--", &master.key.host])
+            .env(MARK_CONNECTION, master.id.to_string())
+            .env(MARK_ROOT, &settings.mark_root)
+            .kill_on_drop(true)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let output = Output {
+            label: master.name(),
+            secrets: Arc::from([]),
+            stdout: false,
+        };
+        let mut session =
+            Group::spawn(&mut command, output).map_err(|e| format!("cannot start ssh: {e}"))?;
+        tracing::info!(connection = %master.name(), endpoint = %master.key, pid = session.pid(), "ssh connection started");
+        let deadline = Instant::now() + settings.connect_timeout;
+        loop {
+            if master.socket.exists() {
+                return Ok(session);
+            }
+            if Instant::now() >= deadline {
+                self.stop(&mut session, master).await;
+                return Err(format!(
+                    "not logged in within {}{}",
+                    humantime::format_duration(settings.connect_timeout),
+                    session.tail()
+                ));
+            }
+            tokio::select! {
+                status = session.wait() => {
+                    // Its last words reach the tail a moment after it exits.
+                    session.drain().await;
+                    let reason = format!("ssh exited ({}){}", describe(status), session.tail());
+                    self.stop(&mut session, master).await;
+                    return Err(reason);
+                }
+                _ = sleep(POLL) => {}
+            }
+        }
+    }
+
+    fn pid(session: &Group) -> Option<u32> {
+        session.pid()
+    }
+
+    async fn died(&self, session: &mut Group) -> String {
+        let status = session.wait().await;
+        session.drain().await;
+        format!("ssh exited ({}){}", describe(status), session.tail())
+    }
+
+    async fn stop(&self, session: &mut Group, master: &Master) {
+        session.stop(self.settings.stop_timeout).await;
+        let _ = std::fs::remove_file(&master.socket);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reconnect logic under tokio's paused clock, with a scripted ssh.
+
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::backend::{Endpoint, Server};
+    use crate::options::MountOptions;
+
+    /// What one login does.
+    enum Login {
+        Fails,
+        /// Logged in; dies after this long (never if None).
+        Up(Option<Duration>),
+    }
+
+    #[derive(Default)]
+    struct Log {
+        script: VecDeque<Login>,
+        /// When each login was tried, from the test's start.
+        tries: Vec<Duration>,
+        stops: u32,
+    }
+
+    #[derive(Clone)]
+    struct Scripted {
+        log: Arc<Mutex<Log>>,
+        start: Instant,
+        tried: Arc<Notify>,
+    }
+
+    impl Scripted {
+        fn new(script: impl IntoIterator<Item = Login>) -> Self {
+            Self {
+                log: Arc::new(Mutex::new(Log {
+                    script: script.into_iter().collect(),
+                    ..Log::default()
+                })),
+                start: Instant::now(),
+                tried: Arc::new(Notify::new()),
+            }
+        }
+
+        fn log(&self) -> std::sync::MutexGuard<'_, Log> {
+            self.log.lock().unwrap()
+        }
+
+        /// Until `n` logins were tried.
+        async fn tries(&self, n: usize) -> Vec<Duration> {
+            loop {
+                let notified = self.tried.notified();
+                if self.log().tries.len() >= n {
+                    return self.log().tries.clone();
+                }
+                notified.await;
+            }
+        }
+    }
+
+    impl Ssh for Scripted {
+        type Session = Option<Duration>;
+
+        async fn connect(&self, _: &Master) -> Result<Option<Duration>, String> {
+            let next = {
+                let mut log = self.log();
+                log.tries.push(self.start.elapsed());
+                log.script.pop_front().unwrap_or(Login::Up(None))
+            };
+            self.tried.notify_waiters();
+            match next {
+                Login::Fails => Err("Permission denied".into()),
+                Login::Up(life) => Ok(life),
+            }
+        }
+
+        fn pid(_: &Option<Duration>) -> Option<u32> {
+            Some(4242)
+        }
+
+        async fn died(&self, life: &mut Option<Duration>) -> String {
+            match life {
+                Some(life) => sleep(*life).await,
+                None => std::future::pending().await,
+            }
+            "ssh exited (exit status 255)".into()
+        }
+
+        async fn stop(&self, _: &mut Option<Duration>, _: &Master) {
+            self.log().stops += 1;
+        }
+    }
+
+    fn master() -> Arc<Master> {
+        let endpoint = Endpoint {
+            user: Some("u".into()),
+            server: Server::Tcp {
+                host: "nas".into(),
+                port: 22,
+            },
+        };
+        let key =
+            super::super::key(&endpoint, &[], &MountOptions::parse("").unwrap(), false).unwrap();
+        Arc::new(Master::new(1, key, "/nonexistent/1.sock".into(), 10))
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn start(ssh: &Scripted) -> Arc<Master> {
+        let master = master();
+        master.members.send_modify(|n| *n += 1);
+        tokio::spawn(run(master.clone(), ssh.clone()));
+        master
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_logins_are_tried_again_at_once_then_doubling_up_to_30_s() {
+        let ssh = Scripted::new((0..10).map(|_| Login::Fails));
+        let master = start(&ssh);
+        let tries = ssh.tries(11).await;
+        let gaps: Vec<Duration> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+        let want = [0, 250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000];
+        assert_eq!(gaps, want.map(ms));
+        let status = master.status();
+        assert_eq!(status.failures, 10);
+        assert_eq!(status.last_error.as_deref(), Some("Permission denied"));
+        // The 11th login holds.
+        tokio::task::yield_now().await;
+        let status = master.status();
+        assert_eq!(status.state, ConnState::Up);
+        assert_eq!(
+            (status.logins, status.generation, status.pid),
+            (1, 1, Some(4242))
         );
     }
-    let mut running = Running {
-        child,
-        group: pid.map(|p| Pid::from_raw(p as i32)),
-        pid,
-        tail,
-    };
-    let deadline = Instant::now() + settings.connect_timeout;
-    loop {
-        if master.socket.exists() {
-            return Ok(running);
-        }
-        if Instant::now() >= deadline {
-            stop(&mut running, master, settings).await;
-            return Err(format!(
-                "not logged in within {}{}",
-                humantime::format_duration(settings.connect_timeout),
-                running.tail()
-            ));
-        }
-        tokio::select! {
-            status = running.child.wait() => {
-                // Its last words reach the tail a moment after it exits.
-                sleep(Duration::from_millis(50)).await;
-                let reason = format!("ssh exited ({}){}", describe(status), running.tail());
-                stop(&mut running, master, settings).await;
-                return Err(reason);
-            }
-            _ = sleep(POLL) => {}
-        }
-    }
-}
 
-async fn stop(running: &mut Running, master: &Master, settings: &Settings) {
-    if let Some(group) = running.group.take() {
-        let _ = killpg(group, Signal::SIGTERM);
-        if timeout(settings.stop_timeout, running.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = killpg(group, Signal::SIGKILL);
-            let _ = timeout(Duration::from_secs(5), running.child.wait()).await;
-        }
+    #[tokio::test(start_paused = true)]
+    async fn a_first_death_logs_in_at_once_quick_deaths_back_off_a_long_life_starts_afresh() {
+        let ssh = Scripted::new([
+            Login::Up(Some(Duration::from_secs(5))),
+            Login::Up(Some(ms(100))),
+            Login::Up(Some(ms(100))),
+            Login::Up(Some(Duration::from_secs(61))),
+            Login::Up(None),
+        ]);
+        let master = start(&ssh);
+        let tries = ssh.tries(5).await;
+        let gaps: Vec<Duration> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+        // Alive 5 s then at once; 100 ms then 250 ms; 100 ms then 500 ms;
+        // a minute and more then at once.
+        assert_eq!(gaps, [5000, 350, 600, 61000].map(ms));
+        tokio::task::yield_now().await;
+        let status = master.status();
+        assert_eq!(status.state, ConnState::Up);
+        assert_eq!((status.logins, status.generation), (5, 5));
+        assert_eq!(
+            ssh.log().stops,
+            4,
+            "each dead ssh was stopped (its socket removed)"
+        );
+        assert_eq!(
+            status.last_error.as_deref(),
+            Some("ssh exited (exit status 255)")
+        );
     }
-    let _ = std::fs::remove_file(&master.socket);
-}
 
-fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
-    match status {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("cannot wait for it: {e}"),
+    #[tokio::test(start_paused = true)]
+    async fn the_last_volume_leaving_stops_it_and_a_new_one_logs_in_at_once() {
+        let ssh = Scripted::new([Login::Fails, Login::Fails, Login::Fails]);
+        let master = start(&ssh);
+        ssh.tries(3).await;
+        // Leaves while it waits 500 ms for its 4th try: no more logins.
+        master.members.send_modify(|n| *n -= 1);
+        sleep(Duration::from_secs(120)).await;
+        assert_eq!(ssh.log().tries.len(), 3);
+        assert_eq!(master.status().state, ConnState::Idle);
+        // A volume comes: a login at once, and it holds.
+        let back = Instant::now() - ssh.start;
+        master.members.send_modify(|n| *n += 1);
+        let tries = ssh.tries(4).await;
+        assert_eq!(tries[3], back);
+        tokio::task::yield_now().await;
+        assert_eq!(master.status().state, ConnState::Up);
+        // It leaves again: the running ssh is stopped.
+        master.members.send_modify(|n| *n -= 1);
+        sleep(ms(1)).await;
+        assert_eq!(ssh.log().stops, 1);
+        let status = master.status();
+        assert_eq!((status.state, status.pid), (ConnState::Idle, None));
     }
 }

@@ -107,6 +107,27 @@ pub struct Master {
 }
 
 impl Master {
+    fn new(id: u64, key: ConnKey, socket: PathBuf, sessions: usize) -> Self {
+        Self {
+            id,
+            key,
+            socket,
+            capacity: AtomicUsize::new(sessions.max(1)),
+            members: watch::Sender::new(0),
+            status: watch::Sender::new(ConnStatus {
+                state: ConnState::Idle,
+                pid: None,
+                since: SystemTime::now(),
+                logins: 0,
+                last_error: None,
+                generation: 0,
+                failures: 0,
+                refused: 0,
+                last_refusal: None,
+            }),
+        }
+    }
+
     pub fn name(&self) -> String {
         format!("ssh-{}", self.id)
     }
@@ -199,25 +220,10 @@ impl Connections {
 
     fn new_master(&self, key: &ConnKey) -> Arc<Master> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let master = Arc::new(Master {
-            id,
-            key: key.clone(),
-            socket: self.settings.dir.join(format!("{id}.sock")),
-            capacity: AtomicUsize::new(self.settings.sessions.max(1)),
-            members: watch::Sender::new(0),
-            status: watch::Sender::new(ConnStatus {
-                state: ConnState::Idle,
-                pid: None,
-                since: SystemTime::now(),
-                logins: 0,
-                last_error: None,
-                generation: 0,
-                failures: 0,
-                refused: 0,
-                last_refusal: None,
-            }),
-        });
-        tokio::spawn(master::run(master.clone(), self.settings.clone()));
+        let socket = self.settings.dir.join(format!("{id}.sock"));
+        let master = Arc::new(Master::new(id, key.clone(), socket, self.settings.sessions));
+        let client = master::Client::new(self.settings.clone());
+        tokio::spawn(master::run(master.clone(), client));
         master
     }
 

@@ -6,24 +6,18 @@
 use std::io;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-use tokio::task::JoinHandle;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, Instant};
 
 use super::error::{ProcessError, Tail};
 use super::{Policy, ProcessSpec};
 use crate::connections::refused_session;
 use crate::mounts::{self, Probe, Prober};
-use crate::output::{self, pump, Lines};
 use crate::pacing::Permit;
-use crate::reaper::{self, Tracked};
-use crate::secret::Secret;
+use crate::process::{describe, Group, Output, Stopped};
 
 /// The variables that mark a tool netfs started: its volume, and the mount
 /// root of the netfs that started it.
@@ -33,47 +27,24 @@ const READY_POLL_MAX: Duration = Duration::from_millis(200);
 /// How long a tool that exited 0 (one-shot or daemonising) has for its
 /// mount to show up.
 const EXITED_GRACE: Duration = Duration::from_secs(1);
-/// How long to wait for the last output of a tool that has gone.
-const DRAIN: Duration = Duration::from_millis(300);
 /// Bound on the `stat` made when a Mount finds the process running.
 const QUICK_PROBE: Duration = Duration::from_millis(500);
-/// Bound on waiting for a SIGKILLed process (one stuck in the kernel).
-const REAP: Duration = Duration::from_secs(5);
 
-/// A spawned tool. `child` is None once a one-shot tool exited with
+/// A spawned tool. Its process is let go once a one-shot tool exited with
 /// success: then its kernel mount is what "running" means.
 pub struct Running {
-    child: Option<Tracked>,
-    /// The tool's process group, while signalling it is ours to do.
-    group: Option<Pid>,
-    pub pid: Option<u32>,
-    tail: Lines,
-    pumps: Vec<JoinHandle<()>>,
+    process: Group,
     prober: Prober,
 }
 
 impl Running {
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// The last lines the tool wrote on stderr.
     pub fn tail(&self) -> Tail {
-        Tail::of(&self.tail)
-    }
-
-    /// Waits a moment for the tool's output to reach the log and the tail.
-    async fn drain(&mut self) {
-        let deadline = Instant::now() + DRAIN;
-        while self.pumps.iter().any(|p| !p.is_finished()) && Instant::now() < deadline {
-            sleep(Duration::from_millis(10)).await;
-        }
-        self.pumps.retain(|p| !p.is_finished());
-    }
-
-    /// Kills what is left of the group of a tool that has exited (ssh under
-    /// sshfs); done at once, while the group id cannot have been reused.
-    fn kill_leftovers(&mut self) {
-        if let Some(group) = self.group.take() {
-            let _ = killpg(group, Signal::SIGKILL);
-        }
-        self.pid = None;
+        self.process.tail()
     }
 
     /// Returns once the tool exits or its mount is gone or stops
@@ -89,12 +60,12 @@ impl Running {
                 }
             }
         };
-        let status = match self.child.as_mut() {
-            Some(child) => tokio::select! {
-                status = child.wait() => status,
-                reason = health => return Watch::Died(reason),
-            },
-            None => return Watch::Died(health.await),
+        if !self.process.is_running() {
+            return Watch::Died(health.await);
+        }
+        let status = tokio::select! {
+            status = self.process.wait() => status,
+            reason = health => return Watch::Died(reason),
         };
         self.exited(spec, status).await
     }
@@ -102,11 +73,9 @@ impl Running {
     /// A quick look, for a Mount that finds the process running: why it is
     /// not usable, if it is not. A mount that is merely slow counts as fine.
     pub async fn check_now(&mut self, spec: &ProcessSpec) -> Option<String> {
-        if let Some(child) = self.child.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                if let Watch::Died(reason) = self.exited(spec, Ok(status)).await {
-                    return Some(reason);
-                }
+        if let Ok(Some(status)) = self.process.try_wait() {
+            if let Watch::Died(reason) = self.exited(spec, Ok(status)).await {
+                return Some(reason);
             }
         }
         mount_trouble(&spec.mount_point, &mut self.prober, QUICK_PROBE).await
@@ -122,13 +91,11 @@ impl Running {
                 .await
                 .is_none()
         {
-            tracing::info!(volume = %spec.name, pid = self.pid, "volume process exited 0; its mount serves the volume");
-            self.child = None;
-            self.group = None;
-            self.pid = None;
+            tracing::info!(volume = %spec.name, pid = self.pid(), "volume process exited 0; its mount serves the volume");
+            self.process.release();
             return Watch::Detached;
         }
-        self.kill_leftovers();
+        self.process.kill_leftovers();
         Watch::Died(format!(
             "{} exited unexpectedly ({})",
             spec.invocation.program,
@@ -152,21 +119,6 @@ async fn mount_trouble(path: &Path, prober: &mut Prober, within: Duration) -> Op
         .then(|| "the mount stopped answering (transport endpoint is not connected)".to_owned())
 }
 
-fn describe(status: io::Result<ExitStatus>) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match status {
-        Ok(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => format!("exit status {code}"),
-            (None, Some(sig)) => match Signal::try_from(sig) {
-                Ok(name) => format!("killed by signal {sig}, {name}"),
-                Err(_) => format!("killed by signal {sig}"),
-            },
-            _ => s.to_string(),
-        },
-        Err(e) => format!("cannot wait for it: {e}"),
-    }
-}
-
 /// Detaches a stale mount, makes the mountpoint, and spawns the tool in a
 /// process group of its own.
 pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
@@ -182,15 +134,17 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
         .args(&inv.args)
         .envs(mark(spec))
         .envs(inv.env.iter().map(|(k, v)| (k, v.expose())))
-        .process_group(0)
         .stdin(if inv.stdin.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = reaper::spawn(&mut command).map_err(|e| ProcessError::Spawn {
+        });
+    let output = Output {
+        label: spec.name.to_string(),
+        secrets: inv.secrets().into(),
+        stdout: true,
+    };
+    let mut process = Group::spawn(&mut command, output).map_err(|e| ProcessError::Spawn {
         program: inv.program.clone(),
         reason: if e.kind() == io::ErrorKind::NotFound {
             format!("{e} (is {} installed and on PATH?)", inv.program)
@@ -198,31 +152,16 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
             e.to_string()
         },
     })?;
-    if let (Some(secret), Some(mut stdin)) = (inv.stdin.clone(), child.stdin.take()) {
+    if let (Some(secret), Some(mut stdin)) = (inv.stdin.clone(), process.take_stdin()) {
         // Written once, then stdin closes: the tool reads one line.
         tokio::spawn(async move {
             let _ = stdin.write_all(secret.expose().as_bytes()).await;
             let _ = stdin.write_all(b"\n").await;
         });
     }
-    let pid = child.id();
-    tracing::info!(volume = %spec.name, pid, command = %inv.display(), "volume process started");
-    let tail = output::lines();
-    let name = spec.name.to_string();
-    let mut pumps = Vec::new();
-    let secrets: Arc<[Secret]> = inv.secrets().into();
-    if let Some(out) = child.stdout.take() {
-        pumps.push(pump(name.clone(), "stdout", out, secrets.clone(), None));
-    }
-    if let Some(err) = child.stderr.take() {
-        pumps.push(pump(name, "stderr", err, secrets, Some(tail.clone())));
-    }
+    tracing::info!(volume = %spec.name, pid = process.pid(), command = %inv.display(), "volume process started");
     Ok(Running {
-        group: pid.map(|p| Pid::from_raw(p as i32)),
-        pid,
-        child: Some(child),
-        tail,
-        pumps,
+        process,
         prober: Prober::new(path),
     })
 }
@@ -309,27 +248,22 @@ pub async fn wait_ready(
             }
         }
         let nap = poll.min(deadline - now);
-        match running.child.as_mut() {
-            Some(child) => tokio::select! {
-                status = child.wait() => match status {
-                    // A one-shot or daemonising tool: what it leaves behind
-                    // serves the mount, so its group is no longer ours.
-                    Ok(s) if s.success() => {
-                        running.child = None;
-                        running.group = None;
-                        running.pid = None;
-                        exited_ok = Some((Instant::now(), describe(Ok(s))));
-                        poll = READY_POLL_MIN;
-                        continue;
-                    }
-                    other => {
-                        running.kill_leftovers();
-                        return Err(failed_exit(running, spec, policy, program, describe(other)).await);
-                    }
-                },
-                _ = sleep(nap) => {}
+        tokio::select! {
+            status = running.process.wait() => match status {
+                // A one-shot or daemonising tool: what it leaves behind
+                // serves the mount, so its group is no longer ours.
+                Ok(s) if s.success() => {
+                    running.process.release();
+                    exited_ok = Some((Instant::now(), describe(Ok(s))));
+                    poll = READY_POLL_MIN;
+                    continue;
+                }
+                other => {
+                    running.process.kill_leftovers();
+                    return Err(failed_exit(running, spec, policy, program, describe(other)).await);
+                }
             },
-            None => sleep(nap).await,
+            _ = sleep(nap) => {}
         }
         // While it holds a turn, its login is looked for closely: others
         // wait for that turn.
@@ -388,25 +322,16 @@ fn refused(running: &Running, spec: &ProcessSpec) -> Option<ProcessError> {
 /// Stops the tool's whole process group and detaches whatever is left
 /// mounted. Idempotent: "no such process" and "not mounted" are success.
 pub async fn stop(running: &mut Running, spec: &ProcessSpec, policy: &Policy) {
-    if let Some(group) = running.group.take() {
-        let _ = killpg(group, Signal::SIGTERM);
-        if let Some(child) = running.child.as_mut() {
-            if timeout(policy.stop_timeout, child.wait()).await.is_err() {
-                tracing::warn!(volume = %spec.name, pid = running.pid, "volume process ignored SIGTERM; killing it");
-            }
+    let pid = running.pid();
+    match running.process.stop(policy.stop_timeout).await {
+        Stopped::Gracefully => {}
+        Stopped::Killed => {
+            tracing::warn!(volume = %spec.name, pid, "volume process ignored SIGTERM; it was killed")
         }
-        // The tool after its grace, or helpers it started (ssh under sshfs).
-        let _ = killpg(group, Signal::SIGKILL);
-        if let Some(child) = running.child.as_mut() {
-            if timeout(REAP, child.wait()).await.is_err() {
-                tracing::warn!(volume = %spec.name, pid = running.pid, "volume process does not die");
-            }
-        }
+        Stopped::Stuck => tracing::warn!(volume = %spec.name, pid, "volume process does not die"),
     }
-    running.child = None;
-    running.pid = None;
     unmount(spec);
-    running.drain().await;
+    running.process.drain().await;
 }
 
 /// Lazily detaches whatever is mounted at the volume's mountpoint.

@@ -60,7 +60,7 @@ impl Tool for Processes {
     }
 
     fn pid(run: &Running) -> Option<u32> {
-        run.pid
+        run.pid()
     }
 
     fn tail(run: &Running) -> Tail {

@@ -3,13 +3,11 @@
 //! restart through a master that is still up may skip. The masters
 //! themselves are `crate::connections`'.
 
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 use super::super::tool::Tool;
-use super::super::{ProcessError, ProcessSpec, Request};
-use super::launch::take_requests;
-use super::{Reply, Supervisor};
+use super::super::{ProcessError, ProcessSpec};
+use super::{Inbox, Supervisor};
 use crate::connections::NotUp;
 use crate::pacing::Permit;
 
@@ -20,9 +18,7 @@ impl<T: Tool> Supervisor<T> {
     /// and the turn, held until mounted.
     pub(super) async fn connection(
         &mut self,
-        rx: &mut mpsc::Receiver<Request>,
-        waiting: &mut Vec<Reply>,
-        stop_reply: &mut Option<oneshot::Sender<()>>,
+        inbox: &mut Inbox,
     ) -> Option<Result<(ProcessSpec, Permit), ProcessError>> {
         let shared = self.spec.shared.as_ref()?;
         let lease = self
@@ -32,7 +28,7 @@ impl<T: Tool> Supervisor<T> {
         self.status
             .send_modify(|s| s.connection = Some(master.clone()));
         let wait = timeout(self.policy.mount_timeout, lease.ready());
-        let up = match take_requests(rx, &mut self.closed, waiting, stop_reply, wait).await? {
+        let up = match inbox.during(wait).await? {
             Ok(up) => up,
             Err(_) => {
                 return Some(Err(ProcessError::Connection(NotUp {
@@ -49,7 +45,7 @@ impl<T: Tool> Supervisor<T> {
             Ok(up) => up,
             Err(e) => return Some(Err(e.into())),
         };
-        let turn = take_requests(rx, &mut self.closed, waiting, stop_reply, lease.open()).await?;
+        let turn = inbox.during(lease.open()).await?;
         self.through = Some(up.generation);
         let mut spec = self.spec.clone();
         spec.invocation.args.extend(up.client_args);

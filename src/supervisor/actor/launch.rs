@@ -6,12 +6,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, Instant};
 
 use super::super::tool::Tool;
-use super::super::{ProcState, ProcessError, Request};
-use super::{Outcome, Phase, Reply, Supervisor};
+use super::super::{ProcState, ProcessError};
+use super::{Inbox, Outcome, Phase, Supervisor};
 use crate::backend::Server;
 use crate::pacing::Permit;
 
@@ -22,15 +21,11 @@ impl<T: Tool> Supervisor<T> {
     /// that time fails (a caller waits for it); without, it waits its turn.
     pub(super) async fn launch(
         &mut self,
-        rx: &mut mpsc::Receiver<Request>,
+        inbox: &mut Inbox,
         restarting: bool,
         turn_within: Option<Duration>,
     ) -> Outcome {
-        let mut waiting: Vec<Reply> = Vec::new();
-        let mut stop_reply = None;
-        let mut outcome = self
-            .mount(rx, restarting, turn_within, &mut waiting, &mut stop_reply)
-            .await;
+        let mut outcome = self.mount(inbox, restarting, turn_within).await;
         // A session the server refused: the master is full, take a place
         // on another (a new one if need be).
         for _ in 0..REFUSED_RETRIES {
@@ -39,33 +34,20 @@ impl<T: Tool> Supervisor<T> {
                     if let Some(lease) = self.lease.take() {
                         lease.refused(self.spec.name.as_str());
                     }
-                    outcome = self
-                        .mount(rx, restarting, turn_within, &mut waiting, &mut stop_reply)
-                        .await;
+                    outcome = self.mount(inbox, restarting, turn_within).await;
                 }
                 _ => break,
             }
         }
-        for reply in waiting {
-            let _ = reply.send(match &outcome {
-                Outcome::Mounted => Ok(()),
-                Outcome::Failed(e) => Err(e.clone()),
-                Outcome::Cancelled => Err(ProcessError::Stopped),
-            });
-        }
-        if let Some(reply) = stop_reply {
-            let _ = reply.send(());
-        }
+        inbox.answer(&outcome);
         outcome
     }
 
     pub(super) async fn mount(
         &mut self,
-        rx: &mut mpsc::Receiver<Request>,
+        inbox: &mut Inbox,
         restarting: bool,
         turn_within: Option<Duration>,
-        waiting: &mut Vec<Reply>,
-        stop_reply: &mut Option<oneshot::Sender<()>>,
     ) -> Outcome {
         let state = if restarting {
             ProcState::Restarting
@@ -80,26 +62,24 @@ impl<T: Tool> Supervisor<T> {
             // A client of a master: no login of its own, so no turn at the
             // server's gate (the master took one for its login), but one
             // to open its session.
-            _ if self.spec.shared.is_some() => {
-                match self.connection(rx, waiting, stop_reply).await {
-                    Some(Ok((spec, turn))) => {
-                        through_master = Some(spec);
-                        Some(turn)
-                    }
-                    Some(Err(e)) => {
-                        self.phase = Phase::Idle;
-                        return Outcome::Failed(e);
-                    }
-                    None => {
-                        self.leave_connection();
-                        return self.stopped_waiting("its ssh connection");
-                    }
+            _ if self.spec.shared.is_some() => match self.connection(inbox).await {
+                Some(Ok((spec, turn))) => {
+                    through_master = Some(spec);
+                    Some(turn)
                 }
-            }
+                Some(Err(e)) => {
+                    self.phase = Phase::Idle;
+                    return Outcome::Failed(e);
+                }
+                None => {
+                    self.leave_connection();
+                    return self.stopped_waiting("its ssh connection");
+                }
+            },
             None => None,
             Some(endpoint) => {
                 let turn = self.turn(&endpoint.server, turn_within);
-                match take_requests(rx, &mut self.closed, waiting, stop_reply, turn).await {
+                match inbox.during(turn).await {
                     Some(Ok(permit)) => Some(permit),
                     Some(Err(e)) => {
                         self.phase = Phase::Idle;
@@ -121,7 +101,7 @@ impl<T: Tool> Supervisor<T> {
         let ready = self
             .tool
             .wait_ready(&mut running, &self.spec, &self.policy, &mut turn);
-        match take_requests(rx, &mut self.closed, waiting, stop_reply, ready).await {
+        match inbox.during(ready).await {
             Some(Ok(())) => {
                 let pid = T::pid(&running);
                 tracing::info!(volume = %self.spec.name, pid, "mounted");
@@ -201,35 +181,6 @@ pub(super) fn turn_timeout(mount_timeout: Duration) -> Duration {
     CALL_BUDGET
         .saturating_sub(mount_timeout)
         .max(mount_timeout.min(CALL_BUDGET))
-}
-
-/// Runs `work` while taking requests: a start waits for the same outcome
-/// (queued in `waiting`), a stop or the end of every handle cancels it
-/// (`None`; the stop's reply is kept in `stop_reply`).
-pub(super) async fn take_requests<T>(
-    rx: &mut mpsc::Receiver<Request>,
-    closed: &mut bool,
-    waiting: &mut Vec<Reply>,
-    stop_reply: &mut Option<oneshot::Sender<()>>,
-    work: impl Future<Output = T>,
-) -> Option<T> {
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            result = &mut work => return Some(result),
-            request = rx.recv() => match request {
-                Some(Request::Start(reply) | Request::Restore(reply)) => waiting.push(reply),
-                Some(Request::Stop(reply)) => {
-                    *stop_reply = Some(reply);
-                    return None;
-                }
-                None => {
-                    *closed = true;
-                    return None;
-                }
-            },
-        }
-    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 mod connection;
+mod inbox;
 mod launch;
 mod reattach;
+
+use inbox::Inbox;
 
 use launch::turn_timeout;
 
@@ -71,15 +74,13 @@ struct Supervisor<T: Tool> {
     lease: Option<Lease>,
     /// The login of the master the running tool goes through.
     through: Option<u64>,
-    /// Every handle is gone: stop and end the task.
-    closed: bool,
 }
 
 pub async fn run<T: Tool>(
     tool: T,
     spec: ProcessSpec,
     policy: Policy,
-    mut rx: mpsc::Receiver<Request>,
+    rx: mpsc::Receiver<Request>,
     status: watch::Sender<ProcessStatus>,
 ) {
     let mut sup = Supervisor {
@@ -91,29 +92,29 @@ pub async fn run<T: Tool>(
         phase: Phase::Idle,
         lease: None,
         through: None,
-        closed: false,
     };
-    while !sup.closed {
+    let mut inbox = Inbox::new(rx);
+    while !inbox.is_closed() {
         tokio::select! {
-            request = rx.recv() => match request {
+            request = inbox.recv() => match request {
                 Some(Request::Start(reply)) => {
-                    let result = sup.start(&mut rx, false).await;
+                    let result = sup.start(&mut inbox, false).await;
                     let _ = reply.send(result);
                 }
                 Some(Request::Restore(reply)) => {
-                    let result = sup.start(&mut rx, true).await;
+                    let result = sup.start(&mut inbox, true).await;
                     let _ = reply.send(result);
                 }
                 Some(Request::Stop(reply)) => {
                     sup.stop().await;
                     let _ = reply.send(());
                 }
-                None => sup.closed = true,
+                None => {}
             },
             event = sup.next_event() => match event {
                 Event::Died(reason) => sup.died(reason).await,
                 Event::Detached => sup.publish(ProcState::Mounted, None, None),
-                Event::RetryDue => sup.retry(&mut rx).await,
+                Event::RetryDue => sup.retry(&mut inbox).await,
             },
         }
     }
@@ -169,11 +170,7 @@ impl<T: Tool> Supervisor<T> {
 
     /// Start or Restore: makes sure the process runs and is mounted. With
     /// `keep_trying`, a failure leaves a retry scheduled (plugin start).
-    async fn start(
-        &mut self,
-        rx: &mut mpsc::Receiver<Request>,
-        keep_trying: bool,
-    ) -> Result<(), ProcessError> {
+    async fn start(&mut self, inbox: &mut Inbox, keep_trying: bool) -> Result<(), ProcessError> {
         if let Phase::Up(running) = &mut self.phase {
             match self.tool.check_now(running, &self.spec).await {
                 None => return Ok(()),
@@ -193,7 +190,7 @@ impl<T: Tool> Supervisor<T> {
             self.count_restart();
         }
         let turn_within = (!keep_trying).then(|| turn_timeout(self.policy.mount_timeout));
-        match self.launch(rx, restarting, turn_within).await {
+        match self.launch(inbox, restarting, turn_within).await {
             Outcome::Mounted => Ok(()),
             Outcome::Cancelled => Err(ProcessError::Stopped),
             Outcome::Failed(e) => {
@@ -277,9 +274,9 @@ impl<T: Tool> Supervisor<T> {
         self.publish(ProcState::Restarting, None, Some(reason));
     }
 
-    async fn retry(&mut self, rx: &mut mpsc::Receiver<Request>) {
+    async fn retry(&mut self, inbox: &mut Inbox) {
         self.count_restart();
-        match self.launch(rx, true, None).await {
+        match self.launch(inbox, true, None).await {
             Outcome::Mounted => tracing::info!(volume = %self.spec.name, "volume restarted"),
             Outcome::Cancelled => {}
             Outcome::Failed(e) => self.back_off(format!("restart failed: {e}")),
