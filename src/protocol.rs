@@ -49,7 +49,7 @@ pub struct Volume {
     pub mountpoint: String,
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<serde_json::Map<String, serde_json::Value>>,
+    pub status: Option<crate::driver::VolumeStatus>,
 }
 
 #[derive(Debug, Serialize)]

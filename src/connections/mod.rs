@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+
 use tokio::sync::watch;
 
 pub use key::{key, ConnKey, Unshared, UNSHAREABLE};
@@ -398,31 +398,47 @@ pub fn refused_session(stderr: &str) -> bool {
 }
 
 /// The connection as a volume's Status shows it.
-pub fn status_json(master: &Master) -> Value {
-    let s = master.status();
-    let mut v = json!({
-        "id": master.name(),
-        "endpoint": master.key.to_string(),
-        "state": s.state,
-        "pid": s.pid,
-        "since": humantime::format_rfc3339_seconds(s.since).to_string(),
-        "sessions": master.sessions(),
-        "logins": s.logins,
-    });
-    if let Some(map) = v.as_object_mut() {
-        if let Some(err) = s.last_error {
-            map.insert("lastError".into(), json!(err));
-        }
-        if let Some(what) = s.last_refusal {
-            map.insert(
-                "capacity".into(),
-                json!(master.capacity.load(Ordering::Relaxed)),
-            );
-            map.insert("refusedSessions".into(), json!(s.refused));
-            map.insert("lastRefusal".into(), json!(what));
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionReport {
+    pub id: String,
+    pub endpoint: String,
+    pub state: ConnState,
+    pub pid: Option<u32>,
+    /// RFC 3339.
+    pub since: String,
+    pub sessions: usize,
+    pub logins: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Once the server refused a session: what it may carry now, the
+    /// sessions refused, and what netfs did about the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_sessions: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_refusal: Option<String>,
+}
+
+impl ConnectionReport {
+    pub fn of(master: &Master) -> Self {
+        let s = master.status();
+        let refused = s.last_refusal.is_some();
+        Self {
+            id: master.name(),
+            endpoint: master.key.to_string(),
+            state: s.state,
+            pid: s.pid,
+            since: humantime::format_rfc3339_seconds(s.since).to_string(),
+            sessions: master.sessions(),
+            logins: s.logins,
+            last_error: s.last_error,
+            capacity: refused.then(|| master.capacity.load(Ordering::Relaxed)),
+            refused_sessions: refused.then_some(s.refused),
+            last_refusal: s.last_refusal,
         }
     }
-    v
 }
 
 #[cfg(test)]

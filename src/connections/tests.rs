@@ -83,10 +83,13 @@ async fn a_refused_session_closes_the_master_to_newcomers() {
     let refused = leases.pop().unwrap();
     refused.refused("v3");
     drop(refused);
-    let status = status_json(&leases[0].master);
-    assert_eq!(status["refusedSessions"], 1, "{status}");
-    assert_eq!(status["capacity"], 2, "{status}");
-    let what = status["lastRefusal"].as_str().unwrap_or_default();
+    let status = ConnectionReport::of(&leases[0].master);
+    assert_eq!(status.refused_sessions, Some(1), "{status:?}");
+    assert_eq!(status.capacity, Some(2), "{status:?}");
+    let what = status.last_refusal.as_deref().unwrap_or_default();
+    // What Docker shows: the same names, camelCase.
+    let shown = serde_json::to_value(&status).unwrap();
+    assert_eq!(shown["refusedSessions"], 1, "{shown}");
     assert!(
         what.contains("refused a session to volume v3 with 2 open")
             && what.contains("v3 was placed on another"),

@@ -32,7 +32,7 @@ use crate::state::{self, StateError, StateStore, Volumes};
 use crate::supervisor::{Launcher, ProcessError};
 
 pub use restore::Restore;
-pub use status::VolumeInfo;
+pub use status::{ProcessReport, VolumeInfo, VolumeStatus};
 use table::{Snapshot, Table};
 
 #[derive(Debug, thiserror::Error)]

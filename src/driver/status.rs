@@ -3,14 +3,17 @@
 
 use std::path::PathBuf;
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::table::{Entry, Phase};
 use super::versions::Versions;
+use crate::connections::ConnectionReport;
 use crate::name::VolumeName;
 use crate::options::remote::{self, RcloneSource};
 use crate::options::BackendKind;
+use crate::reattach::ReattachStatus;
 use crate::secret::redact_arg;
+use crate::supervisor::ProcState;
 
 fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -24,7 +27,7 @@ pub struct VolumeInfo {
     /// RFC 3339.
     pub created_at: String,
     /// Get's only (what `docker volume inspect` shows as Status).
-    pub status: Option<Map<String, Value>>,
+    pub status: Option<VolumeStatus>,
 }
 
 /// `versions` for Get, which shows a Status; none for List. With
@@ -54,28 +57,61 @@ fn shown_source(entry: &Entry) -> Option<String> {
     })
 }
 
-fn status(entry: &Entry, versions: &Versions, reattach: bool) -> Map<String, Value> {
-    let ids: Vec<&String> = entry.record.mount_ids.iter().collect();
-    let mut map = Map::new();
+/// What `docker volume inspect` shows as a volume's Status.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    pub backend: String,
+    /// For an rclone volume, once known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rclone_version: Option<String>,
+    /// Secrets as `***`.
+    pub source: Option<String>,
+    pub mount_ids: Vec<String>,
+    /// What runs it; none for a volume being created or removed (never
+    /// shown: Get and List see stored volumes only).
+    #[serde(flatten)]
+    pub process: Option<ProcessReport>,
+}
+
+/// The volume's process, as its Status shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessReport {
+    pub state: ProcState,
+    /// RFC 3339.
+    pub since: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    /// The tool's command line, secrets hidden.
+    pub command: String,
+    /// IDs taken before the tool's last restart: they hold its old mount.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mount_ids_before_last_restart: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reattach: Option<ReattachStatus>,
+}
+
+fn status(entry: &Entry, versions: &Versions, reattach: bool) -> VolumeStatus {
+    let ids: Vec<String> = entry.record.mount_ids.iter().cloned().collect();
     let backend = entry.record.setup.backend_name();
-    map.insert("backend".into(), json!(backend));
-    if backend == BackendKind::Rclone.as_str() {
-        if let Some(version) = versions.rclone_known() {
-            map.insert("rcloneVersion".into(), json!(version));
-        }
-    }
-    map.insert("source".into(), json!(shown_source(entry)));
-    map.insert("mountIds".into(), json!(ids));
-    match &entry.phase {
+    let rclone_version = (backend == BackendKind::Rclone.as_str())
+        .then(|| versions.rclone_known())
+        .flatten()
+        .map(|v| v.to_string());
+    let process = match &entry.phase {
         Phase::Ready(process) => {
             let status = process.handle.status();
             // IDs taken before the tool's last restart hold its old mount,
             // unless re-attach gave every holder the new one: then only
             // the live mount's device is left to hold.
             let healed = reattach && status.devices.len() <= 1;
-            let stale: Vec<&String> = ids
+            let stale = ids
                 .iter()
-                .copied()
                 .filter(|_| !healed)
                 .filter(|id| {
                     process
@@ -83,39 +119,39 @@ fn status(entry: &Entry, versions: &Versions, reattach: bool) -> Map<String, Val
                         .get(*id)
                         .is_none_or(|g| *g < status.generation)
                 })
+                .cloned()
                 .collect();
-            map.insert("state".into(), json!(status.state));
-            map.insert("since".into(), json!(rfc3339(status.since)));
-            map.insert("pid".into(), json!(status.pid));
-            map.insert("restarts".into(), json!(status.restarts));
-            map.insert("command".into(), json!(process.command));
-            if !stale.is_empty() {
-                map.insert("mountIdsBeforeLastRestart".into(), json!(stale));
-            }
-            if let Some(master) = &status.connection {
-                map.insert("connection".into(), crate::connections::status_json(master));
-            }
-            if let Some(err) = &status.last_error {
-                map.insert("lastError".into(), json!(err));
-            }
-            if status.reattach.happened() {
-                map.insert("reattach".into(), json!(status.reattach));
-            }
+            Some(ProcessReport {
+                state: status.state,
+                since: rfc3339(status.since),
+                pid: status.pid,
+                restarts: status.restarts,
+                command: process.command.clone(),
+                mount_ids_before_last_restart: stale,
+                connection: status.connection.as_deref().map(ConnectionReport::of),
+                last_error: status.last_error.clone(),
+                reattach: status.reattach.happened().then(|| status.reattach.clone()),
+            })
         }
-        Phase::Refused { reason, since } => {
-            map.insert("state".into(), json!("failed"));
-            map.insert("since".into(), json!(rfc3339(*since)));
-            map.insert("pid".into(), Value::Null);
-            map.insert("restarts".into(), json!(0));
-            map.insert("command".into(), json!(""));
+        Phase::Refused { reason, since } => Some(ProcessReport {
+            state: ProcState::Failed,
+            since: rfc3339(*since),
+            pid: None,
+            restarts: 0,
+            command: String::new(),
             // Every ID it holds was taken by an earlier run.
-            if !ids.is_empty() {
-                map.insert("mountIdsBeforeLastRestart".into(), json!(ids));
-            }
-            map.insert("lastError".into(), json!(reason));
-        }
-        // Never shown: Get and List see stored volumes only.
-        Phase::Creating { .. } | Phase::Removing { .. } => {}
+            mount_ids_before_last_restart: ids.clone(),
+            connection: None,
+            last_error: Some(reason.clone()),
+            reattach: None,
+        }),
+        Phase::Creating { .. } | Phase::Removing { .. } => None,
+    };
+    VolumeStatus {
+        backend: backend.to_owned(),
+        rclone_version,
+        source: shown_source(entry),
+        mount_ids: ids,
+        process,
     }
-    map
 }

@@ -6,17 +6,15 @@
 mod restore;
 mod rollback;
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tempfile::TempDir;
 
-use super::{Driver, DriverError, Seams};
+use super::{Driver, DriverError, ProcessReport, Seams, VolumeStatus};
 use crate::config::{Config, Lifecycle, RecoveryMode};
 use crate::mounts::recorded::Recorded;
 use crate::options::{BackendKind, MountOptions, Policy, ProcessOptions};
@@ -119,10 +117,15 @@ impl Harness {
         self.driver.list().into_iter().map(|v| v.name).collect()
     }
 
-    /// The Status map `docker volume inspect` shows.
-    fn status(&self, name: &str) -> BTreeMap<String, Value> {
+    /// The Status `docker volume inspect` shows.
+    fn status(&self, name: &str) -> VolumeStatus {
         let volume = self.driver.get(name).expect("the volume exists");
-        volume.status.expect("a status").into_iter().collect()
+        volume.status.expect("a status")
+    }
+
+    /// What runs the volume, as its Status shows it.
+    fn process(&self, name: &str) -> ProcessReport {
+        self.status(name).process.expect("a process")
     }
 
     async fn create(&self, name: &str) -> Result<(), DriverError> {

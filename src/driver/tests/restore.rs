@@ -8,6 +8,7 @@ use super::Harness;
 use crate::config::Lifecycle;
 use crate::driver::DriverError;
 use crate::mounts::recorded::Call;
+use crate::supervisor::ProcState;
 
 #[tokio::test(start_paused = true)]
 async fn restore_keeps_mount_ids_and_lists_a_refused_volume_with_its_reason() {
@@ -35,17 +36,19 @@ async fn restore_keeps_mount_ids_and_lists_a_refused_volume_with_its_reason() {
     assert_eq!(h.listed(), ["denied", "good", "idle", "old"]);
     assert_eq!(h.tool.running(), 1, "only the volume in use is started");
     let good = h.status("good");
-    assert_eq!(good["state"], "mounted");
-    assert_eq!(good["mountIds"], serde_json::json!(["c1"]));
+    let process = good.process.expect("a process");
+    assert_eq!(process.state, ProcState::Mounted);
+    assert_eq!(good.mount_ids, ["c1"]);
     assert_eq!(
-        good["mountIdsBeforeLastRestart"],
-        serde_json::json!(["c1"]),
+        process.mount_ids_before_last_restart,
+        ["c1"],
         "taken by the earlier run"
     );
     let old = h.status("old");
-    assert_eq!(old["state"], "failed");
-    assert_eq!(old["mountIds"], serde_json::json!(["c2"]));
-    let reason = old["lastError"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(old.mount_ids, ["c2"]);
+    let old = old.process.expect("a process");
+    assert_eq!(old.state, ProcState::Failed);
+    let reason = old.last_error.unwrap_or_default();
     assert!(
         reason.contains("unknown volume option \"cache\""),
         "{reason}"
@@ -124,34 +127,37 @@ async fn ids_taken_before_the_tool_restarted_are_shown_apart() {
     let h = Harness::new(Lifecycle::Mount);
     h.create("v").await.unwrap();
     h.driver.mount("v", "c1").await.unwrap();
-    assert!(!h.status("v").contains_key("mountIdsBeforeLastRestart"));
+    assert!(h.process("v").mount_ids_before_last_restart.is_empty());
     h.tool.kill();
     // Restarted after its backoff, on the paused clock.
     for _ in 0..100 {
-        if h.tool.script().spawns == 2 && h.status("v")["state"] == "mounted" {
+        if h.tool.script().spawns == 2 && h.process("v").state == ProcState::Mounted {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let status = h.status("v");
-    assert_eq!(status["restarts"], 1, "{status:?}");
-    assert_eq!(status["state"], "mounted", "{status:?}");
-    assert_eq!(
-        status["mountIdsBeforeLastRestart"],
-        serde_json::json!(["c1"])
-    );
+    let process = h.process("v");
+    assert_eq!(process.restarts, 1, "{process:?}");
+    assert_eq!(process.state, ProcState::Mounted, "{process:?}");
+    assert_eq!(process.mount_ids_before_last_restart, ["c1"]);
     h.driver.mount("v", "c2").await.unwrap();
     let status = h.status("v");
-    assert_eq!(status["mountIds"], serde_json::json!(["c1", "c2"]));
+    assert_eq!(status.mount_ids, ["c1", "c2"]);
     assert_eq!(
-        status["mountIdsBeforeLastRestart"],
+        status.process.unwrap().mount_ids_before_last_restart,
+        ["c1"]
+    );
+    // What Docker shows: the same names, camelCase.
+    let shown = serde_json::to_value(h.status("v")).unwrap();
+    assert_eq!(
+        shown["mountIdsBeforeLastRestart"],
         serde_json::json!(["c1"])
     );
+    assert_eq!(shown["state"], "mounted");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_scrape_shows_what_status_shows() {
-    use crate::supervisor::ProcState;
     let h = Harness::new(Lifecycle::Mount);
     h.create("idle").await.unwrap();
     h.create("used").await.unwrap();
@@ -169,7 +175,7 @@ async fn a_scrape_shows_what_status_shows() {
 
     h.tool.kill();
     for _ in 0..100 {
-        if h.tool.script().spawns == 2 && h.status("used")["state"] == "mounted" {
+        if h.tool.script().spawns == 2 && h.process("used").state == ProcState::Mounted {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

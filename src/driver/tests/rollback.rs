@@ -6,6 +6,7 @@ use super::Harness;
 use crate::config::Lifecycle;
 use crate::driver::DriverError;
 use crate::mounts::recorded::Call;
+use crate::supervisor::ProcState;
 
 #[tokio::test(start_paused = true)]
 async fn create_leaves_nothing_when_the_tool_fails_to_start() {
@@ -58,7 +59,7 @@ async fn a_mount_id_that_cannot_be_stored_is_not_kept() {
     h.fail_writes(true);
     let err = h.driver.mount("v", "c1").await.unwrap_err();
     assert!(matches!(err, DriverError::State(_)), "{err}");
-    assert_eq!(h.status("v")["mountIds"], serde_json::json!([]));
+    assert_eq!(h.status("v").mount_ids, Vec::<String>::new());
     assert_eq!(h.tool.running(), 0, "the tool it started is stopped again");
     h.fail_writes(false);
     assert!(h.stored_ids("v").is_empty());
@@ -74,12 +75,12 @@ async fn an_unmount_that_cannot_be_stored_is_undone() {
     let path = h.driver.mount("v", "c1").await.unwrap();
     assert_eq!(path, h.mount_point("v"));
     assert_eq!(h.stored_ids("v"), ["c1"]);
-    assert_eq!(h.status("v")["state"], "mounted");
+    assert_eq!(h.process("v").state, ProcState::Mounted);
     h.fail_writes(true);
     let err = h.driver.unmount("v", "c1").await.unwrap_err();
     assert!(matches!(err, DriverError::State(_)), "{err}");
-    assert_eq!(h.status("v")["mountIds"], serde_json::json!(["c1"]));
-    assert_eq!(h.status("v")["state"], "mounted", "still mounted");
+    assert_eq!(h.status("v").mount_ids, ["c1"]);
+    assert_eq!(h.process("v").state, ProcState::Mounted, "still mounted");
     assert_eq!(h.tool.running(), 1);
     h.fail_writes(false);
     assert!(matches!(
@@ -115,7 +116,7 @@ async fn remove_is_refused_in_use_and_undone_when_the_state_cannot_be_written() 
     let err = h.driver.remove("v").await.unwrap_err();
     assert!(matches!(err, DriverError::State(_)), "{err}");
     assert_eq!(h.listed(), ["v"], "left whole");
-    assert_eq!(h.status("v")["state"], "mounted", "and running");
+    assert_eq!(h.process("v").state, ProcState::Mounted, "and running");
     assert_eq!(h.tool.running(), 1);
     h.fail_writes(false);
     assert_eq!(h.stored_names(), ["v"]);
@@ -138,18 +139,20 @@ async fn a_volume_that_failed_to_mount_is_tried_again_at_the_next_mount() {
     let err = h.driver.mount("v", "c1").await.unwrap_err();
     assert!(matches!(err, DriverError::Process { .. }), "{err}");
     let status = h.status("v");
-    assert_eq!(status["state"], "failed");
+    assert!(status.mount_ids.is_empty());
+    let process = status.process.expect("a process");
+    assert_eq!(process.state, ProcState::Failed);
     assert!(
-        status["lastError"]
-            .as_str()
+        process
+            .last_error
+            .as_deref()
             .is_some_and(|e| e.contains("Connection refused")),
-        "{status:?}"
+        "{process:?}"
     );
-    assert_eq!(status["mountIds"], serde_json::json!([]));
     assert!(h.stored_ids("v").is_empty());
     h.tool.script().refuse = false;
     h.driver.mount("v", "c2").await.unwrap();
-    assert_eq!(h.status("v")["state"], "mounted");
+    assert_eq!(h.process("v").state, ProcState::Mounted);
     assert_eq!(h.stored_ids("v"), ["c2"]);
     assert_eq!(h.tool.running(), 1);
 }
