@@ -77,6 +77,11 @@ pub struct Cli {
     #[arg(long, env = "STOP_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub stop_timeout: Duration,
 
+    /// How often a running volume's mount is checked (a `stat` that must
+    /// answer), between 100ms and 1h.
+    #[arg(long, env = "HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
+
     /// Plugin-wide mount options, `key=value,flag,...`, merged with each volume's `o`.
     #[arg(
         short = 'o',
@@ -239,6 +244,12 @@ pub struct CsiConfig {
     pub node_id: String,
 }
 
+/// The bounds of `--health-interval`: checks closer than this would cost
+/// the server more than they tell; further apart, a dead mount would go
+/// unnoticed too long.
+const HEALTH_INTERVAL_MIN: Duration = Duration::from_millis(100);
+const HEALTH_INTERVAL_MAX: Duration = Duration::from_secs(3600);
+
 /// Checked settings, built once at start and shared read-only.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -248,6 +259,8 @@ pub struct Config {
     pub default_type: BackendKind,
     pub mount_timeout: Duration,
     pub stop_timeout: Duration,
+    /// How often a running volume's mount is checked.
+    pub health_interval: Duration,
     pub mount_options: MountOptions,
     pub process_options: ProcessOptions,
     pub lifecycle: Lifecycle,
@@ -288,6 +301,8 @@ pub enum ConfigError {
     ZeroRecovery,
     #[error("--max-startups-per-endpoint (MAX_STARTUPS_PER_ENDPOINT) must be at least 1")]
     ZeroStartups,
+    #[error("--health-interval (HEALTH_INTERVAL) must be between 100ms and 1h, got {0}")]
+    HealthInterval(String),
     #[error(transparent)]
     UnknownAllow(#[from] UnknownAllow),
     #[error("--ssh-sessions-per-connection (SSH_SESSIONS_PER_CONNECTION) must be at least 1")]
@@ -381,6 +396,11 @@ impl Cli {
         if self.volume_process_recovery_max_per_min == 0 {
             return Err(ConfigError::ZeroRecovery);
         }
+        if !(HEALTH_INTERVAL_MIN..=HEALTH_INTERVAL_MAX).contains(&self.health_interval) {
+            return Err(ConfigError::HealthInterval(
+                humantime::format_duration(self.health_interval).to_string(),
+            ));
+        }
         if self.max_startups_per_endpoint == 0 {
             return Err(ConfigError::ZeroStartups);
         }
@@ -444,6 +464,7 @@ impl Cli {
             default_type: self.default_type,
             mount_timeout: self.mount_timeout,
             stop_timeout: self.stop_timeout,
+            health_interval: self.health_interval,
             mount_options,
             process_options,
             lifecycle: self.volume_process_lifecycle,

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::table::Process;
 use super::{Driver, DriverError};
@@ -26,7 +25,7 @@ impl Driver {
             stop_timeout: self.config.stop_timeout,
             recovery: self.config.recovery,
             max_restarts_per_min: self.config.recovery_max_per_min,
-            health_interval: Duration::from_secs(2),
+            health_interval: self.config.health_interval,
             pacing: self.pacing.clone(),
             reattach: self.reattacher.clone(),
         }

@@ -78,6 +78,15 @@ pub(super) const FLAGS: &[Flag] = &[
         from_env: "2s",
     },
     Flag {
+        cli: "--health-interval=500ms",
+        var: "HEALTH_INTERVAL",
+        var_value: "10s",
+        field: "health_interval",
+        default: "2s",
+        from_cli: "500ms",
+        from_env: "10s",
+    },
+    Flag {
         cli: "--mount-options=a=cli,b",
         var: "MOUNT_OPTIONS",
         var_value: "a=env ,x=é",

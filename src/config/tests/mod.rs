@@ -82,6 +82,7 @@ fn isolated_parse() {
                     "default_type": c.default_type.as_str(),
                     "mount_timeout": humantime::format_duration(c.mount_timeout).to_string(),
                     "stop_timeout": humantime::format_duration(c.stop_timeout).to_string(),
+                    "health_interval": humantime::format_duration(c.health_interval).to_string(),
                     "mount_options": c.mount_options.to_string(),
                     "process_options": c.process_options.items(),
                     "lifecycle": format!("{:?}", c.lifecycle),
@@ -284,6 +285,16 @@ fn plugin_options_are_checked_at_start() {
             &[],
             "--ssh-sessions-per-connection (SSH_SESSIONS_PER_CONNECTION) must be at least 1"
                 .to_owned(),
+        ),
+        (
+            &["--health-interval=10ms"],
+            &[],
+            "--health-interval (HEALTH_INTERVAL) must be between 100ms and 1h, got 10ms".to_owned(),
+        ),
+        (
+            &[],
+            &[("HEALTH_INTERVAL", "2h")],
+            "--health-interval (HEALTH_INTERVAL) must be between 100ms and 1h, got 2h".to_owned(),
         ),
     ];
     for (args, env, want) in cases {

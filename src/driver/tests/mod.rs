@@ -142,6 +142,7 @@ fn config(dir: &Path, lifecycle: Lifecycle) -> Config {
         default_type: BackendKind::Sshfs,
         mount_timeout: Duration::from_secs(20),
         stop_timeout: Duration::from_secs(5),
+        health_interval: Duration::from_secs(2),
         mount_options: MountOptions::default(),
         process_options: ProcessOptions::default(),
         lifecycle,
