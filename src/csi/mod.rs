@@ -21,8 +21,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Code, Status};
 
 use crate::config::Config;
-use crate::driver::{Driver, DriverError};
-use crate::{listener, mounts, Error};
+use crate::driver::DriverError;
+use crate::{mounts, Error};
 
 /// The plugin name in GetPluginInfo: the managed plugin's own name.
 pub const PLUGIN_NAME: &str = "netfs-csi";
@@ -38,23 +38,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let Some(csi) = config.csi.clone() else {
         return Err(Error::NotCsi);
     };
-    let config = Arc::new(config);
-    let (driver, _stale) = Driver::open(config.clone())?;
-    let driver = Arc::new(driver);
-    let metrics = crate::start_metrics(&config, &driver).await?;
-    let socket = listener::listen(&config.socket).await?;
-    let own = [&config.mount_root, &csi.publish_root];
-    let allowed = csi.staging_roots.iter().chain(&csi.publish_roots);
-    for root in own.into_iter().chain(allowed) {
-        std::fs::create_dir_all(root).map_err(|source| Error::MountRoot {
-            path: root.clone(),
-            source,
-        })?;
-    }
+    let own = [config.mount_root.clone(), csi.publish_root.clone()];
+    let allowed = csi.staging_roots.iter().chain(&csi.publish_roots).cloned();
+    let dirs: Vec<_> = own.into_iter().chain(allowed).collect();
+    // Volumes staged by an earlier run are not brought back.
+    let (started, listener) = crate::startup::start(config, dirs).await?;
+    let (config, driver) = (started.config.clone(), started.driver.clone());
     clear_published(&csi.publish_root);
     driver.recover(Default::default()).await;
-    let path = socket.origin.path().unwrap_or(&config.socket).to_owned();
-    tracing::info!(socket = %path.display(), node = %csi.node_id, "serving csi");
+    tracing::info!(socket = %started.socket_path().display(), node = %csi.node_id, "serving csi");
     let identity = identity::Identity;
     let controller = controller::Controller {
         driver: driver.clone(),
@@ -79,7 +71,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .add_service(proto::identity_server::IdentityServer::new(identity))
         .add_service(proto::controller_server::ControllerServer::new(controller))
         .add_service(proto::node_server::NodeServer::new(node))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(socket.listener), async move {
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             stopped.notified().await
         });
     tokio::pin!(server, shutdown);
@@ -97,9 +89,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     tracing::info!("shutting down");
     clear_published(&csi.publish_root);
-    driver.shutdown().await;
-    socket.origin.release();
-    metrics.stop();
+    started.stop().await;
     Ok(())
 }
 
