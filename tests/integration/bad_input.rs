@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::faults::{create, report, start, try_status};
+use crate::support::calls::{create, start, try_status};
 use crate::support::client::{self, err_of};
 use crate::support::mounts::processes_with_arg;
 use crate::support::plugin::Plugin;
+use crate::support::report;
 use crate::support::sshd::Sshd;
 
 mod policy;

@@ -8,12 +8,13 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::faults::{
-    create_ok, listed, report, sshfs_opts, start, state_of, try_status, wait_mounted,
+use crate::support::calls::{
+    create_ok, listed, sshfs_opts, start, state_of, try_status, wait_mounted,
 };
 use crate::support::client::{err_of, post_async};
 use crate::support::mounts::{is_mounted, processes_with_arg};
 use crate::support::plugin::Plugin;
+use crate::support::report;
 use crate::support::sshd::Sshd;
 
 /// Sends all `calls` at once, each on a connection of its own; returns

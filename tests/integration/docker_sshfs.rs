@@ -92,7 +92,11 @@ fn container_writes_through_sshfs_and_remove_leaves_nothing_behind() {
 fn a_volume_survives_sigkill_of_the_plugin() {
     require_docker();
     let sshd = Sshd::new();
-    let mut plugin = plugin();
+    // Without re-attach, so that the ID taken before the crash is listed
+    // as holding the old mount (re-attach's own tests are in reattach.rs).
+    let mut plugin = Plugin::new(env!("CARGO_BIN_EXE_netfs"))
+        .args(&["--mount-timeout=15s", "--reattach=false"])
+        .start();
     let mut cleanup = Cleanup::new();
     let volume = cleanup.volume(unique_name("vol"));
     create(&plugin, &sshd, &volume);

@@ -8,11 +8,8 @@
 //! (OpenSSH's defaults, Debian's `sshd_config`).
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -20,259 +17,20 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-pub use crate::support::calls::{create, create_ok, sshfs_opts, start, try_status};
+use crate::support::calls::{
+    assert_nothing_left, call_ok, create, create_ok, listed, sshfs_opts, start, state_of,
+    stored_mount_ids, try_status, wait_mounted, T,
+};
 use crate::support::client::{self, err_of};
+use crate::support::gate::{send_in_background, Gate};
+use crate::support::ledger::{bytes, Ledger};
 use crate::support::mounts::{is_mounted, process_alive, processes_with_arg, wait_until};
 use crate::support::plugin::Plugin;
+use crate::support::report;
 use crate::support::sshd::{Flavour, Sshd};
-
-pub const T: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------- helpers
-
-/// Prints one line of a suite's numbers straight to stderr, so it shows in
-/// `make test` output even though the test harness captures `println!`.
-pub fn report(suite: &str, line: &str) {
-    let _ = writeln!(std::io::stderr(), "netfs-suite {suite}: {line}");
-}
-
-pub fn call_ok(plugin: &Plugin, endpoint: &str, body: Value) -> Value {
-    let (code, reply) = plugin.post(endpoint, body.clone());
-    assert_eq!(code, 200, "{endpoint} {body}: {reply}\n{}", plugin.log());
-    reply
-}
-
-pub fn listed(plugin: &Plugin) -> Vec<String> {
-    let (_, list) = plugin.post("/VolumeDriver.List", json!({}));
-    list["Volumes"]
-        .as_array()
-        .map(|v| {
-            v.iter()
-                .filter_map(|v| v["Name"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Waits until the volume is mounted by a process other than `not_pid`;
-/// returns the new pid.
-pub fn wait_mounted(plugin: &Plugin, name: &str, not_pid: Option<i64>) -> i64 {
-    let mut pid = None;
-    wait_until(T, &format!("{name} is mounted by a new process"), || {
-        let Some(st) = try_status(plugin, name) else {
-            return false;
-        };
-        pid = st["pid"].as_i64();
-        st["state"] == "mounted" && pid.is_some() && pid != not_pid
-    });
-    pid.expect("pid")
-}
-
-/// The state file as JSON (`{"version", "volumes"}`), or Null if missing.
-pub fn state_of(path: &Path) -> Value {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    }
-}
-
-pub fn stored_mount_ids(plugin: &Plugin, name: &str) -> Option<Value> {
-    let state = state_of(&plugin.state_file());
-    let record = state["volumes"].get(name)?;
-    Some(record.get("mountIds").cloned().unwrap_or(json!([])))
-}
-
-/// Deterministic pseudo-random bytes (xorshift), different for each seed.
-pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Files written to a volume, checked later on the remote and through the
-/// mount; counts the bytes verified.
-#[derive(Default)]
-pub struct Ledger {
-    files: Vec<(String, Vec<u8>)>,
-    pub verified: usize,
-}
-
-impl Ledger {
-    /// Writes a new file through `mountpoint` and checks it on `remote`.
-    pub fn write(&mut self, mountpoint: &Path, remote: &Path, len: usize) {
-        let name = format!("file-{}", self.files.len());
-        let data = bytes(self.files.len() as u64 + 1, len);
-        fs::write(mountpoint.join(&name), &data).expect("write through the mount");
-        self.files.push((name, data));
-        self.check_remote(remote);
-    }
-
-    /// Every file ever written is on the remote, byte for byte.
-    pub fn check_remote(&mut self, remote: &Path) {
-        for (name, data) in &self.files {
-            let got =
-                fs::read(remote.join(name)).unwrap_or_else(|e| panic!("{name} on the remote: {e}"));
-            assert!(got == *data, "{name} differs on the remote");
-            self.verified += data.len();
-        }
-    }
-
-    /// Bytes written so far.
-    pub fn total(&self) -> usize {
-        self.files.iter().map(|(_, d)| d.len()).sum()
-    }
-
-    /// "N bytes written, M bytes read back and compared on the remote".
-    pub fn numbers(&self) -> String {
-        format!(
-            "{} bytes written, {} bytes read back and compared on the remote",
-            self.total(),
-            self.verified
-        )
-    }
-
-    /// ... and reads back the same through the mount.
-    pub fn check_mount(&self, mountpoint: &Path) {
-        for (name, data) in &self.files {
-            let got = fs::read(mountpoint.join(name)).expect("read through the mount");
-            assert!(got == *data, "{name} differs through the mount");
-        }
-    }
-}
 
 fn sigkill(pid: i64) {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill -9");
-}
-
-/// Nothing of a volume is left: no process names its mountpoint, nothing
-/// is mounted there and its directory is gone.
-pub fn assert_nothing_left(plugin: &Plugin, name: &str) {
-    let mp = plugin.mount_root().join(name);
-    wait_until(T, &format!("no process of {name} left"), || {
-        processes_with_arg(mp.to_str().unwrap()).is_empty()
-    });
-    assert!(!is_mounted(&mp), "{} still mounted", mp.display());
-    assert!(!mp.exists(), "{} still exists", mp.display());
-    assert!(try_status(plugin, name).is_none(), "{name} still known");
-    assert!(!listed(plugin).contains(&name.to_owned()));
-    assert!(
-        state_of(&plugin.state_file())["volumes"]
-            .get(name)
-            .is_none(),
-        "{name} still in the state file"
-    );
-}
-
-/// A TCP relay to sshd that holds every connection until opened: a remote
-/// that is slow to answer, so a Create or Mount can be caught half-way.
-pub struct Gate {
-    port: u16,
-    open: Arc<(Mutex<bool>, Condvar)>,
-    held: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Gate {
-    pub fn new(target: u16) -> Gate {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind gate");
-        let port = listener.local_addr().expect("gate address").port();
-        let open = Arc::new((Mutex::new(false), Condvar::new()));
-        let held = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (o, h, s) = (open.clone(), held.clone(), stop.clone());
-        thread::spawn(move || {
-            for client in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                let (o, h) = (o.clone(), h.clone());
-                thread::spawn(move || {
-                    h.fetch_add(1, Ordering::SeqCst);
-                    let (lock, cv) = &*o;
-                    let mut is_open = lock.lock().unwrap();
-                    while !*is_open {
-                        is_open = cv.wait(is_open).unwrap();
-                    }
-                    drop(is_open);
-                    h.fetch_sub(1, Ordering::SeqCst);
-                    if let Ok(server) = TcpStream::connect((Ipv4Addr::LOCALHOST, target)) {
-                        relay(client, server);
-                    }
-                });
-            }
-        });
-        Gate {
-            port,
-            open,
-            held,
-            stop,
-        }
-    }
-
-    /// Connections waiting for the gate to open.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::SeqCst)
-    }
-
-    pub fn set_open(&self, open: bool) {
-        let (lock, cv) = &*self.open;
-        *lock.lock().unwrap() = open;
-        cv.notify_all();
-    }
-
-    /// sshfs options that log in to `sshd` through this gate.
-    pub fn sshfs_options(&self, sshd: &Sshd) -> String {
-        format!(
-            "port={},IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null",
-            self.port,
-            sshd.key_path().display()
-        )
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.set_open(true);
-        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
-    }
-}
-
-fn relay(a: TcpStream, b: TcpStream) {
-    let pump = |mut from: TcpStream, mut to: TcpStream| {
-        thread::spawn(move || {
-            let mut buf = [0u8; 16384];
-            while let Ok(n) = from.read(&mut buf) {
-                if n == 0 || to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            let _ = to.shutdown(Shutdown::Both);
-            let _ = from.shutdown(Shutdown::Both);
-        })
-    };
-    let (a2, b2) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
-    pump(a, b);
-    pump(b2, a2);
-}
-
-/// A request sent from a thread of its own: the plugin may die under it.
-pub fn send_in_background(
-    socket: PathBuf,
-    endpoint: &'static str,
-    body: Value,
-) -> thread::JoinHandle<Result<(u16, String), String>> {
-    thread::spawn(move || {
-        client::try_request(&socket, "POST", endpoint, body.to_string().into_bytes())
-            .map(|r| (r.status, r.text()))
-    })
 }
 
 // -------------------------------------------------------------- scenarios

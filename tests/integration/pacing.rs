@@ -15,11 +15,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-use crate::faults::report;
 use crate::support::calls::{create, sshfs_opts, start, try_status};
 use crate::support::client::err_of;
 use crate::support::mounts::{is_mounted, poll_until, processes_with_arg};
 use crate::support::plugin::Plugin;
+use crate::support::report;
 use crate::support::sshd::{Flavour, Sshd};
 use crate::support::wait_until;
 

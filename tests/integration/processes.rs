@@ -155,7 +155,7 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_and_orphans_stay_netfs_chil
         zombies.is_empty() && daemons().is_empty()
     });
     assert!(clean, "zombies of netfs: {zombies:?}\n{}", plugin.log());
-    crate::faults::report(
+    crate::support::report(
         "processes",
         &format!(
             "host service: sshfs and ssh killed {rounds} times, {} orphans adopted and killed, 0 zombies",
@@ -218,7 +218,7 @@ fn a_tool_writing_64_mib_without_a_newline_costs_bounded_memory_and_is_logged_cu
         cut[0].len()
     );
     assert!(log.contains("after the long line"), "the pump went on");
-    crate::faults::report(
+    crate::support::report(
         "processes",
         &format!(
             "a tool wrote {MIB} MiB without a newline: logged as one cut line of {} bytes; peak RSS {before} -> {peak} KiB",
@@ -250,7 +250,7 @@ fn leftovers_are_known_by_their_mark_and_an_admins_du_on_a_volume_dir_survives()
         .start();
     let netfs = plugin.pid() as i32;
     let root = plugin.mount_root();
-    let pending = crate::faults::send_in_background(
+    let pending = crate::support::gate::send_in_background(
         plugin.socket(),
         "/VolumeDriver.Create",
         json!({"Name": "half", "Opts": {"type": "command"}}),
@@ -305,7 +305,7 @@ fn leftovers_are_known_by_their_mark_and_an_admins_du_on_a_volume_dir_survives()
         plugin.log()
     );
     assert!(try_status(&plugin, "half").is_none(), "no half-made volume");
-    crate::faults::report(
+    crate::support::report(
         "processes",
         "leftovers: the marked tool of a killed run was killed, an admin's command naming the volume dir was left alone",
     );

@@ -277,7 +277,7 @@ fn sqlite_on(remote: &dyn Remote) {
     let err = sqlite(&plugin.mount_root().join(&off).join("app.db"))
         .expect_err("sqlite without the VFS cache");
     assert!(!err.is_empty());
-    crate::faults::report(
+    crate::support::report(
         &format!("sqlite {backend}"),
         &format!(
             "200 rows in 20 transactions with vfs-cache-mode=writes; off fails: {}",
@@ -414,5 +414,5 @@ fn the_sqlite_compose_example_runs_on_s3_and_webdav() {
             t.elapsed().as_secs_f64()
         ));
     }
-    crate::faults::report("sqlite compose", &took.join(", "));
+    crate::support::report("sqlite compose", &took.join(", "));
 }

@@ -223,7 +223,7 @@ fn serves_both_ways(remote: &dyn Remote) {
     for line in plugin.log().lines() {
         audit.clean("the log", line);
     }
-    crate::faults::report(
+    crate::support::report(
         &format!("remote {backend}"),
         &format!(
             "2 volumes (on-the-fly, rclone.conf) wrote to the server's disk; \

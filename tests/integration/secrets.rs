@@ -11,11 +11,12 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::faults::{create, report, start, try_status, wait_mounted};
+use crate::support::calls::{create, start, try_status, wait_mounted};
 use crate::support::client::{self, err_of};
 use crate::support::docker::{require_docker, run_in_container, volume_inspect, Cleanup};
 use crate::support::mounts::{all_pids, cmdline, descendants, processes_with_arg, stat};
 use crate::support::plugin::Plugin;
+use crate::support::report;
 use crate::support::sshd::{Sshd, TEST_PASSWORD};
 use crate::support::unique_name;
 

@@ -13,7 +13,9 @@ pub mod compose;
 pub mod docker;
 pub mod driver_pool;
 pub mod fuse;
+pub mod gate;
 pub mod in_process;
+pub mod ledger;
 pub mod mounts;
 pub mod password_user;
 pub mod plugin;
@@ -86,4 +88,11 @@ pub fn files_in(dir: &std::path::Path) -> Vec<(String, String)> {
         .unwrap_or_default();
     found.sort();
     found
+}
+
+/// Prints one line of a suite's numbers straight to stderr, so it shows in
+/// `make test` output even though the test harness captures `println!`.
+pub fn report(suite: &str, line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "netfs-suite {suite}: {line}");
 }

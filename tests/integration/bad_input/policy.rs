@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::tree;
-use crate::faults::{create, report, start, try_status, T};
+use crate::support::calls::{create, start, try_status, T};
 use crate::support::client::err_of;
 use crate::support::mounts::{processes_with_arg, wait_until};
+use crate::support::report;
 use crate::support::sshd::Sshd;
 
 /// What an error names so an operator can allow the option.

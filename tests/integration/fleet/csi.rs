@@ -238,7 +238,7 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
         seen = leftovers(lost);
         tasks == 0 && seen.trim().is_empty()
     });
-    crate::faults::report(
+    crate::support::report(
         "fleet",
         &format!("csi: after {lost} returned: nothing staged: {settled}; tasks there: {tasks}"),
     );

@@ -147,7 +147,7 @@ fn sshfs_and_its_ssh_killed_20_times_leave_no_zombie_in_the_plugin() {
         "zombies of the plugin's netfs: {zombies:?}\n{}",
         plugin.log_tail()
     );
-    crate::faults::report(
+    crate::support::report(
         "processes",
         &format!("managed plugin: sshfs and ssh killed {rounds} times, 0 zombies under PID 1"),
     );

@@ -13,10 +13,11 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use super::Audit;
-use crate::faults::{create, report, start, try_status};
+use crate::support::calls::{create, start, try_status};
 use crate::support::client::err_of;
 use crate::support::cmd;
 use crate::support::mounts::{all_pids, cmdline};
+use crate::support::report;
 use crate::support::sshd::Sshd;
 
 fn obscure(clear: &str) -> String {
