@@ -95,7 +95,7 @@ fn a_volume_survives_sigkill_of_the_plugin() {
     // Without re-attach, so that the ID taken before the crash is listed
     // as holding the old mount (re-attach's own tests are in reattach.rs).
     let mut plugin = Plugin::new(env!("CARGO_BIN_EXE_netfs"))
-        .args(&["--mount-timeout=15s", "--reattach=false"])
+        .args(["--mount-timeout=15s", "--reattach=false"])
         .start();
     let mut cleanup = Cleanup::new();
     let volume = cleanup.volume(unique_name("vol"));
