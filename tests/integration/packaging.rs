@@ -10,9 +10,26 @@ use std::time::{Duration, Instant};
 use crate::support::cmd;
 use crate::support::docker::{docker, require_docker};
 
+/// debian:trixie-slim, which both tests start from, made by the script
+/// that every build runs first (idempotent, and locked against a build
+/// beside it): neither test counts on another having made it.
+fn ensure_base_image() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/base-image.sh");
+    let out = cmd::run(
+        Command::new(&script).arg("trixie"),
+        Duration::from_secs(900),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        cmd::show("base-image.sh trixie", &out)
+    );
+}
+
 #[test]
 fn the_base_image_is_bootstrapped_in_a_container_when_the_host_has_no_debootstrap() {
     require_docker();
+    ensure_base_image();
     let cache = tempfile::Builder::new()
         .prefix("netfs-ops-base-")
         .tempdir()
@@ -63,6 +80,7 @@ fn the_base_image_is_bootstrapped_in_a_container_when_the_host_has_no_debootstra
 #[test]
 fn plugin_sh_builds_the_plugin_with_nothing_but_docker_on_the_build_host() {
     require_docker();
+    ensure_base_image();
     let top = env!("CARGO_MANIFEST_DIR");
     let script = r#"
         set -eu
