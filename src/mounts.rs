@@ -134,6 +134,9 @@ pub trait MountTable: Send + Sync {
     /// Removes an empty, unmounted mount point, never anything else; true
     /// if it did.
     fn remove_mount_point(&self, path: &Path) -> io::Result<bool>;
+    /// Bind-mounts `source` at `target`, read-only on ask; a bind that
+    /// cannot be made read-only is taken down again.
+    fn bind(&self, source: &Path, target: &Path, read_only: bool) -> io::Result<()>;
 }
 
 /// The mount table of this process's mount namespace.
@@ -158,6 +161,20 @@ impl MountTable for Kernel {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    fn bind(&self, source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
+        use nix::mount::{mount, MsFlags};
+        let none: Option<&str> = None;
+        mount(Some(source), target, none, MsFlags::MS_BIND, none)?;
+        if read_only {
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            if let Err(e) = mount(none, target, none, flags, none) {
+                let _ = lazy_unmount(target);
+                return Err(e.into());
+            }
+        }
+        Ok(())
     }
 }
 

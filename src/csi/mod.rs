@@ -22,7 +22,8 @@ use tonic::{Code, Status};
 
 use crate::config::Config;
 use crate::driver::DriverError;
-use crate::{mounts, Error};
+use crate::mounts::MountTable;
+use crate::Error;
 
 /// The plugin name in GetPluginInfo: the managed plugin's own name.
 pub const PLUGIN_NAME: &str = "netfs-csi";
@@ -44,7 +45,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Volumes staged by an earlier run are not brought back.
     let (started, listener) = crate::startup::start(config, dirs).await?;
     let (config, driver) = (started.config.clone(), started.driver.clone());
-    clear_published(&csi.publish_root);
+    clear_published(&*driver.mount_table(), &csi.publish_root);
     driver.recover(Default::default()).await;
     tracing::info!(socket = %started.socket_path().display(), node = %csi.node_id, "serving csi");
     let identity = identity::Identity;
@@ -53,6 +54,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let node = node::Node {
         driver: driver.clone(),
+        mounts: driver.mount_table(),
         own_staging: config.mount_root.clone(),
         staging: Arc::new(paths::Roots {
             field: "staging_target_path",
@@ -88,17 +90,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::error!(error = %e, "csi server failed");
     }
     tracing::info!("shutting down");
-    clear_published(&csi.publish_root);
+    clear_published(&*driver.mount_table(), &csi.publish_root);
     started.stop().await;
     Ok(())
 }
 
 /// Takes down the bind mounts below the publish root and their directories.
-fn clear_published(root: &Path) {
-    match mounts::mounted_under(root) {
+fn clear_published(table: &dyn MountTable, root: &Path) {
+    match table.mounted_under(root) {
         Ok(points) => {
             for point in points {
-                if let Err(e) = mounts::lazy_unmount(&point) {
+                if let Err(e) = table.lazy_unmount(&point) {
                     tracing::warn!(path = %point.display(), error = %e, "cannot unmount a published volume");
                 }
             }

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use nix::mount::MsFlags;
 use tonic::{Request, Response, Status};
 
 use super::controller::check_capability;
@@ -19,10 +18,12 @@ use super::proto::*;
 use super::stages::{Stage, Stages, Target};
 use super::{invalid, required, stats, status};
 use crate::driver::Driver;
-use crate::mounts;
+use crate::mounts::MountTable;
 
 pub struct Node {
     pub driver: Arc<Driver>,
+    /// The driver's mount table: publish binds, unpublish unmounts.
+    pub mounts: Arc<dyn MountTable>,
     /// netfs's own staging directory, Swarm's: a stage there goes with its
     /// last publish.
     pub own_staging: PathBuf,
@@ -129,14 +130,18 @@ impl node_server::Node for Node {
         required(&req.volume_id, "volume_id")?;
         let staging = self.staging.check(&req.staging_target_path)?;
         tracing::debug!(volume = %req.volume_id, staging = %staging.display(), "unstage requested");
-        let (driver, stages) = (self.driver.clone(), self.stages.clone());
+        let (driver, stages, table) = (
+            self.driver.clone(),
+            self.stages.clone(),
+            self.mounts.clone(),
+        );
         // A stage still under way finishes first, and is undone here.
         let mut held = stages.lock(&staging).await;
         detached(async move {
             let Some(stage) = held.take() else {
                 // Nothing staged by this run: what an earlier one left
                 // mounted there goes, the directory stays.
-                return unmount(&staging, "unstage");
+                return unmount(&*table, &staging, "unstage");
             };
             if stage.volume_id != req.volume_id {
                 let holder = stage.volume_id.clone();
@@ -181,10 +186,11 @@ impl node_server::Node for Node {
                 capability.access_mode.as_ref().map(|m| m.mode()),
                 Some(Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly)
             );
-        let (driver, stages, roots) = (
+        let (driver, stages, roots, table) = (
             self.driver.clone(),
             self.stages.clone(),
             self.targets.clone(),
+            self.mounts.clone(),
         );
         let volume = req.volume_id;
         // Taken here, in the order calls arrive; held by the work.
@@ -219,17 +225,17 @@ impl node_server::Node for Node {
                         target.display()
                     )));
                 }
-                if mounts::is_mounted(&target).unwrap_or(false) {
+                if table.is_mounted(&target).unwrap_or(false) {
                     return Ok(());
                 }
             } else {
                 // A mount an earlier run left at this target.
-                unmount(&target, "publish")?;
+                unmount(&*table, &target, "publish")?;
             }
             let made = roots.make(&target).map_err(|e| {
                 Status::internal(format!("cannot make target_path {}: {e}", target.display()))
             })?;
-            if let Err(e) = bind(&staging, &target, readonly) {
+            if let Err(e) = table.bind(&staging, &target, readonly) {
                 paths::remove(&made);
                 return Err(Status::internal(format!(
                     "cannot publish at {}: {e}",
@@ -263,7 +269,11 @@ impl node_server::Node for Node {
         required(&req.volume_id, "volume_id")?;
         let target = self.targets.check(&req.target_path)?;
         tracing::debug!(volume = %req.volume_id, target = %target.display(), "unpublish requested");
-        let (driver, stages) = (self.driver.clone(), self.stages.clone());
+        let (driver, stages, table) = (
+            self.driver.clone(),
+            self.stages.clone(),
+            self.mounts.clone(),
+        );
         let staging = stages.staging_for(&target);
         let held = match &staging {
             Some(staging) => Some(stages.lock(staging).await),
@@ -273,10 +283,10 @@ impl node_server::Node for Node {
             let (Some(staging), Some(mut held)) = (staging, held) else {
                 // Not published by this run: what an earlier one left
                 // mounted there goes, the directory stays.
-                return unmount(&target, "unpublish");
+                return unmount(&*table, &target, "unpublish");
             };
             let Some(stage) = held.as_mut() else {
-                return unmount(&target, "unpublish");
+                return unmount(&*table, &target, "unpublish");
             };
             if stage.volume_id != req.volume_id {
                 return Err(Status::not_found(format!(
@@ -289,7 +299,7 @@ impl node_server::Node for Node {
             let Some(how) = stage.targets.get(&target).cloned() else {
                 return Ok(());
             };
-            unmount(&target, "unpublish")?;
+            unmount(&*table, &target, "unpublish")?;
             paths::remove(&how.made);
             tracing::info!(volume = %req.volume_id, target = %target.display(), "unpublished");
             // The target is forgotten only once its stage is settled, so
@@ -387,26 +397,15 @@ async fn take_down(
     Ok(())
 }
 
-/// Bind-mounts `staged` at `target`, read-only on ask.
-fn bind(staged: &Path, target: &Path, readonly: bool) -> std::io::Result<()> {
-    let none: Option<&str> = None;
-    nix::mount::mount(Some(staged), target, none, MsFlags::MS_BIND, none)?;
-    if readonly {
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        if let Err(e) = nix::mount::mount(none, target, none, flags, none) {
-            let _ = mounts::lazy_unmount(target);
-            return Err(e.into());
-        }
+/// Detaches what is mounted at `path`, if anything.
+fn unmount(table: &dyn MountTable, path: &Path, call: &str) -> Result<(), Status> {
+    let fail =
+        |e: std::io::Error| Status::internal(format!("cannot {call} {}: {e}", path.display()));
+    if table.is_mounted(path).map_err(fail)? {
+        table.lazy_unmount(path).map_err(fail)?;
     }
     Ok(())
 }
 
-/// Detaches what is mounted at `path`, if anything.
-fn unmount(path: &Path, call: &str) -> Result<(), Status> {
-    let fail =
-        |e: std::io::Error| Status::internal(format!("cannot {call} {}: {e}", path.display()));
-    if mounts::is_mounted(path).map_err(fail)? {
-        mounts::lazy_unmount(path).map_err(fail)?;
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,7 @@ mod scrape;
 mod status;
 mod table;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod versions;
 
 use std::path::{Path, PathBuf};
@@ -148,6 +148,12 @@ impl Driver {
             versions: Default::default(),
         };
         Ok((driver, volumes))
+    }
+
+    /// The mount table this driver works on, for what mounts beside its
+    /// volumes (the CSI node's binds).
+    pub fn mount_table(&self) -> Arc<dyn MountTable> {
+        self.mounts.clone()
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {

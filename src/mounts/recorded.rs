@@ -14,6 +14,11 @@ use super::MountTable;
 pub enum Call {
     LazyUnmount(PathBuf),
     RemoveMountPoint(PathBuf),
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        read_only: bool,
+    },
 }
 
 #[derive(Default)]
@@ -25,6 +30,8 @@ pub struct Recorded {
 struct Inner {
     mounted: BTreeSet<PathBuf>,
     calls: Vec<Call>,
+    /// Binds fail while set (the kernel refused).
+    refuse_binds: bool,
 }
 
 impl Recorded {
@@ -40,6 +47,16 @@ impl Recorded {
     /// Nothing is mounted at `path` from now on (not recorded as a call).
     pub fn unmount(&self, path: &Path) {
         self.inner().mounted.remove(path);
+    }
+
+    /// Binds fail from now on, or work again.
+    pub fn refuse_binds(&self, refuse: bool) {
+        self.inner().refuse_binds = refuse;
+    }
+
+    /// What is mounted now.
+    pub fn mounted(&self) -> Vec<PathBuf> {
+        self.inner().mounted.iter().cloned().collect()
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -79,5 +96,22 @@ impl MountTable for Recorded {
         }
         std::fs::remove_dir(path)?;
         Ok(true)
+    }
+
+    fn bind(&self, source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
+        let mut inner = self.inner();
+        inner.calls.push(Call::Bind {
+            source: source.to_owned(),
+            target: target.to_owned(),
+            read_only,
+        });
+        if inner.refuse_binds {
+            return Err(io::Error::from_raw_os_error(nix::libc::EPERM));
+        }
+        if !target.is_dir() {
+            return Err(io::Error::from_raw_os_error(nix::libc::ENOENT));
+        }
+        inner.mounted.insert(target.to_owned());
+        Ok(())
     }
 }

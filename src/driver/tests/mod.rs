@@ -134,7 +134,8 @@ impl Harness {
     }
 }
 
-fn config(dir: &Path, lifecycle: Lifecycle) -> Config {
+/// A driver's settings on `dir`, as the unit tests run it.
+pub(crate) fn config(dir: &Path, lifecycle: Lifecycle) -> Config {
     Config {
         socket: dir.join("netfs.sock"),
         mount_root: dir.join("volumes"),
