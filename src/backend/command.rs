@@ -2,17 +2,17 @@
 //! process options (default `{mountPoint}`), then the flag named by
 //! `--mount-options-volume-process-option` and the merged mount options.
 
-use super::{BackendError, Invocation, Request};
+use super::{BackendError, CommandInputs, Invocation};
 use crate::options::ProcessOptions;
 
-pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
+pub fn build(req: &CommandInputs<'_>) -> Result<Invocation, BackendError> {
     let binary = req
         .settings
         .command_binary
         .as_ref()
         .ok_or(BackendError::NoCommandBinary)?;
     let mut args = if req.process_options.is_empty() {
-        let default = Request {
+        let default = CommandInputs {
             process_options: ProcessOptions::from_items(vec!["{mountPoint}".to_owned()]),
             mount_options: req.mount_options.clone(),
             ..*req

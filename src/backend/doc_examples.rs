@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::backend::{self, BackendSettings, Request};
+use crate::backend::{self, BackendSettings, CommandInputs};
 use crate::options::{BackendKind, MountOptions, ProcessOptions, VolumeOptions};
 
 struct Example<'a> {
@@ -25,7 +25,7 @@ impl Example<'_> {
             .collect();
         let volume = VolumeOptions::parse(&opts).expect("example volume options parse");
         let mount_point = PathBuf::from("/var/lib/netfs/volumes").join(self.name);
-        let request = Request {
+        let request = CommandInputs {
             name: self.name,
             source: volume.source.as_deref(),
             mount_point: &mount_point,

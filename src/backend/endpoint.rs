@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use super::{BackendKind, Request};
+use super::{BackendKind, CommandInputs};
 use crate::options::MountOptions;
 
 /// The server a tool opens its connection to. Pacing counts start-ups per
@@ -55,7 +55,7 @@ const NFS_PORT: u16 = 2049;
 /// The endpoint of a volume, if its tool connects to a server netfs can
 /// name. `None` for `command` and for rclone backends that are not a
 /// login to a server (`:local:`, object stores).
-pub fn endpoint(kind: BackendKind, req: &Request<'_>) -> Option<Endpoint> {
+pub fn endpoint(kind: BackendKind, req: &CommandInputs<'_>) -> Option<Endpoint> {
     let source = req.source?;
     match kind {
         BackendKind::Sshfs => sshfs(source, &req.process_args(), &req.mount_options),

@@ -52,7 +52,7 @@ pub struct BackendSettings {
 }
 
 /// Everything a backend needs to build one volume's command.
-pub struct Request<'a> {
+pub struct CommandInputs<'a> {
     pub name: &'a str,
     pub source: Option<&'a str>,
     pub mount_point: &'a Path,
@@ -64,7 +64,7 @@ pub struct Request<'a> {
     pub settings: &'a BackendSettings,
 }
 
-impl Request<'_> {
+impl CommandInputs<'_> {
     fn source(&self, kind: BackendKind) -> Result<&str, BackendError> {
         self.source.ok_or(BackendError::MissingSource(kind))
     }
@@ -191,7 +191,7 @@ const COMMON_HINTS: &[(&str, &str)] = &[
     ),
 ];
 
-pub fn build(kind: BackendKind, req: &Request<'_>) -> Result<Invocation, BackendError> {
+pub fn build(kind: BackendKind, req: &CommandInputs<'_>) -> Result<Invocation, BackendError> {
     match kind {
         BackendKind::Sshfs => sshfs::build(req),
         BackendKind::Rclone => rclone::build(req),
@@ -242,8 +242,8 @@ pub(crate) mod test_support {
         c: &str,
         o: &str,
         password: Option<&'a Secret>,
-    ) -> Request<'a> {
-        Request {
+    ) -> CommandInputs<'a> {
+        CommandInputs {
             name: "vol",
             source,
             mount_point: Path::new("/mnt/volumes/vol"),

@@ -2,9 +2,9 @@
 //! A one-shot tool: it exits once the kernel mount exists, so "running"
 //! means the kernel mount is present.
 
-use super::{BackendError, BackendKind, Invocation, Request};
+use super::{BackendError, BackendKind, CommandInputs, Invocation};
 
-pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
+pub fn build(req: &CommandInputs<'_>) -> Result<Invocation, BackendError> {
     let source = req.source(BackendKind::Nfs)?;
     req.refuse_secrets(BackendKind::Nfs)?;
     if req.password.is_some() {

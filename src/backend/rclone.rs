@@ -7,11 +7,11 @@
 //! parameter is moved into its environment instead.
 //! A volume that names no `vfs-cache-mode` gets [`DEFAULT_VFS_CACHE_MODE`].
 
-use super::{BackendError, BackendKind, Invocation, Request};
+use super::{BackendError, BackendKind, CommandInputs, Invocation};
 use crate::options::remote::{self, RcloneSource};
 use crate::secret::{is_secret_key, secret_keys, Secret};
 
-pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
+pub fn build(req: &CommandInputs<'_>) -> Result<Invocation, BackendError> {
     let source = req.source(BackendKind::Rclone)?;
     if req.password.is_some() {
         return Err(BackendError::PasswordUnsupported(BackendKind::Rclone));

@@ -2,9 +2,9 @@
 //! `-f` keeps sshfs in the foreground so the supervisor owns it; a password
 //! goes to stdin with `password_stdin`, never into argv.
 
-use super::{BackendError, BackendKind, Invocation, Login, Request};
+use super::{BackendError, BackendKind, CommandInputs, Invocation, Login};
 
-pub fn build(req: &Request<'_>) -> Result<Invocation, BackendError> {
+pub fn build(req: &CommandInputs<'_>) -> Result<Invocation, BackendError> {
     let source = req.source(BackendKind::Sshfs)?;
     req.refuse_secrets(BackendKind::Sshfs)?;
     let mut args = vec![source.to_owned(), req.mount_point(), "-f".to_owned()];

@@ -5,22 +5,22 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::table::Process;
+use super::table::Supervised;
 use super::{Driver, DriverError};
-use crate::backend::{self, BackendSettings, Request};
+use crate::backend::{self, BackendSettings, CommandInputs};
 use crate::connections;
 use crate::name::VolumeName;
 use crate::options::{BackendKind, OptionError, Placeholders, VolumeOptions};
 use crate::state::{Setup, VolumeRecord};
-use crate::supervisor::{Policy, ProcessSpec, Shared, SupervisorHandle};
+use crate::supervisor::{ProcessSpec, Shared, Supervision, SupervisorHandle};
 
 impl Driver {
     pub(super) fn mount_point(&self, name: &VolumeName) -> PathBuf {
         self.config.mount_root.join(name.as_str())
     }
 
-    fn policy(&self) -> Policy {
-        Policy {
+    fn supervision(&self) -> Supervision {
+        Supervision {
             mount_timeout: self.config.mount_timeout,
             stop_timeout: self.config.stop_timeout,
             recovery: self.config.recovery,
@@ -55,7 +55,7 @@ impl Driver {
         name: &VolumeName,
         mount_point: &Path,
         record: &VolumeRecord,
-    ) -> Result<Process, DriverError> {
+    ) -> Result<Supervised, DriverError> {
         let (kind, opts) = match &record.setup {
             Setup::Valid { backend, options } => (*backend, options),
             Setup::Unaccepted { reason, .. } => {
@@ -69,7 +69,7 @@ impl Driver {
             command_binary: self.config.command_binary.clone(),
             command_mount_option_flag: self.config.command_mount_option_flag.clone(),
         };
-        let request = Request {
+        let request = CommandInputs {
             name: name.as_str(),
             source: opts.source.as_deref(),
             mount_point,
@@ -103,8 +103,8 @@ impl Driver {
             shared,
             devices: record.devices.clone(),
         };
-        Ok(Process {
-            handle: SupervisorHandle::new(spec, self.policy(), self.launcher.clone()),
+        Ok(Supervised {
+            handle: SupervisorHandle::new(spec, self.supervision(), self.launcher.clone()),
             command,
             mounted_at: HashMap::new(),
         })
@@ -116,7 +116,7 @@ impl Driver {
         &self,
         name: &VolumeName,
         kind: BackendKind,
-        request: &Request<'_>,
+        request: &CommandInputs<'_>,
         endpoint: Option<&backend::Endpoint>,
     ) -> Option<Shared> {
         let pool = self.connections.as_ref()?;

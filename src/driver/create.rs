@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::table::{Entry, Phase, Process};
+use super::table::{Entry, Phase, Supervised};
 use super::{Driver, DriverError};
 use crate::config::Lifecycle;
 use crate::name::VolumeName;
@@ -99,7 +99,11 @@ impl Driver {
         }
     }
 
-    async fn finish_create(&self, name: &VolumeName, process: Process) -> Result<(), DriverError> {
+    async fn finish_create(
+        &self,
+        name: &VolumeName,
+        process: Supervised,
+    ) -> Result<(), DriverError> {
         let handle = process.handle.clone();
         let started = match self.config.lifecycle {
             Lifecycle::Volume => handle.start().await,
@@ -130,7 +134,11 @@ impl Driver {
     }
 
     /// Makes a started volume ready, and stores it.
-    async fn store_created(&self, name: &VolumeName, process: Process) -> Result<(), DriverError> {
+    async fn store_created(
+        &self,
+        name: &VolumeName,
+        process: Supervised,
+    ) -> Result<(), DriverError> {
         let snapshot = {
             let mut table = self.table();
             table.get_mut(name)?.phase = Phase::Ready(process);

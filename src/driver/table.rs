@@ -13,7 +13,7 @@ use crate::state::{Encoded, StateError, StateStore, VolumeRecord};
 use crate::supervisor::SupervisorHandle;
 
 /// What runs, or may run, for a volume.
-pub(super) struct Process {
+pub(super) struct Supervised {
     pub handle: SupervisorHandle,
     /// The tool's command line as shown, secrets as `***`.
     pub command: String,
@@ -26,7 +26,7 @@ pub(super) enum Phase {
     /// listed. The handle is the one Create starts, so shutdown stops it.
     Creating { handle: SupervisorHandle },
     /// Stored and listed; its process runs, or starts at the next Mount.
-    Ready(Process),
+    Ready(Supervised),
     /// Stored and listed, but it may not run under the plugin's current
     /// settings (an option now denied, a backend setting now missing): it
     /// refuses Mount and can be removed. Nothing runs for it.

@@ -13,7 +13,7 @@ use tokio::process::Command;
 use tokio::time::{sleep, Instant};
 
 use super::error::{ProcessError, Tail};
-use super::{Policy, ProcessSpec};
+use super::{ProcessSpec, Supervision};
 use crate::connections::refused_session;
 use crate::mounts::{self, Probe, Prober};
 use crate::pacing::Permit;
@@ -184,12 +184,12 @@ fn mark(spec: &ProcessSpec) -> [(&'static str, &std::ffi::OsStr); 2] {
 pub async fn wait_ready(
     running: &mut Running,
     spec: &ProcessSpec,
-    policy: &Policy,
+    supervision: &Supervision,
     turn: &mut Option<Permit>,
 ) -> Result<(), ProcessError> {
     let path = &spec.mount_point;
     let program = spec.invocation.program.clone();
-    let deadline = Instant::now() + policy.mount_timeout;
+    let deadline = Instant::now() + supervision.mount_timeout;
     let mut poll = READY_POLL_MIN;
     let mut seen = String::new();
     let mut exited_ok: Option<(Instant, String)> = None;
@@ -199,7 +199,7 @@ pub async fn wait_ready(
             *turn = None;
         }
         if let Some(refused) = refused(running, spec) {
-            stop(running, spec, policy).await;
+            stop(running, spec, supervision).await;
             return Err(refused);
         }
         if let Ok(true) = mounts::is_mounted(path) {
@@ -225,7 +225,7 @@ pub async fn wait_ready(
         }
         let now = Instant::now();
         if now >= deadline {
-            stop(running, spec, policy).await;
+            stop(running, spec, supervision).await;
             if let Some(refused) = refused(running, spec) {
                 return Err(refused);
             }
@@ -237,14 +237,14 @@ pub async fn wait_ready(
             };
             return Err(ProcessError::Timeout {
                 program,
-                timeout: humantime::format_duration(policy.mount_timeout).to_string(),
+                timeout: humantime::format_duration(supervision.mount_timeout).to_string(),
                 detail: format!("{seen}{tail}{}", spec.invocation.hint(&tail.text())),
             });
         }
         if let Some((at, status)) = &exited_ok {
             if now >= *at + EXITED_GRACE {
                 let status = status.clone();
-                return Err(failed_exit(running, spec, policy, program, status).await);
+                return Err(failed_exit(running, spec, supervision, program, status).await);
             }
         }
         let nap = poll.min(deadline - now);
@@ -260,7 +260,7 @@ pub async fn wait_ready(
                 }
                 other => {
                     running.process.kill_leftovers();
-                    return Err(failed_exit(running, spec, policy, program, describe(other)).await);
+                    return Err(failed_exit(running, spec, supervision, program, describe(other)).await);
                 }
             },
             _ = sleep(nap) => {}
@@ -290,11 +290,11 @@ fn logged_in(running: &Running, spec: &ProcessSpec) -> bool {
 async fn failed_exit(
     running: &mut Running,
     spec: &ProcessSpec,
-    policy: &Policy,
+    supervision: &Supervision,
     program: String,
     status: String,
 ) -> ProcessError {
-    stop(running, spec, policy).await;
+    stop(running, spec, supervision).await;
     if let Some(refused) = refused(running, spec) {
         return refused;
     }
@@ -321,9 +321,9 @@ fn refused(running: &Running, spec: &ProcessSpec) -> Option<ProcessError> {
 
 /// Stops the tool's whole process group and detaches whatever is left
 /// mounted. Idempotent: "no such process" and "not mounted" are success.
-pub async fn stop(running: &mut Running, spec: &ProcessSpec, policy: &Policy) {
+pub async fn stop(running: &mut Running, spec: &ProcessSpec, supervision: &Supervision) {
     let pid = running.pid();
-    match running.process.stop(policy.stop_timeout).await {
+    match running.process.stop(supervision.stop_timeout).await {
         Stopped::Gracefully => {}
         Stopped::Killed => {
             tracing::warn!(volume = %spec.name, pid, "volume process ignored SIGTERM; it was killed")

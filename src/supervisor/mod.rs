@@ -107,7 +107,7 @@ impl ProcessStatus {
 
 /// How a supervisor behaves; the same for every volume of a plugin.
 #[derive(Clone, Debug)]
-pub struct Policy {
+pub struct Supervision {
     pub mount_timeout: Duration,
     pub stop_timeout: Duration,
     pub recovery: RecoveryMode,
@@ -142,7 +142,8 @@ pub struct Shared {
     pub key: ConnKey,
 }
 
-enum Request {
+/// What the handle asks of a volume's supervisor task, each with its reply.
+enum Order {
     Start(oneshot::Sender<Result<(), ProcessError>>),
     Restore(oneshot::Sender<Result<(), ProcessError>>),
     Stop(oneshot::Sender<()>),
@@ -153,21 +154,21 @@ enum Request {
 #[derive(Clone)]
 pub struct Launcher(Arc<LaunchFn>);
 
-type LaunchFn = dyn Fn(ProcessSpec, Policy, mpsc::Receiver<Request>, watch::Sender<ProcessStatus>)
+type LaunchFn = dyn Fn(ProcessSpec, Supervision, mpsc::Receiver<Order>, watch::Sender<ProcessStatus>)
     + Send
     + Sync;
 
 impl Launcher {
     pub fn processes() -> Self {
-        Self(Arc::new(|spec, policy, rx, status| {
-            tokio::spawn(actor::run(tool::Processes, spec, policy, rx, status));
+        Self(Arc::new(|spec, supervision, rx, status| {
+            tokio::spawn(actor::run(tool::Processes, spec, supervision, rx, status));
         }))
     }
 
     #[cfg(test)]
     pub(crate) fn tool<T: tool::Tool + Clone>(tool: T) -> Self {
-        Self(Arc::new(move |spec, policy, rx, status| {
-            tokio::spawn(actor::run(tool.clone(), spec, policy, rx, status));
+        Self(Arc::new(move |spec, supervision, rx, status| {
+            tokio::spawn(actor::run(tool.clone(), spec, supervision, rx, status));
         }))
     }
 }
@@ -182,7 +183,7 @@ pub struct SupervisorHandle {
 
 struct Lazy {
     spec: ProcessSpec,
-    policy: Policy,
+    supervision: Supervision,
     launcher: Launcher,
     /// What status shows until the task runs.
     initial: ProcessStatus,
@@ -190,18 +191,18 @@ struct Lazy {
 }
 
 struct Task {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Order>,
     status: watch::Receiver<ProcessStatus>,
 }
 
 impl SupervisorHandle {
     /// The volume's supervisor; neither the task nor the process starts yet.
-    pub fn new(spec: ProcessSpec, policy: Policy, launcher: Launcher) -> Self {
+    pub fn new(spec: ProcessSpec, supervision: Supervision, launcher: Launcher) -> Self {
         let mut initial = ProcessStatus::new();
         initial.devices = spec.devices.clone();
         let lazy = Lazy {
             spec,
-            policy,
+            supervision,
             launcher,
             initial,
             task: OnceLock::new(),
@@ -217,7 +218,7 @@ impl SupervisorHandle {
         lazy.task.get_or_init(|| {
             let (tx, rx) = mpsc::channel(8);
             let (status_tx, status) = watch::channel(lazy.initial.clone());
-            (lazy.launcher.0)(lazy.spec.clone(), lazy.policy.clone(), rx, status_tx);
+            (lazy.launcher.0)(lazy.spec.clone(), lazy.supervision.clone(), rx, status_tx);
             Task { tx, status }
         })
     }
@@ -227,7 +228,7 @@ impl SupervisorHandle {
         let (reply, rx) = oneshot::channel();
         self.task()
             .tx
-            .send(Request::Start(reply))
+            .send(Order::Start(reply))
             .await
             .map_err(|_| ProcessError::Gone)?;
         rx.await.map_err(|_| ProcessError::Gone)?
@@ -239,7 +240,7 @@ impl SupervisorHandle {
         let (reply, rx) = oneshot::channel();
         self.task()
             .tx
-            .send(Request::Restore(reply))
+            .send(Order::Restore(reply))
             .await
             .map_err(|_| ProcessError::Gone)?;
         rx.await.map_err(|_| ProcessError::Gone)?
@@ -252,7 +253,7 @@ impl SupervisorHandle {
             return;
         };
         let (reply, rx) = oneshot::channel();
-        if task.tx.send(Request::Stop(reply)).await.is_ok() {
+        if task.tx.send(Order::Stop(reply)).await.is_ok() {
             let _ = rx.await;
         }
     }

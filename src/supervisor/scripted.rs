@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::child::Watch;
 use super::tool::Tool;
-use super::{Policy, ProcessError, ProcessSpec, Tail};
+use super::{ProcessError, ProcessSpec, Supervision, Tail};
 use crate::mounts::recorded::Recorded;
 
 /// How long the scripted tool takes to mount.
@@ -97,7 +97,7 @@ impl Tool for Scripted {
         &self,
         _: &mut Run,
         spec: &ProcessSpec,
-        _: &Policy,
+        _: &Supervision,
         _: &mut Option<crate::pacing::Permit>,
     ) -> Result<(), ProcessError> {
         tokio::time::sleep(MOUNTING).await;
@@ -126,7 +126,7 @@ impl Tool for Scripted {
         None
     }
 
-    async fn stop(&self, _: &mut Run, spec: &ProcessSpec, _: &Policy) {
+    async fn stop(&self, _: &mut Run, spec: &ProcessSpec, _: &Supervision) {
         self.end(spec);
     }
 }

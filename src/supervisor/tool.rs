@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::child::{self, Running, Watch};
-use super::{Policy, ProcessError, ProcessSpec, Tail};
+use super::{ProcessError, ProcessSpec, Supervision, Tail};
 use crate::pacing::Permit;
 
 pub trait Tool: Send + Sync + 'static {
@@ -25,7 +25,7 @@ pub trait Tool: Send + Sync + 'static {
         &self,
         run: &mut Self::Run,
         spec: &ProcessSpec,
-        policy: &Policy,
+        supervision: &Supervision,
         turn: &mut Option<Permit>,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send;
     /// Until it exits or its mount fails.
@@ -45,7 +45,7 @@ pub trait Tool: Send + Sync + 'static {
         &self,
         run: &mut Self::Run,
         spec: &ProcessSpec,
-        policy: &Policy,
+        supervision: &Supervision,
     ) -> impl Future<Output = ()> + Send;
 }
 
@@ -71,10 +71,10 @@ impl Tool for Processes {
         &self,
         run: &mut Running,
         spec: &ProcessSpec,
-        policy: &Policy,
+        supervision: &Supervision,
         turn: &mut Option<Permit>,
     ) -> Result<(), ProcessError> {
-        child::wait_ready(run, spec, policy, turn).await
+        child::wait_ready(run, spec, supervision, turn).await
     }
 
     async fn watch(&self, run: &mut Running, spec: &ProcessSpec, every: Duration) -> Watch {
@@ -85,7 +85,7 @@ impl Tool for Processes {
         run.check_now(spec).await
     }
 
-    async fn stop(&self, run: &mut Running, spec: &ProcessSpec, policy: &Policy) {
-        child::stop(run, spec, policy).await
+    async fn stop(&self, run: &mut Running, spec: &ProcessSpec, supervision: &Supervision) {
+        child::stop(run, spec, supervision).await
     }
 }

@@ -27,7 +27,7 @@ impl<T: Tool> Supervisor<T> {
         let master = lease.master().clone();
         self.status
             .send_modify(|s| s.connection = Some(master.clone()));
-        let wait = timeout(self.policy.mount_timeout, lease.ready());
+        let wait = timeout(self.supervision.mount_timeout, lease.ready());
         let up = match inbox.during(wait).await? {
             Ok(up) => up,
             Err(_) => {
@@ -36,7 +36,7 @@ impl<T: Tool> Supervisor<T> {
                     endpoint: shared.key.to_string(),
                     reason: format!(
                         "not up within {}",
-                        humantime::format_duration(self.policy.mount_timeout)
+                        humantime::format_duration(self.supervision.mount_timeout)
                     ),
                 })))
             }

@@ -6,11 +6,11 @@ use std::future::Future;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{ProcessError, Request};
+use super::super::{Order, ProcessError};
 use super::{Outcome, Reply};
 
 pub(super) struct Inbox {
-    rx: mpsc::Receiver<Request>,
+    rx: mpsc::Receiver<Order>,
     /// Every handle is gone: stop and end the task.
     closed: bool,
     /// Starts that came during the launch under way.
@@ -20,7 +20,7 @@ pub(super) struct Inbox {
 }
 
 impl Inbox {
-    pub(super) fn new(rx: mpsc::Receiver<Request>) -> Self {
+    pub(super) fn new(rx: mpsc::Receiver<Order>) -> Self {
         Self {
             rx,
             closed: false,
@@ -34,7 +34,7 @@ impl Inbox {
     }
 
     /// The next request; None (and closed) once every handle is gone.
-    pub(super) async fn recv(&mut self) -> Option<Request> {
+    pub(super) async fn recv(&mut self) -> Option<Order> {
         let request = self.rx.recv().await;
         self.closed |= request.is_none();
         request
@@ -48,8 +48,8 @@ impl Inbox {
             tokio::select! {
                 result = &mut work => return Some(result),
                 request = self.rx.recv() => match request {
-                    Some(Request::Start(reply) | Request::Restore(reply)) => self.waiting.push(reply),
-                    Some(Request::Stop(reply)) => {
+                    Some(Order::Start(reply) | Order::Restore(reply)) => self.waiting.push(reply),
+                    Some(Order::Stop(reply)) => {
                         self.stop_reply = Some(reply);
                         return None;
                     }

@@ -10,7 +10,7 @@ use tokio::time::{timeout, Instant};
 
 use super::super::tool::Tool;
 use super::super::{ProcState, ProcessError};
-use super::{Inbox, Outcome, Phase, Supervisor};
+use super::{Cycle, Inbox, Outcome, Supervisor};
 use crate::backend::Server;
 use crate::pacing::Permit;
 
@@ -68,7 +68,7 @@ impl<T: Tool> Supervisor<T> {
                     Some(turn)
                 }
                 Some(Err(e)) => {
-                    self.phase = Phase::Idle;
+                    self.cycle = Cycle::Idle;
                     return Outcome::Failed(e);
                 }
                 None => {
@@ -82,7 +82,7 @@ impl<T: Tool> Supervisor<T> {
                 match inbox.during(turn).await {
                     Some(Ok(permit)) => Some(permit),
                     Some(Err(e)) => {
-                        self.phase = Phase::Idle;
+                        self.cycle = Cycle::Idle;
                         return Outcome::Failed(e);
                     }
                     None => return self.stopped_waiting("its turn"),
@@ -100,12 +100,12 @@ impl<T: Tool> Supervisor<T> {
         let spawned = Instant::now();
         let ready = self
             .tool
-            .wait_ready(&mut running, &self.spec, &self.policy, &mut turn);
+            .wait_ready(&mut running, &self.spec, &self.supervision, &mut turn);
         match inbox.during(ready).await {
             Some(Ok(())) => {
                 let pid = T::pid(&running);
                 tracing::info!(volume = %self.spec.name, pid, "mounted");
-                self.phase = Phase::Up(Box::new(running));
+                self.cycle = Cycle::Up(Box::new(running));
                 self.budget.mounted();
                 self.status.send_modify(|s| {
                     s.generation += 1;
@@ -116,13 +116,15 @@ impl<T: Tool> Supervisor<T> {
                 Outcome::Mounted
             }
             Some(Err(e)) => {
-                self.phase = Phase::Idle;
+                self.cycle = Cycle::Idle;
                 Outcome::Failed(e)
             }
             None => {
                 tracing::info!(volume = %self.spec.name, "stopped while mounting");
-                self.tool.stop(&mut running, &self.spec, &self.policy).await;
-                self.phase = Phase::Idle;
+                self.tool
+                    .stop(&mut running, &self.spec, &self.supervision)
+                    .await;
+                self.cycle = Cycle::Idle;
                 self.budget.reset();
                 self.publish(ProcState::Stopped, None, None);
                 Outcome::Cancelled
@@ -133,7 +135,7 @@ impl<T: Tool> Supervisor<T> {
     /// A stop came while a start waited for `what`, before any spawn.
     pub(super) fn stopped_waiting(&mut self, what: &str) -> Outcome {
         tracing::info!(volume = %self.spec.name, "stopped while waiting for {what}");
-        self.phase = Phase::Idle;
+        self.cycle = Cycle::Idle;
         self.budget.reset();
         self.publish(ProcState::Stopped, None, None);
         Outcome::Cancelled
@@ -145,7 +147,7 @@ impl<T: Tool> Supervisor<T> {
         server: &Server,
         within: Option<Duration>,
     ) -> impl Future<Output = Result<Permit, ProcessError>> + 'static {
-        let gate = self.policy.pacing.clone();
+        let gate = self.supervision.pacing.clone();
         let server = server.clone();
         let name = self.spec.name.clone();
         async move {

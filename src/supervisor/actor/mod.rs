@@ -29,11 +29,12 @@ use launch::turn_timeout;
 use super::budget::{Budget, Verdict};
 use super::child::Watch;
 use super::tool::Tool;
-use super::{Policy, ProcState, ProcessError, ProcessSpec, ProcessStatus, Request};
+use super::{Order, ProcState, ProcessError, ProcessSpec, ProcessStatus, Supervision};
 use crate::config::RecoveryMode;
 use crate::connections::Lease;
 
-enum Phase<R> {
+/// Where a supervisor is in its start, crash and restart cycle.
+enum Cycle<R> {
     /// Nothing runs: never started, stopped, or a start failed.
     Idle,
     Up(Box<R>),
@@ -64,9 +65,9 @@ type Reply = oneshot::Sender<Result<(), ProcessError>>;
 struct Supervisor<T: Tool> {
     tool: T,
     spec: ProcessSpec,
-    policy: Policy,
+    supervision: Supervision,
     status: watch::Sender<ProcessStatus>,
-    phase: Phase<T::Run>,
+    cycle: Cycle<T::Run>,
     budget: Budget,
     /// Its place on a shared ssh connection: taken at the first start,
     /// kept across restarts (the master outlives a crash of sshfs), given
@@ -79,17 +80,17 @@ struct Supervisor<T: Tool> {
 pub async fn run<T: Tool>(
     tool: T,
     spec: ProcessSpec,
-    policy: Policy,
-    rx: mpsc::Receiver<Request>,
+    supervision: Supervision,
+    rx: mpsc::Receiver<Order>,
     status: watch::Sender<ProcessStatus>,
 ) {
     let mut sup = Supervisor {
         tool,
-        budget: Budget::new(policy.max_restarts_per_min),
+        budget: Budget::new(supervision.max_restarts_per_min),
         spec,
-        policy,
+        supervision,
         status,
-        phase: Phase::Idle,
+        cycle: Cycle::Idle,
         lease: None,
         through: None,
     };
@@ -97,15 +98,15 @@ pub async fn run<T: Tool>(
     while !inbox.is_closed() {
         tokio::select! {
             request = inbox.recv() => match request {
-                Some(Request::Start(reply)) => {
+                Some(Order::Start(reply)) => {
                     let result = sup.start(&mut inbox, false).await;
                     let _ = reply.send(result);
                 }
-                Some(Request::Restore(reply)) => {
+                Some(Order::Restore(reply)) => {
                     let result = sup.start(&mut inbox, true).await;
                     let _ = reply.send(result);
                 }
-                Some(Request::Stop(reply)) => {
+                Some(Order::Stop(reply)) => {
                     sup.stop().await;
                     let _ = reply.send(());
                 }
@@ -144,14 +145,14 @@ impl<T: Tool> Supervisor<T> {
 
     /// Waits for something to happen; never completes while idle or given up.
     async fn next_event(&mut self) -> Event {
-        match &mut self.phase {
-            Phase::Idle | Phase::GaveUp => std::future::pending().await,
-            Phase::Backoff { until } => {
+        match &mut self.cycle {
+            Cycle::Idle | Cycle::GaveUp => std::future::pending().await,
+            Cycle::Backoff { until } => {
                 sleep_until(*until).await;
                 Event::RetryDue
             }
-            Phase::Up(running) => {
-                let every = self.policy.health_interval;
+            Cycle::Up(running) => {
+                let every = self.supervision.health_interval;
                 let watch = self.tool.watch(running, &self.spec, every);
                 let watched = match (&self.lease, self.through) {
                     (Some(lease), Some(login)) => tokio::select! {
@@ -171,25 +172,25 @@ impl<T: Tool> Supervisor<T> {
     /// Start or Restore: makes sure the process runs and is mounted. With
     /// `keep_trying`, a failure leaves a retry scheduled (plugin start).
     async fn start(&mut self, inbox: &mut Inbox, keep_trying: bool) -> Result<(), ProcessError> {
-        if let Phase::Up(running) = &mut self.phase {
+        if let Cycle::Up(running) = &mut self.cycle {
             match self.tool.check_now(running, &self.spec).await {
                 None => return Ok(()),
                 Some(reason) => self.died(reason).await,
             }
         }
-        let restarting = match &self.phase {
-            Phase::GaveUp => {
+        let restarting = match &self.cycle {
+            Cycle::GaveUp => {
                 tracing::info!(volume = %self.spec.name, "starting afresh after giving up");
                 self.budget.reset();
                 false
             }
-            Phase::Backoff { .. } => true,
-            Phase::Idle | Phase::Up(_) => false,
+            Cycle::Backoff { .. } => true,
+            Cycle::Idle | Cycle::Up(_) => false,
         };
         if restarting {
             self.count_restart();
         }
-        let turn_within = (!keep_trying).then(|| turn_timeout(self.policy.mount_timeout));
+        let turn_within = (!keep_trying).then(|| turn_timeout(self.supervision.mount_timeout));
         match self.launch(inbox, restarting, turn_within).await {
             Outcome::Mounted => Ok(()),
             Outcome::Cancelled => Err(ProcessError::Stopped),
@@ -197,7 +198,7 @@ impl<T: Tool> Supervisor<T> {
                 if restarting || keep_trying {
                     self.back_off(format!("start failed: {e}"));
                 } else {
-                    self.phase = Phase::Idle;
+                    self.cycle = Cycle::Idle;
                     self.leave_connection();
                     self.publish(ProcState::Failed, None, Some(e.to_string()));
                 }
@@ -209,8 +210,10 @@ impl<T: Tool> Supervisor<T> {
     async fn stop(&mut self) {
         // Only what this supervisor started is stopped: an idle one must not
         // touch a mountpoint it never mounted.
-        if let Phase::Up(mut running) = std::mem::replace(&mut self.phase, Phase::Idle) {
-            self.tool.stop(&mut running, &self.spec, &self.policy).await;
+        if let Cycle::Up(mut running) = std::mem::replace(&mut self.cycle, Cycle::Idle) {
+            self.tool
+                .stop(&mut running, &self.spec, &self.supervision)
+                .await;
             tracing::info!(volume = %self.spec.name, "volume process stopped");
         }
         self.leave_connection();
@@ -221,13 +224,15 @@ impl<T: Tool> Supervisor<T> {
     /// The process died or its mount stopped answering: clean up what is
     /// left, then restart after a backoff, or give up.
     async fn died(&mut self, reason: String) {
-        let Phase::Up(mut running) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+        let Cycle::Up(mut running) = std::mem::replace(&mut self.cycle, Cycle::Idle) else {
             return;
         };
-        self.tool.stop(&mut running, &self.spec, &self.policy).await;
+        self.tool
+            .stop(&mut running, &self.spec, &self.supervision)
+            .await;
         let reason = format!("{reason}{}", T::tail(&running));
         tracing::warn!(volume = %self.spec.name, %reason, "volume process died");
-        if self.policy.recovery == RecoveryMode::Ignore {
+        if self.supervision.recovery == RecoveryMode::Ignore {
             let why = format!(
                 "{reason}; not restarted (--volume-process-recovery-mode=ignore); the next Mount starts it again"
             );
@@ -241,11 +246,11 @@ impl<T: Tool> Supervisor<T> {
             // no login: the first one in the window goes at once (the
             // budget still bounds a crash loop).
             Verdict::RetryAt(_) if self.budget.first_crash() && self.master_still_up() => {
-                self.phase = Phase::Backoff { until: now };
+                self.cycle = Cycle::Backoff { until: now };
                 self.publish(ProcState::Restarting, None, Some(reason));
             }
             Verdict::RetryAt(until) => {
-                self.phase = Phase::Backoff { until };
+                self.cycle = Cycle::Backoff { until };
                 self.publish(ProcState::Restarting, None, Some(reason));
             }
             Verdict::GiveUp { crashes } => {
@@ -253,12 +258,12 @@ impl<T: Tool> Supervisor<T> {
                     "{} died {crashes} times within a minute, more than \
                      --volume-process-recovery-max-per-min={} allows; last: {reason}; \
                      the next Mount starts it again",
-                    self.spec.invocation.program, self.policy.max_restarts_per_min,
+                    self.spec.invocation.program, self.supervision.max_restarts_per_min,
                 );
                 tracing::error!(volume = %self.spec.name, reason = %why, "volume failed");
                 self.leave_connection();
                 self.publish(ProcState::Failed, None, Some(why));
-                self.phase = Phase::GaveUp;
+                self.cycle = Cycle::GaveUp;
             }
         }
     }
@@ -270,7 +275,7 @@ impl<T: Tool> Supervisor<T> {
             retry_in = ?until.saturating_duration_since(Instant::now()),
             "volume not mounted; will retry"
         );
-        self.phase = Phase::Backoff { until };
+        self.cycle = Cycle::Backoff { until };
         self.publish(ProcState::Restarting, None, Some(reason));
     }
 

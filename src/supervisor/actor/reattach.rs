@@ -13,7 +13,7 @@ const PASS_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl<T: Tool> Supervisor<T> {
     pub(super) async fn reattach(&mut self) {
-        let Some(reattacher) = self.policy.reattach.clone() else {
+        let Some(reattacher) = self.supervision.reattach.clone() else {
             return;
         };
         let known = self.status.borrow().devices.clone();

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::super::budget::{FIRST_BACKOFF, MAX_BACKOFF};
 use super::super::scripted::{Scripted, MOUNTING};
-use super::super::{Policy, ProcState, ProcessError, ProcessSpec, ProcessStatus, Request};
+use super::super::{Order, ProcState, ProcessError, ProcessSpec, ProcessStatus, Supervision};
 use super::run;
 use crate::backend::Invocation;
 use crate::config::RecoveryMode;
@@ -24,7 +24,7 @@ const NEVER: Duration = Duration::from_secs(3600);
 
 struct Harness {
     tool: Scripted,
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Order>,
     status: watch::Receiver<ProcessStatus>,
 }
 
@@ -54,7 +54,7 @@ impl Harness {
             shared: None,
             devices: devices.clone(),
         };
-        let policy = Policy {
+        let supervision = Supervision {
             mount_timeout: Duration::from_secs(20),
             stop_timeout: Duration::from_secs(5),
             recovery: RecoveryMode::Restart,
@@ -67,13 +67,13 @@ impl Harness {
         let mut initial = ProcessStatus::new();
         initial.devices = devices;
         let (status_tx, status) = watch::channel(initial);
-        tokio::spawn(run(tool.clone(), spec, policy, rx, status_tx));
+        tokio::spawn(run(tool.clone(), spec, supervision, rx, status_tx));
         Harness { tool, tx, status }
     }
 
     async fn send(
         &self,
-        request: impl FnOnce(oneshot::Sender<Result<(), ProcessError>>) -> Request,
+        request: impl FnOnce(oneshot::Sender<Result<(), ProcessError>>) -> Order,
     ) -> Result<(), ProcessError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(request(reply)).await.expect("supervisor runs");
@@ -81,7 +81,7 @@ impl Harness {
     }
 
     async fn start(&self) -> Result<(), ProcessError> {
-        self.send(Request::Start).await
+        self.send(Order::Start).await
     }
 
     fn spawns(&self) -> u32 {
@@ -175,7 +175,7 @@ async fn a_remote_that_is_down_is_retried_with_a_capped_backoff_and_never_given_
     let mut h = Harness::new(1);
     h.tool.script().refuse = true;
     let err = h
-        .send(Request::Restore)
+        .send(Order::Restore)
         .await
         .expect_err("the remote is down");
     assert!(err.to_string().contains("Connection refused"), "{err}");
