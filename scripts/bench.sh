@@ -38,7 +38,7 @@ cd "$NETFS_TOP"
 say "building netfs"
 cargo build --release --locked
 say "building the benchmark"
-cargo build --release --locked --manifest-path bench/Cargo.toml
+cargo build --release --locked -p netfs-bench
 
 args=(
     --netfs target/release/netfs
@@ -56,5 +56,5 @@ out=${BENCH_OUT-docs/benchmarks.md}
 charts=${BENCH_CHARTS-docs}
 [ -n "$charts" ] && args+=(--charts "$charts")
 
-say "running bench/target/release/netfs-bench ${args[*]}"
-exec bench/target/release/netfs-bench "${args[@]}"
+say "running target/release/netfs-bench ${args[*]}"
+exec target/release/netfs-bench "${args[@]}"

@@ -73,7 +73,8 @@ RCLONE=${RCLONE:-wheel}
 context=$PLUGIN_BUILD_DIR/context
 rm -rf "$context"
 mkdir -p "$context/scripts"
-(cd "$NETFS_TOP" && cp -a Dockerfile .dockerignore Cargo.toml Cargo.lock build.rs proto src "$context/")
+(cd "$NETFS_TOP" && cp -a Dockerfile .dockerignore Cargo.toml Cargo.lock build.rs proto src "$context/" \
+    && mkdir -p "$context/bench" && cp -a bench/Cargo.toml "$context/bench/")
 cp -a "$NETFS_TOP/scripts/rclone.lock" "$context/scripts/"
 rclone_context=$context/.work/rclone
 mkdir -p "$rclone_context"
@@ -106,7 +107,7 @@ fi
 # build.rs says it outside Docker.
 REVISION=$(git -C "$NETFS_TOP" rev-parse HEAD 2>/dev/null || true)
 if [ -n "$REVISION" ] &&
-    [ -n "$(git -C "$NETFS_TOP" status --porcelain -- src proto build.rs Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    [ -n "$(git -C "$NETFS_TOP" status --porcelain -- src proto build.rs Cargo.toml Cargo.lock bench/Cargo.toml 2>/dev/null)" ]; then
     REVISION=$REVISION-dirty
 fi
 
