@@ -254,9 +254,24 @@ mod tests {
             Stopped::Killed
         );
         assert!(!group.is_running());
-        // The helper was killed with the group: only its zombie, if any, is left.
-        let state = std::fs::read_to_string(format!("/proc/{helper}/stat")).unwrap_or_default();
-        assert!(state.is_empty() || state.contains(") Z "), "{state}");
+        // The helper was killed with the group. SIGKILL takes effect when
+        // the kernel next runs it, so it goes (or is left a zombie) within
+        // moments; a helper the group missed would sleep on for 300 s.
+        let gone = || {
+            let state = std::fs::read_to_string(format!("/proc/{helper}/stat")).unwrap_or_default();
+            (state.is_empty() || state.contains(") Z "))
+                .then_some(())
+                .ok_or(state)
+        };
+        let mut seen = gone();
+        for _ in 0..500 {
+            if seen.is_ok() {
+                break;
+            }
+            sleep(Duration::from_millis(10)).await;
+            seen = gone();
+        }
+        assert!(seen.is_ok(), "the helper lives on: {seen:?}");
         // Stopping again is a no-op.
         assert_eq!(
             group.stop(Duration::from_millis(100)).await,
