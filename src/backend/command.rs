@@ -34,6 +34,7 @@ pub fn build(req: &CommandInputs<'_>) -> Result<Invocation, BackendError> {
         stdin: req.password.cloned(),
         hints: &[],
         login: None,
+        rc_socket: None,
     })
 }
 
@@ -48,6 +49,7 @@ mod tests {
         let s = BackendSettings {
             command_binary: Some("/usr/bin/mytool".into()),
             command_mount_option_flag: Some("-o".into()),
+            rclone_rc_dir: None,
         };
         let inv = build(&request(&s, None, "", "a=1,b", None)).unwrap();
         assert_eq!(inv.program, "/usr/bin/mytool");

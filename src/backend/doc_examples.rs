@@ -145,6 +145,7 @@ fn command() {
         settings: BackendSettings {
             command_binary: Some("/usr/bin/sshfs".into()),
             command_mount_option_flag: Some("-o".into()),
+            rclone_rc_dir: None,
         },
         default_type: BackendKind::Sshfs,
         volume: &[

@@ -6,7 +6,7 @@ mod command;
 mod doc_examples;
 mod endpoint;
 mod nfs;
-mod rclone;
+pub mod rclone;
 mod sshfs;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +49,10 @@ pub enum BackendError {
 pub struct BackendSettings {
     pub command_binary: Option<PathBuf>,
     pub command_mount_option_flag: Option<String>,
+    /// Where rclone volumes get their remote control socket; `None` when
+    /// the rclone netfs runs cannot serve one (older than
+    /// [`rclone::RC_SOCKET_SINCE`]).
+    pub rclone_rc_dir: Option<PathBuf>,
 }
 
 /// Everything a backend needs to build one volume's command.
@@ -120,6 +124,9 @@ pub struct Invocation {
     pub hints: &'static [(&'static str, &'static str)],
     /// How its login to the server shows, for tools that log in.
     pub login: Option<Login>,
+    /// rclone's remote control socket, asked before a stop for uploads
+    /// still queued (`supervisor::uploads`).
+    pub rc_socket: Option<PathBuf>,
 }
 
 /// How a tool's login to its server can be seen to be done: arguments that
@@ -219,6 +226,7 @@ mod tests {
             stdin: Some(Secret::new("pw")),
             hints: &[],
             login: None,
+            rc_socket: None,
         };
         let secrets: Vec<String> = inv
             .secrets()

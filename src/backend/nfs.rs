@@ -23,6 +23,7 @@ pub fn build(req: &CommandInputs<'_>) -> Result<Invocation, BackendError> {
         stdin: None,
         hints: HINTS,
         login: None,
+        rc_socket: None,
     })
 }
 

@@ -6,6 +6,9 @@
 //! `RCLONE_CONFIG_<REMOTE>_<OPTION>`, so a secret flag or connection-string
 //! parameter is moved into its environment instead.
 //! A volume that names no `vfs-cache-mode` gets [`DEFAULT_VFS_CACHE_MODE`].
+//! rclone serves its remote control on a unix socket netfs names (no
+//! authentication: the socket's directory is root's alone), so that a stop
+//! can let queued uploads through first (`supervisor::uploads`).
 
 use super::{BackendError, BackendKind, CommandInputs, Invocation};
 use crate::options::remote::{self, RcloneSource};
@@ -58,6 +61,18 @@ pub fn build(req: &CommandInputs<'_>) -> Result<Invocation, BackendError> {
     if !flags.iter().any(|f| f.starts_with("--vfs-cache-mode")) {
         flags.push(format!("--vfs-cache-mode={DEFAULT_VFS_CACHE_MODE}"));
     }
+    // An operator who set rclone's remote control up (MOUNT_OPTIONS; a
+    // volume may not) keeps theirs, and stops without the wait.
+    let rc_socket = match &req.settings.rclone_rc_dir {
+        Some(dir) if !flags.iter().any(|f| f.starts_with("--rc")) => {
+            let socket = dir.join(rc_socket_name(req.name));
+            flags.push("--rc".to_owned());
+            flags.push(format!("--rc-addr={}", socket.display()));
+            flags.push("--rc-no-auth".to_owned());
+            Some(socket)
+        }
+        _ => None,
+    };
     let mut args = vec!["mount".to_owned(), source, req.mount_point()];
     args.extend(flags);
     if let Some(key) = secret_keys(&args).first() {
@@ -72,7 +87,32 @@ pub fn build(req: &CommandInputs<'_>) -> Result<Invocation, BackendError> {
         stdin: None,
         hints: HINTS,
         login: None,
+        rc_socket,
     })
+}
+
+/// The first rclone that serves its remote control on a unix socket and
+/// has `vfs/queue`.
+pub const RC_SOCKET_SINCE: (u32, u32) = (1, 65);
+
+/// True if rclone `version` (`v1.75.2`, `v1.60.1-DEV`) serves its remote
+/// control on a unix socket.
+pub fn serves_rc_socket(version: &str) -> bool {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']);
+    let mut number = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (number(), number()) {
+        (Some(major), Some(minor)) => (major, minor) >= RC_SOCKET_SINCE,
+        _ => false,
+    }
+}
+
+/// A socket name short enough for any volume name (a unix socket path has
+/// 108 bytes): a hash of the name, unique among the volumes of one run.
+fn rc_socket_name(volume: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    volume.hash(&mut hasher);
+    format!("{:016x}.sock", hasher.finish())
 }
 
 /// rclone's own default, `off`, cannot open a file for reading and writing
@@ -250,5 +290,66 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(err, BackendError::SecretLeftInArgv { key: "pass".into() });
+    }
+
+    #[test]
+    fn a_remote_control_socket_where_rclone_serves_one() {
+        let s = BackendSettings {
+            rclone_rc_dir: Some("/var/lib/netfs/rclone-rc".into()),
+            ..BackendSettings::default()
+        };
+        let inv = build(&request(&s, Some(":s3:bucket"), "", "", None)).unwrap();
+        let socket = inv.rc_socket.clone().expect("a socket");
+        assert!(socket.starts_with("/var/lib/netfs/rclone-rc"), "{socket:?}");
+        assert_eq!(
+            inv.args[inv.args.len() - 3..],
+            [
+                "--rc".to_owned(),
+                format!("--rc-addr={}", socket.display()),
+                "--rc-no-auth".to_owned()
+            ]
+        );
+        // An operator's own remote control stays as it is, with no wait.
+        let own = build(&request(
+            &s,
+            Some(":s3:bucket"),
+            "",
+            "rc,rc-addr=127.0.0.1:5572",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(own.rc_socket, None);
+        assert_eq!(own.args.iter().filter(|a| a.starts_with("--rc")).count(), 2);
+        // Without a directory (an rclone too old), none.
+        let old = build(&request(
+            &BackendSettings::default(),
+            Some(":s3:b"),
+            "",
+            "",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(old.rc_socket, None);
+        assert!(!old.args.iter().any(|a| a.starts_with("--rc")));
+    }
+
+    #[test]
+    fn which_rclone_serves_its_remote_control_on_a_socket() {
+        assert!(serves_rc_socket("v1.75.2"));
+        assert!(serves_rc_socket("v1.65.0"));
+        assert!(serves_rc_socket("v2.0.0-beta"));
+        assert!(!serves_rc_socket("v1.60.1-DEV"));
+        assert!(!serves_rc_socket("v1.64.2"));
+        assert!(!serves_rc_socket(
+            "unknown (rclone: No such file or directory)"
+        ));
+    }
+
+    #[test]
+    fn socket_names_fit_any_volume_name() {
+        let long = "v".repeat(255);
+        assert_eq!(rc_socket_name(&long).len(), 21);
+        assert_ne!(rc_socket_name("a"), rc_socket_name("b"));
+        assert_eq!(rc_socket_name("a"), rc_socket_name("a"));
     }
 }

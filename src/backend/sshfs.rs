@@ -25,6 +25,7 @@ pub fn build(req: &CommandInputs<'_>) -> Result<Invocation, BackendError> {
         stdin,
         hints: HINTS,
         login: Some(SSH_LOGIN),
+        rc_socket: None,
     })
 }
 

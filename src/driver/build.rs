@@ -3,10 +3,11 @@
 //! supervisor (idle until started) and its shared ssh connection.
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use super::table::Supervised;
-use super::{Driver, DriverError};
+use super::{rc_dir, Driver, DriverError};
 use crate::backend::{self, BackendSettings, CommandInputs};
 use crate::connections;
 use crate::name::VolumeName;
@@ -17,6 +18,30 @@ use crate::supervisor::{ProcessSpec, Shared, Supervision, SupervisorHandle};
 impl Driver {
     pub(super) fn mount_point(&self, name: &VolumeName) -> PathBuf {
         self.config.mount_root.join(name.as_str())
+    }
+
+    /// Where rclone volumes put their remote control socket, made for
+    /// root alone; `None` while the rclone netfs runs is not known to serve
+    /// one (its version is asked before the first rclone volume is built).
+    fn rclone_rc_dir(&self) -> Option<PathBuf> {
+        let version = self.versions.rclone_known()?;
+        if !backend::rclone::serves_rc_socket(version) {
+            return None;
+        }
+        let dir = rc_dir(&self.config.state_file);
+        let made = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir);
+        match made {
+            Ok(()) => Some(dir),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e,
+                    "cannot make the directory of rclone's remote control sockets; \
+                     rclone volumes stop without waiting for their uploads");
+                None
+            }
+        }
     }
 
     fn supervision(&self) -> Supervision {
@@ -68,6 +93,7 @@ impl Driver {
         let settings = BackendSettings {
             command_binary: self.config.command_binary.clone(),
             command_mount_option_flag: self.config.command_mount_option_flag.clone(),
+            rclone_rc_dir: self.rclone_rc_dir(),
         };
         let request = CommandInputs {
             name: name.as_str(),

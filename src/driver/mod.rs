@@ -244,6 +244,14 @@ impl Driver {
 
 /// The directory of the shared connections' control sockets, beside the
 /// state file (short, so the socket paths fit a socket address).
+/// The directory of rclone volumes' remote control sockets.
+fn rc_dir(state_file: &Path) -> PathBuf {
+    state_file
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("rclone-rc")
+}
+
 fn control_dir(state_file: &Path) -> PathBuf {
     state_file
         .parent()

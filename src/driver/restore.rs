@@ -9,6 +9,7 @@ use super::table::{Entry, Phase};
 use super::Driver;
 use crate::config::Lifecycle;
 use crate::name::VolumeName;
+use crate::options::BackendKind;
 use crate::state::{Setup, Volumes};
 use crate::supervisor::SupervisorHandle;
 
@@ -26,6 +27,14 @@ impl Driver {
     pub async fn recover(&self, volumes: Volumes) -> Restore {
         let stored = volumes.keys().cloned().collect();
         leftovers::clean_up(&self.config.mount_root, &stored, self.mounts.as_ref()).await;
+        let rclone = volumes.values().any(|record| {
+            matches!(&record.setup, Setup::Valid { backend, .. } if *backend == BackendKind::Rclone)
+        });
+        if rclone {
+            // Its version says how rclone volumes are built (see build.rs).
+            let version = self.versions.rclone().await;
+            tracing::debug!(rclone = %version, "rclone version");
+        }
         let mut starts = Vec::new();
         let mut entries = Vec::new();
         for (name, record) in volumes {

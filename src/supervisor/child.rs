@@ -42,6 +42,11 @@ impl Running {
         self.process.pid()
     }
 
+    /// True while its process runs (not once a one-shot tool was let go).
+    pub fn is_running(&self) -> bool {
+        self.process.is_running()
+    }
+
     /// The last lines the tool wrote on stderr.
     pub fn tail(&self) -> Tail {
         self.process.tail()
@@ -124,6 +129,10 @@ async fn mount_trouble(path: &Path, prober: &mut Prober, within: Duration) -> Op
 pub fn spawn(spec: &ProcessSpec) -> Result<Running, ProcessError> {
     let path = &spec.mount_point;
     unmount(spec);
+    if let Some(socket) = &spec.invocation.rc_socket {
+        // A killed rclone leaves its socket, which the next would not bind.
+        let _ = std::fs::remove_file(socket);
+    }
     std::fs::create_dir_all(path).map_err(|e| ProcessError::Mountpoint {
         path: path.display().to_string(),
         reason: e.to_string(),

@@ -10,6 +10,7 @@ mod budget;
 mod child;
 mod error;
 mod tool;
+mod uploads;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

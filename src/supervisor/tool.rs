@@ -8,6 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::child::{self, Running, Watch};
+use super::uploads::{self, Settled};
 use super::{ProcessError, ProcessSpec, Supervision, Tail};
 use crate::pacing::Permit;
 
@@ -47,6 +48,11 @@ pub trait Tool: Send + Sync + 'static {
         spec: &ProcessSpec,
         supervision: &Supervision,
     ) -> impl Future<Output = ()> + Send;
+    /// Before a stop that was asked for: lets what the tool still has to
+    /// write to the server through, within a bound. Nothing by default.
+    fn settle(&self, _run: &mut Self::Run, _spec: &ProcessSpec) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// Real processes.
@@ -87,5 +93,31 @@ impl Tool for Processes {
 
     async fn stop(&self, run: &mut Running, spec: &ProcessSpec, supervision: &Supervision) {
         child::stop(run, spec, supervision).await
+    }
+
+    async fn settle(&self, run: &mut Running, spec: &ProcessSpec) {
+        let Some(socket) = &spec.invocation.rc_socket else {
+            return;
+        };
+        if !run.is_running() {
+            return;
+        }
+        match uploads::settle(socket, uploads::UPLOAD_WAIT).await {
+            Settled::Uploaded { waited } if waited.is_zero() => {}
+            Settled::Uploaded { waited } => {
+                tracing::info!(volume = %spec.name, waited_ms = waited.as_millis() as u64,
+                    "rclone's queued uploads are done")
+            }
+            Settled::Pending {
+                queued,
+                in_progress,
+            } => tracing::warn!(
+                volume = %spec.name, queued, in_progress,
+                "rclone's uploads did not finish within {:?}; they stay in its VFS cache \
+                 and go up when the same remote is mounted again", uploads::UPLOAD_WAIT
+            ),
+            Settled::Unknown(why) => tracing::warn!(volume = %spec.name, %why,
+                "cannot ask rclone for its queued uploads; stopping it without waiting"),
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::secrets::docker_api_create;
-use crate::support::calls::create;
+use crate::support::calls::{call_ok, create, create_ok, mount, unmount};
 use crate::support::client::err_of;
 use crate::support::docker::{require_docker, run_in_container, volume_inspect, Cleanup};
 use crate::support::mounts::{descendants, processes_with_arg, wait_until};
@@ -257,4 +257,62 @@ fn ftp_vsftpd() {
 #[test]
 fn sftp_stock_sshd() {
     serves_both_ways(&Sftp::start());
+}
+
+/// Files closed just before Remove are on the server when Remove returns.
+/// rclone (vfs-cache-mode=writes, the default) uploads a closed file 5 s
+/// later and leaves on SIGTERM without waiting: netfs asks it to upload
+/// what is queued, and waits for it, before it stops it. The same stop
+/// runs at the last Unmount (lifecycle `mount`) and when netfs stops.
+#[test]
+fn files_written_just_before_remove_are_on_the_server_when_remove_returns() {
+    let remote = S3::start();
+    let plugin = Plugin::new(env!("CARGO_BIN_EXE_netfs"))
+        .arg(format!("--mount-timeout={}s", MOUNT_TIMEOUT.as_secs()))
+        .start();
+    let name = unique_name("s3-last");
+    let source = remote.on_the_fly("last", remote.secret());
+    create_ok(&plugin, &name, json!({"type": "rclone", "source": source}));
+    let (code, reply) = mount(&plugin, &name, "c1");
+    assert_eq!(code, 200, "{reply}\n{}", plugin.log());
+    let at = Path::new(reply["Mountpoint"].as_str().expect("a mountpoint")).to_owned();
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| {
+            let bytes: Vec<u8> = (0..(i + 1) * 300_000).map(|b| (b % 251) as u8).collect();
+            (format!("f{i}.bin"), bytes)
+        })
+        .collect();
+    for (file, bytes) in &files {
+        fs::write(at.join(file), bytes).unwrap();
+    }
+    let (code, reply) = unmount(&plugin, &name, "c1");
+    assert_eq!(code, 200, "{reply}");
+
+    let t = Instant::now();
+    call_ok(&plugin, "/VolumeDriver.Remove", json!({"Name": name}));
+    let took = t.elapsed();
+    for (file, bytes) in &files {
+        let path = remote.disk(&format!("last/{file}"));
+        let landed = fs::read(&path).unwrap_or_default();
+        assert!(
+            landed == *bytes,
+            "{} holds {} of {} bytes when Remove returned\n{}",
+            path.display(),
+            landed.len(),
+            bytes.len(),
+            plugin.log()
+        );
+    }
+    assert!(
+        plugin.log().contains("rclone's queued uploads are done"),
+        "{}",
+        plugin.log()
+    );
+    crate::support::report(
+        "remote s3",
+        &format!(
+            "3 files closed just before Remove: on the server when it returned, after {:.2} s",
+            took.as_secs_f64()
+        ),
+    );
 }

@@ -211,6 +211,7 @@ impl<T: Tool> Supervisor<T> {
         // Only what this supervisor started is stopped: an idle one must not
         // touch a mountpoint it never mounted.
         if let Cycle::Up(mut running) = std::mem::replace(&mut self.cycle, Cycle::Idle) {
+            self.tool.settle(&mut running, &self.spec).await;
             self.tool
                 .stop(&mut running, &self.spec, &self.supervision)
                 .await;

@@ -49,6 +49,7 @@ impl Harness {
                 env: Vec::new(),
                 hints: &[],
                 login: None,
+                rc_socket: None,
             },
             endpoint: None,
             shared: None,
