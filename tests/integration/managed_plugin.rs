@@ -38,6 +38,19 @@ fn sshfs_options(sshd: &Sshd, key: &str) -> String {
 
 /// The argv of the tool serving `volume` inside the plugin: the process
 /// is in the plugin's pid namespace, but /proc shows it from the host too.
+/// The last arguments of an rclone volume's argv: its remote control on a
+/// unix socket in netfs's state directory, without authentication (the
+/// directory is root's alone).
+pub(crate) fn assert_rc_socket(flags: &[String]) {
+    let ok = flags.len() == 3
+        && flags[0] == "--rc"
+        && flags[1].starts_with("--rc-addr=/")
+        && flags[1].contains("/rclone-rc/")
+        && flags[1].ends_with(".sock")
+        && flags[2] == "--rc-no-auth";
+    assert!(ok, "rclone's remote control flags: {flags:?}");
+}
+
 pub(crate) fn tool_argv(plugin: &ManagedPlugin, tool: &str, volume: &str) -> Vec<String> {
     let mountpoint = format!("{MOUNT_ROOT}/{volume}");
     let mut argv = Vec::new();
@@ -125,8 +138,9 @@ fn sshfs_rclone_and_nfs_volumes_from_the_examples() {
     wait_remote(&plugin, &rclone_out, "via-rclone\n");
     let status = plugin.mounted(&by_rclone);
     assert_eq!(status["backend"], "rclone", "{status}");
+    let argv = tool_argv(&plugin, "rclone", &by_rclone);
     assert_eq!(
-        tool_argv(&plugin, "rclone", &by_rclone)[..],
+        argv[..argv.len().min(5)],
         [
             "rclone".to_owned(),
             "mount".into(),
@@ -135,6 +149,9 @@ fn sshfs_rclone_and_nfs_volumes_from_the_examples() {
             "--vfs-cache-mode=writes".into(),
         ]
     );
+    // Its remote control, on a unix socket of netfs's, for the wait for
+    // uploads at stop.
+    assert_rc_socket(&argv[5..]);
 
     // nfs: mount.nfs runs in the plugin; this kernel (or the missing
     // server) refuses the mount, and nothing is left

@@ -6,7 +6,7 @@
 use std::fs;
 
 use super::fixture::ManagedPlugin;
-use super::{tool_argv, wait_remote, MOUNT_ROOT};
+use super::{assert_rc_socket, tool_argv, wait_remote, MOUNT_ROOT};
 use crate::support::docker::{run_in_container, Cleanup};
 use crate::support::mounts::processes_with_arg;
 use crate::support::remotes::{Remote, Sftp};
@@ -46,10 +46,11 @@ fn rclone_config_written_back_cache_on_the_host_and_proxy_settings() {
         "the image's rclone is the pinned one: {status}"
     );
     let argv = tool_argv(&plugin, "rclone", &volume);
-    assert_eq!(
-        argv.last().map(String::as_str),
-        Some("--vfs-cache-mode=writes")
+    assert!(
+        argv.iter().any(|a| a == "--vfs-cache-mode=writes"),
+        "{argv:?}"
     );
+    assert_rc_socket(&argv[argv.len() - 3..]);
 
     let saved = plugin.rclone_dir().join("rclone.conf");
     plugin.wait("rclone saved shell_type in rclone.conf on the host", || {
