@@ -15,8 +15,10 @@ TEST_THREADS ?= 4
 TEST_CMD ?= $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 
 # make push REGISTRY=host:port [PUSH_TAG=...]: the plugin to a registry.
+# PLUGIN_ARCH=arm64: the arm64 plugin (make plugin, push; docs/install.md).
 REGISTRY ?=
 PUSH_TAG ?=
+PLUGIN_ARCH ?= amd64
 
 .PHONY: all build lint fmt-check clippy test unit-as-user test-plugin demo demo-plugin \
 	plugin plugin-csi install push push-csi fleet-up fleet-down fuzz bench bench-rclone clean help
@@ -73,7 +75,7 @@ demo-plugin:
 	DEMO_MODE=plugin scripts/demo.sh
 
 plugin:
-	scripts/plugin.sh
+	PLUGIN_ARCH=$(PLUGIN_ARCH) scripts/plugin.sh
 
 plugin-csi:
 	PLUGIN_NAME=netfs-csi PLUGIN_CONFIG=config-csi.json scripts/plugin.sh
@@ -82,7 +84,7 @@ install:
 	PLUGIN_ENABLE=1 scripts/plugin.sh
 
 push:
-	REGISTRY=$(REGISTRY) PUSH_TAG=$(PUSH_TAG) scripts/push.sh
+	REGISTRY=$(REGISTRY) PUSH_TAG=$(PUSH_TAG) PLUGIN_ARCH=$(PLUGIN_ARCH) scripts/push.sh
 
 push-csi:
 	REGISTRY=$(REGISTRY) PUSH_TAG=$(PUSH_TAG) PUSH_NAME=netfs-csi \
