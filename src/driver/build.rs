@@ -3,7 +3,6 @@
 //! supervisor (idle until started) and its shared ssh connection.
 
 use std::collections::HashMap;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use super::table::Supervised;
@@ -20,28 +19,14 @@ impl Driver {
         self.config.mount_root.join(name.as_str())
     }
 
-    /// Where rclone volumes put their remote control socket, made for
-    /// root alone; `None` while the rclone netfs runs is not known to serve
-    /// one (its version is asked before the first rclone volume is built).
+    /// Where rclone volumes put their remote control socket (made at
+    /// start, for root alone); `None` while the rclone netfs runs is not
+    /// known to serve one (its version is asked before the first rclone
+    /// volume is built), or without the directory.
     fn rclone_rc_dir(&self) -> Option<PathBuf> {
         let version = self.versions.rclone_known()?;
-        if !backend::rclone::serves_rc_socket(version) {
-            return None;
-        }
         let dir = rc_dir(&self.config.state_file);
-        let made = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir);
-        match made {
-            Ok(()) => Some(dir),
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e,
-                    "cannot make the directory of rclone's remote control sockets; \
-                     rclone volumes stop without waiting for their uploads");
-                None
-            }
-        }
+        (backend::rclone::serves_rc_socket(version) && dir.is_dir()).then_some(dir)
     }
 
     fn supervision(&self) -> Supervision {

@@ -128,6 +128,7 @@ impl Driver {
                 })
                 .ok()
         });
+        make_rc_dir(&rc_dir(&config.state_file));
         let devices_changed = Arc::new(Notify::new());
         let reattacher = config.reattach.then(|| {
             Arc::new(Reattacher::new(
@@ -244,6 +245,23 @@ impl Driver {
 
 /// The directory of the shared connections' control sockets, beside the
 /// state file (short, so the socket paths fit a socket address).
+/// Makes the directory of rclone volumes' remote control sockets, for root
+/// alone (the sockets take no password), at start: a volume's Create then
+/// makes nothing outside its mountpoint.
+fn make_rc_dir(dir: &Path) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)));
+    if let Err(e) = made {
+        tracing::warn!(dir = %dir.display(), error = %e,
+            "cannot make the directory of rclone's remote control sockets; \
+             rclone volumes stop without waiting for their uploads");
+    }
+}
+
 /// The directory of rclone volumes' remote control sockets.
 fn rc_dir(state_file: &Path) -> PathBuf {
     state_file

@@ -2,10 +2,12 @@
 //! Status of the volumes it serves. Asked once per run of netfs (the first
 //! volume of that kind), as the operator's tool does not change under it.
 
+use std::path::Path;
 use std::time::Duration;
 
-use tokio::process::Command;
 use tokio::sync::OnceCell;
+
+use crate::build_info::tools;
 
 /// How long `rclone version` may take to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,18 +30,13 @@ impl Versions {
     }
 }
 
+/// Asks `program version`, spawned as a child the reaper leaves to tokio
+/// (a plain spawn could be reaped before tokio waits for it: ECHILD).
 async fn ask(program: &str) -> String {
-    let run = Command::new(program)
-        .arg("version")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(ASK_TIMEOUT, run).await {
-        Ok(Ok(out)) if out.status.success() => parse(&String::from_utf8_lossy(&out.stdout))
+    match tools::version(Path::new(program), "rclone", &["version"], ASK_TIMEOUT).await {
+        Ok(line) => parse(&line)
             .unwrap_or_else(|| format!("unknown ({program} version printed no version)")),
-        Ok(Ok(out)) => format!("unknown ({program} version: {})", out.status),
-        Ok(Err(e)) => format!("unknown ({program}: {e})"),
-        Err(_) => format!("unknown ({program} version did not answer within {ASK_TIMEOUT:?})"),
+        Err(e) => format!("unknown ({program} version: {e})"),
     }
 }
 
@@ -71,6 +68,9 @@ mod tests {
     #[tokio::test]
     async fn a_missing_tool_is_said_so() {
         let v = ask("/nonexistent/rclone").await;
-        assert!(v.starts_with("unknown (/nonexistent/rclone: "), "{v}");
+        assert!(
+            v.starts_with("unknown (/nonexistent/rclone version: cannot run it: "),
+            "{v}"
+        );
     }
 }

@@ -71,12 +71,23 @@ fn script() -> PathBuf {
 }
 
 /// `scripts/fleet.sh args...`, failing the test unless it succeeds.
+/// Each call's wall time is reported: the first `up` of a run brings the
+/// fleet up (cold or warm), later ones find it up.
 pub fn fleet_sh(args: &[&str]) -> String {
+    let started = std::time::Instant::now();
     let out = cmd::run(Command::new(script()).args(args), Duration::from_secs(900));
     assert!(
         out.status.success(),
         "{}",
         show(&format!("scripts/fleet.sh {}", args.join(" ")), &out)
+    );
+    crate::support::report(
+        "fleet",
+        &format!(
+            "scripts/fleet.sh {}: {:.1} s",
+            args.join(" "),
+            started.elapsed().as_secs_f64()
+        ),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
