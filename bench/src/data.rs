@@ -170,7 +170,7 @@ pub fn docker() -> String {
     std::env::var("DOCKER").unwrap_or_else(|_| "docker".to_owned())
 }
 
-fn docker_ok(args: &[&str]) -> Result<String> {
+pub fn docker_ok(args: &[&str]) -> Result<String> {
     let out = Command::new(docker())
         .args(args)
         .stdin(Stdio::null())

@@ -10,15 +10,14 @@
 //! read again within 60 s is "not in 60 s".
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
 
-use crate::data::{docker, image};
+use crate::data::{docker_ok, image};
 use crate::mounts;
 use crate::plugin::Daemon;
 use crate::ready::{spawn_sshfs, stop_sshfs};
@@ -45,22 +44,6 @@ pub struct ReattachResult {
     pub bare_ms: Option<f64>,
     /// rclone serve docker killed and started again → read in the container.
     pub rclone_ms: Option<f64>,
-}
-
-fn docker_ok(args: &[&str]) -> Result<String> {
-    let out = Command::new(docker())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run docker")?;
-    if !out.status.success() {
-        bail!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// A container running [`LOOP`] on `data` (a volume or a host path).

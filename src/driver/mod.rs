@@ -264,15 +264,13 @@ fn make_rc_dir(dir: &Path) {
 
 /// The directory of rclone volumes' remote control sockets.
 fn rc_dir(state_file: &Path) -> PathBuf {
-    state_file
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .join("rclone-rc")
+    state_dir(state_file).join("rclone-rc")
 }
 
 fn control_dir(state_file: &Path) -> PathBuf {
-    state_file
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .join("ssh-control")
+    state_dir(state_file).join("ssh-control")
+}
+
+fn state_dir(state_file: &Path) -> &Path {
+    state_file.parent().unwrap_or(Path::new("/"))
 }
