@@ -7,7 +7,8 @@ export PLUGIN_NAME
 
 # The integration tests need root, /dev/fuse, a running dockerd and the
 # netfs-test-busybox image, all of which scripts/setup.sh provides, and the
-# managed plugin TEST_PLUGIN built from the Dockerfile (scripts/test-plugin.sh).
+# managed plugin TEST_PLUGIN built from the Dockerfile (scripts/test-plugin.sh),
+# and TEST_PLUGIN-arm64, the same for arm64, which runs under QEMU's emulator.
 # The fleet tests bring up scripts/fleet.sh themselves; `make test` takes the
 # fleet down at the end, passed or failed.
 TEST_PLUGIN ?= netfs-e2e
@@ -60,13 +61,16 @@ lint: fmt-check clippy
 test: lint unit-as-user
 	scripts/setup.sh
 	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) scripts/test-plugin.sh
-	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) $(TEST_CMD); rc=$$?; scripts/fleet.sh down; exit $$rc
+	NETFS_TEST_PLUGIN=$(TEST_PLUGIN)-arm64 PLUGIN_ARCH=arm64 scripts/test-plugin.sh
+	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) NETFS_TEST_PLUGIN_ARM64=$(TEST_PLUGIN)-arm64 $(TEST_CMD); \
+		rc=$$?; scripts/fleet.sh down; exit $$rc
 
 unit-as-user:
 	CARGO=$(CARGO) scripts/unit-as-user.sh
 
 test-plugin:
 	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) scripts/test-plugin.sh
+	NETFS_TEST_PLUGIN=$(TEST_PLUGIN)-arm64 PLUGIN_ARCH=arm64 scripts/test-plugin.sh
 
 demo:
 	scripts/demo.sh
