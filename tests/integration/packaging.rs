@@ -206,7 +206,7 @@ fn the_arm64_plugin_is_built_from_the_same_dockerfile_and_runs_under_emulation()
 
     let started = Instant::now();
     let out = cmd::run(
-        Command::new(top.join("scripts/arm64-test.sh")),
+        &mut Command::new(top.join("scripts/arm64-test.sh")),
         Duration::from_secs(3600),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
