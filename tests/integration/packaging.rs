@@ -224,7 +224,10 @@ fn the_arm64_plugin_is_built_from_the_same_dockerfile_and_runs_under_emulation()
         "netfs-suite arm64: plugin rootfs built in {:.0} s; netfs, sshfs {}, rclone run under \
          emulation; unit tests on arm64 in {:.0} s: {passed}",
         built.as_secs_f64(),
-        sshfs.lines().next().unwrap_or_default(),
+        sshfs
+            .lines()
+            .find(|l| l.contains("SSHFS version"))
+            .unwrap_or_default(),
         started.elapsed().as_secs_f64(),
     );
 }
