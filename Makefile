@@ -7,7 +7,8 @@ export PLUGIN_NAME
 
 # The integration tests need root, /dev/fuse, a running dockerd and the
 # netfs-test-busybox image, all of which scripts/setup.sh provides, and the
-# managed plugin TEST_PLUGIN built from the Dockerfile (scripts/test-plugin.sh).
+# managed plugin TEST_PLUGIN built from the Dockerfile (scripts/test-plugin.sh),
+# and TEST_PLUGIN-arm64, the same for arm64, which runs under QEMU's emulator.
 # The fleet tests bring up scripts/fleet.sh themselves; `make test` takes the
 # fleet down at the end, passed or failed.
 TEST_PLUGIN ?= netfs-e2e
@@ -15,8 +16,10 @@ TEST_THREADS ?= 4
 TEST_CMD ?= $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 
 # make push REGISTRY=host:port [PUSH_TAG=...]: the plugin to a registry.
+# PLUGIN_ARCH=arm64: the arm64 plugin (make plugin, push; docs/install.md).
 REGISTRY ?=
 PUSH_TAG ?=
+PLUGIN_ARCH ?= amd64
 
 .PHONY: all build lint fmt-check clippy test unit-as-user test-plugin demo demo-plugin \
 	plugin plugin-csi install push push-csi fleet-up fleet-down fuzz bench bench-rclone clean help
@@ -58,13 +61,16 @@ lint: fmt-check clippy
 test: lint unit-as-user
 	scripts/setup.sh
 	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) scripts/test-plugin.sh
-	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) $(TEST_CMD); rc=$$?; scripts/fleet.sh down; exit $$rc
+	NETFS_TEST_PLUGIN=$(TEST_PLUGIN)-arm64 PLUGIN_ARCH=arm64 scripts/test-plugin.sh
+	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) NETFS_TEST_PLUGIN_ARM64=$(TEST_PLUGIN)-arm64 $(TEST_CMD); \
+		rc=$$?; scripts/fleet.sh down; exit $$rc
 
 unit-as-user:
 	CARGO=$(CARGO) scripts/unit-as-user.sh
 
 test-plugin:
 	NETFS_TEST_PLUGIN=$(TEST_PLUGIN) scripts/test-plugin.sh
+	NETFS_TEST_PLUGIN=$(TEST_PLUGIN)-arm64 PLUGIN_ARCH=arm64 scripts/test-plugin.sh
 
 demo:
 	scripts/demo.sh
@@ -73,7 +79,7 @@ demo-plugin:
 	DEMO_MODE=plugin scripts/demo.sh
 
 plugin:
-	scripts/plugin.sh
+	PLUGIN_ARCH=$(PLUGIN_ARCH) scripts/plugin.sh
 
 plugin-csi:
 	PLUGIN_NAME=netfs-csi PLUGIN_CONFIG=config-csi.json scripts/plugin.sh
@@ -82,7 +88,7 @@ install:
 	PLUGIN_ENABLE=1 scripts/plugin.sh
 
 push:
-	REGISTRY=$(REGISTRY) PUSH_TAG=$(PUSH_TAG) scripts/push.sh
+	REGISTRY=$(REGISTRY) PUSH_TAG=$(PUSH_TAG) PLUGIN_ARCH=$(PLUGIN_ARCH) scripts/push.sh
 
 push-csi:
 	REGISTRY=$(REGISTRY) PUSH_TAG=$(PUSH_TAG) PUSH_NAME=netfs-csi \

@@ -23,6 +23,10 @@
 #   BOOTSTRAP_IMAGE  the image debootstrap runs in when the host has none
 #                    (default: the first debian:* image dockerd has)
 #   IN_CONTAINER=1   run debootstrap in that container even if the host has it
+#   BASE_ARCH=arm64  an arm64 image, debian:SUITE-slim-arm64 (default: amd64,
+#                    this machine's): debootstrap's second stage runs under
+#                    QEMU's user-mode emulator, which scripts/binfmt.sh
+#                    registers with the kernel
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh
@@ -32,24 +36,37 @@ pick_docker || die "dockerd does not answer; run scripts/setup.sh first"
 need_debian_mirror
 
 [ $# -gt 0 ] || set -- trixie
+ARCH=${BASE_ARCH:-amd64}
+case $ARCH in
+amd64) ;;
+arm64) "$NETFS_TOP/scripts/binfmt.sh" ;;
+*) die "BASE_ARCH must be amd64 or arm64, not $ARCH" ;;
+esac
 
 mkdir -p "$NETFS_CACHE"
 exec 9>"$NETFS_CACHE/base-image.lock"
 flock 9
 
 # Runs debootstrap for SUITE into ROOTFS, on the host or in a container;
-# its output goes to LOG.
+# its output goes to LOG. A foreign architecture's first stage only
+# unpacks; its second stage runs the arm64 programs under emulation.
 run_debootstrap() {
     local suite=$1 rootfs=$2 log=$3
+    local foreign=() second=true
+    if [ "$ARCH" != amd64 ]; then
+        foreign=(--arch="$ARCH" --foreign)
+        second="chroot /rootfs /debootstrap/debootstrap --second-stage"
+    fi
     # The host's debootstrap may be older than the suite: testing (forky)
     # is bootstrapped like sid.
     if [ "${IN_CONTAINER:-0}" != 1 ] && command -v debootstrap >/dev/null 2>&1; then
         local script=/usr/share/debootstrap/scripts/$suite
         [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
-        debootstrap --variant=minbase "$suite" "$rootfs" "$DEBIAN_MIRROR" "$script" >"$log" 2>&1
+        debootstrap --variant=minbase "${foreign[@]}" "$suite" "$rootfs" "$DEBIAN_MIRROR" "$script" >"$log" 2>&1 &&
+            if [ "$ARCH" != amd64 ]; then chroot "$rootfs" /debootstrap/debootstrap --second-stage >>"$log" 2>&1; fi
         return
     fi
-    local image=${BOOTSTRAP_IMAGE:-$("$DOCKER" images --format '{{.Repository}}:{{.Tag}}' debian | grep -v '<none>' | head -n 1)}
+    local image=${BOOTSTRAP_IMAGE:-$("$DOCKER" images --format '{{.Repository}}:{{.Tag}}' debian | grep -v -e '<none>' -e '-arm64$' | head -n 1)}
     [ -n "$image" ] || die "no debootstrap on this host and no debian image in dockerd to run it in: \
 load one (docker pull debian:trixie-slim, or docker load) or set BOOTSTRAP_IMAGE"
     say "no debootstrap on this host: running it in a container of $image"
@@ -60,18 +77,23 @@ load one (docker pull debian:trixie-slim, or docker load) or set BOOTSTRAP_IMAGE
     "$DOCKER" run --rm --network host --cap-add SYS_ADMIN --cap-add MKNOD \
         --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         -e "SUITE=$suite" -e "MIRROR=$DEBIAN_MIRROR" -e "APT_OPTIONS=${APT_OPTIONS--o Acquire::Check-Valid-Until=false}" \
+        -e "FOREIGN=${foreign[*]}" -e "SECOND=$second" \
         -v "$rootfs:/rootfs" "$image" bash -euc '
             apt-get $APT_OPTIONS update -qq
             DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y -qq --no-install-recommends debootstrap ca-certificates >/dev/null
             script=/usr/share/debootstrap/scripts/$SUITE
             [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
-            debootstrap --variant=minbase "$SUITE" /rootfs "$MIRROR" "$script"
+            debootstrap --variant=minbase $FOREIGN "$SUITE" /rootfs "$MIRROR" "$script"
+            $SECOND
         ' >"$log" 2>&1
 }
 
 base_image() {
-    local suite=$1 image=${BASE_REPO:-debian}:$1-slim
-    local rootfs=$NETFS_CACHE/debootstrap-$suite done=$NETFS_CACHE/debootstrap-$suite.done
+    local suite=$1 image=${BASE_REPO:-debian}:$1-slim tree=debootstrap-$1
+    if [ "$ARCH" != amd64 ]; then
+        image=$image-$ARCH tree=$tree-$ARCH
+    fi
+    local rootfs=$NETFS_CACHE/$tree done=$NETFS_CACHE/$tree.done
 
     if [ "${FORCE:-0}" != 1 ] && "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
         say "$image already present"
@@ -92,9 +114,9 @@ base_image() {
             rm -rf --one-file-system "$rootfs"
         fi
         say "debootstrap $suite from $DEBIAN_MIRROR into $rootfs (about a minute, once)"
-        run_debootstrap "$suite" "$rootfs" "$NETFS_CACHE/debootstrap-$suite.log" || {
-            tail -n 20 "$NETFS_CACHE/debootstrap-$suite.log" >&2
-            die "debootstrap failed; see $NETFS_CACHE/debootstrap-$suite.log"
+        run_debootstrap "$suite" "$rootfs" "$NETFS_CACHE/$tree.log" || {
+            tail -n 20 "$NETFS_CACHE/$tree.log" >&2
+            die "debootstrap failed; see $NETFS_CACHE/$tree.log"
         }
 
         # Shape it like Debian's slim image: updates and security sources, no

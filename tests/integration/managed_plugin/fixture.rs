@@ -23,6 +23,9 @@ use crate::support::unique_name;
 
 /// The variable in which `make test` names the plugin.
 const PLUGIN_VAR: &str = "NETFS_TEST_PLUGIN";
+/// The variable in which `make test` names the same plugin built for arm64
+/// (`PLUGIN_ARCH=arm64`), which runs here under QEMU's emulator.
+pub const ARM64_PLUGIN_VAR: &str = "NETFS_TEST_PLUGIN_ARM64";
 /// Held by a test for as long as it uses the plugin, and by
 /// scripts/test-plugin.sh while it replaces it: one per plugin name, so
 /// runs with plugins of their own do not wait for each other.
@@ -68,12 +71,17 @@ impl ManagedPlugin {
     /// Takes the plugin, enabled, with [`BASELINE`] and then `settings`
     /// applied, and with no volume left over from an earlier run.
     pub fn take(settings: &[(&str, &str)]) -> ManagedPlugin {
-        let name = std::env::var(PLUGIN_VAR)
+        Self::take_named_in(PLUGIN_VAR, settings)
+    }
+
+    /// [`take`](Self::take) for the plugin named in `var`.
+    pub fn take_named_in(var: &str, settings: &[(&str, &str)]) -> ManagedPlugin {
+        let name = std::env::var(var)
             .ok()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| {
                 panic!(
-                    "{PLUGIN_VAR} is not set: run `make test`, which builds the managed plugin \
+                    "{var} is not set: run `make test`, which builds the managed plugin \
                      from the Dockerfile (scripts/test-plugin.sh) and names it there"
                 )
             });
