@@ -274,9 +274,10 @@ pub async fn wait_ready(
             },
             _ = sleep(nap) => {}
         }
-        // While it holds a turn, its login is looked for closely: others
-        // wait for that turn.
-        poll = if watching_login(turn, spec) {
+        // While it holds a turn, it is looked at closely: others wait for
+        // that turn, and a doubling poll would keep it up to twice as long
+        // as the tool needs.
+        poll = if turn.is_some() {
             READY_POLL_MIN
         } else {
             (poll * 2).min(READY_POLL_MAX)

@@ -75,8 +75,9 @@ fn the_base_image_is_bootstrapped_in_a_container_when_the_host_has_no_debootstra
 
 /// scripts/plugin.sh run where there is nothing but bash, coreutils and
 /// the docker CLI (a Debian base container, this dockerd's socket and CLI):
-/// no make, cargo, debootstrap or setup.sh, and an apt-get that records
-/// any call. It builds the plugin's root filesystem through dockerd.
+/// no make, cargo, debootstrap, python or setup.sh, an apt-get that records
+/// any call, and an empty cache, so that rclone's wheel is fetched through
+/// a container too. It builds the plugin's root filesystem through dockerd.
 #[test]
 fn plugin_sh_builds_the_plugin_with_nothing_but_docker_on_the_build_host() {
     require_docker();
@@ -86,7 +87,7 @@ fn plugin_sh_builds_the_plugin_with_nothing_but_docker_on_the_build_host() {
         set -eu
         printf '#!/bin/sh\ntouch /tmp/apt-was-called\nexit 1\n' > /usr/local/bin/apt-get
         chmod +x /usr/local/bin/apt-get
-        for tool in make cargo rustc debootstrap sshfs; do
+        for tool in make cargo rustc debootstrap sshfs python3; do
             if command -v "$tool" >/dev/null; then echo "build host has $tool"; exit 1; fi
         done
         PLUGIN_NAME=netfs-ops-onlydocker PLUGIN_DIR_ONLY=1 PLUGIN_BUILD_DIR=/tmp/build \
@@ -97,6 +98,13 @@ fn plugin_sh_builds_the_plugin_with_nothing_but_docker_on_the_build_host() {
         grep -q '"propagatedMount"' /tmp/build/plugin/config.json
         echo built-with-only-docker
     "#;
+    // At the same path on this host and in the container: what plugin.sh
+    // hands dockerd to mount is a path of the host.
+    let cache = tempfile::Builder::new()
+        .prefix("netfs-ops-cache-")
+        .tempdir()
+        .expect("temp dir");
+    let cache = cache.path().to_str().expect("a UTF-8 temp path");
     let started = Instant::now();
     let out = cmd::run(
         Command::new("docker").args([
@@ -108,8 +116,10 @@ fn plugin_sh_builds_the_plugin_with_nothing_but_docker_on_the_build_host() {
             "/var/run/docker.sock:/var/run/docker.sock",
             "-v",
             "/usr/bin/docker:/usr/bin/docker:ro",
+            "-e",
+            &format!("NETFS_CACHE={cache}"),
             "-v",
-            "/var/cache/netfs:/var/cache/netfs",
+            &format!("{cache}:{cache}"),
             // The certificates this host trusts (a proxy's), as plugin.sh
             // passes them to the build stage.
             "-v",
