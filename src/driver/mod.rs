@@ -31,6 +31,7 @@ use crate::reattach::{self, Reattacher};
 use crate::state::{self, StateError, StateStore, Volumes};
 use crate::supervisor::{Launcher, ProcessError};
 
+pub use csi::staged;
 pub use restore::Restore;
 pub use status::{ProcessReport, VolumeInfo, VolumeStatus};
 use table::{Snapshot, Table};

@@ -1,0 +1,1 @@
+//! Which stored stages a restart takes and which it drops.
