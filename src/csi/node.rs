@@ -250,7 +250,10 @@ impl node_server::Node for Node {
             stages.add(stage, &staging, &target, how.clone());
             // Stored before it counts: a restarted netfs publishes again
             // what it finds stored, and nothing else.
-            if let Err(e) = driver.keep_stage(stage.name.as_str(), stage.record(&staging)).await {
+            if let Err(e) = driver
+                .keep_stage(stage.name.as_str(), stage.record(&staging))
+                .await
+            {
                 stages.remove(stage, &target);
                 unmount(&*table, &target, "publish")?;
                 paths::remove(&how.made);
@@ -326,7 +329,10 @@ impl node_server::Node for Node {
                 return Ok(());
             }
             stages.remove(stage, &target);
-            if let Err(e) = driver.keep_stage(stage.name.as_str(), stage.record(&staging)).await {
+            if let Err(e) = driver
+                .keep_stage(stage.name.as_str(), stage.record(&staging))
+                .await
+            {
                 // The target is down; a restarted netfs would publish it
                 // again, to no one, until its stage goes.
                 tracing::warn!(volume = %req.volume_id, error = %e, "cannot store the unpublish");
@@ -421,4 +427,4 @@ pub(super) fn unmount(table: &dyn MountTable, path: &Path, call: &str) -> Result
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

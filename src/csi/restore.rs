@@ -48,7 +48,10 @@ pub fn plan(volumes: Volumes, staging: &Roots, targets: &Roots, reattach: bool) 
             (_, Some(_)) if !driver::staged(&record) => Err("its stage never finished".to_owned()),
             (_, Some(stage)) => check(stage, staging, targets).and_then(|()| {
                 let taken = !seen_staging.insert(stage.staging_path.clone())
-                    || stage.targets.keys().any(|t| !seen_targets.insert(t.clone()));
+                    || stage
+                        .targets
+                        .keys()
+                        .any(|t| !seen_targets.insert(t.clone()));
                 match taken {
                     true => Err("another stored stage has its staging path or a target".to_owned()),
                     false => Ok(()),
@@ -86,7 +89,9 @@ fn check(stage: &StageRecord, staging: &Roots, targets: &Roots) -> Result<(), St
 
 fn checked_path(roots: &Roots, path: &Path, made: &[PathBuf]) -> Result<(), String> {
     let check = |p: &Path| -> Result<(), String> {
-        let text = p.to_str().ok_or_else(|| format!("{} is not UTF-8", p.display()))?;
+        let text = p
+            .to_str()
+            .ok_or_else(|| format!("{} is not UTF-8", p.display()))?;
         match roots.check(text) {
             Ok(clean) if clean == p => Ok(()),
             Ok(_) => Err(format!("{} is not written plainly", p.display())),

@@ -140,11 +140,12 @@ impl Stages {
                 name: stage.name.clone(),
             },
         );
-        let mut published = plain(&self.published);
-        for target in stage.targets.keys() {
-            published.insert(target.clone(), staging.to_owned());
+        {
+            let mut published = plain(&self.published);
+            for target in stage.targets.keys() {
+                published.insert(target.clone(), staging.to_owned());
+            }
         }
-        drop(published);
         let mut held = self.lock(staging).await;
         *held = Some(stage);
         held
