@@ -122,8 +122,11 @@ COPY --from=build /usr/local/bin/netfs /usr/bin/netfs
 # The image records what it was built from and the tools it ships, as
 # `netfs --build-info` saw them here (read them on the host under the
 # plugin's rootfs, see docs/install.md); netfs logs the same at start.
+# netfs-csi keeps its state (with Swarm's secrets) in the image's state
+# directory; for root alone, as the host directory plugin.sh makes.
 RUN mkdir -p /usr/share/netfs \
     && netfs --build-info > /usr/share/netfs/build-info.txt \
-    && netfs --build-info=json > /usr/share/netfs/build-info.json
+    && netfs --build-info=json > /usr/share/netfs/build-info.json \
+    && chmod 700 /var/lib/netfs/state
 
 ENTRYPOINT ["/usr/bin/netfs"]

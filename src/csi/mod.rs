@@ -10,6 +10,7 @@ mod node;
 pub mod options;
 mod paths;
 pub mod proto;
+mod restore;
 mod stages;
 mod stats;
 
@@ -31,10 +32,11 @@ pub const PLUGIN_NAME: &str = "netfs-csi";
 /// How long calls in flight get to finish at shutdown.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Serves CSI until `shutdown` completes. Volumes staged by an earlier run
-/// are not brought back: Swarm stages again what it still wants, and a
-/// node that returns from a stop must not find old mounts. What an earlier
-/// run left mounted is cleared at start.
+/// Serves CSI until `shutdown` completes. What an earlier run staged and
+/// published comes back (see `restore`): its tools mount again, running
+/// tasks get the new mount in place of the dead one, and stages no running
+/// task holds go. What an earlier run left mounted below the publish root
+/// is cleared first.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let Some(csi) = config.csi.clone() else {
         return Err(Error::NotCsi);
@@ -42,12 +44,41 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let own = [config.mount_root.clone(), csi.publish_root.clone()];
     let allowed = csi.staging_roots.iter().chain(&csi.publish_roots).cloned();
     let dirs: Vec<_> = own.into_iter().chain(allowed).collect();
-    // Volumes staged by an earlier run are not brought back.
-    let (started, listener) = crate::startup::start(config, dirs).await?;
+    let (mut started, listener) = crate::startup::start(config, dirs).await?;
     let (config, driver) = (started.config.clone(), started.driver.clone());
     clear_published(&*driver.mount_table(), &csi.publish_root);
-    driver.recover(Default::default()).await;
-    tracing::info!(socket = %started.socket_path().display(), node = %csi.node_id, "serving csi");
+    let staging = Arc::new(paths::Roots {
+        field: "staging_target_path",
+        roots: csi.staging_roots.clone(),
+    });
+    let targets = Arc::new(paths::Roots {
+        field: "target_path",
+        roots: csi.publish_roots.clone(),
+    });
+    let stored = std::mem::take(&mut started.volumes);
+    let plan = restore::plan(stored, &staging, &targets, config.reattach);
+    let restorer = restore::Restorer {
+        driver: driver.clone(),
+        stages: Default::default(),
+        mounts: driver.mount_table(),
+        targets: targets.clone(),
+    };
+    let stages = restorer.stages.clone();
+    let starts = driver.recover(plan.volumes).await;
+    let held = restorer.hold(plan.stages).await;
+    tracing::info!(socket = %started.socket_path().display(), node = %csi.node_id,
+        restoring = held.len(), "serving csi");
+    let restore = {
+        let driver = driver.clone();
+        tokio::spawn(async move {
+            driver.restore(starts).await;
+            restorer.finish(held).await;
+        })
+    };
+    let keep_devices = {
+        let driver = driver.clone();
+        tokio::spawn(async move { driver.keep_devices_saved().await })
+    };
     let identity = identity::Identity;
     let controller = controller::Controller {
         driver: driver.clone(),
@@ -56,16 +87,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         driver: driver.clone(),
         mounts: driver.mount_table(),
         own_staging: config.mount_root.clone(),
-        staging: Arc::new(paths::Roots {
-            field: "staging_target_path",
-            roots: csi.staging_roots.clone(),
-        }),
-        targets: Arc::new(paths::Roots {
-            field: "target_path",
-            roots: csi.publish_roots.clone(),
-        }),
+        staging,
+        targets,
         node_id: csi.node_id.clone(),
-        stages: Default::default(),
+        stages,
     };
     let stopping = Arc::new(tokio::sync::Notify::new());
     let stopped = stopping.clone();
@@ -90,6 +115,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::error!(error = %e, "csi server failed");
     }
     tracing::info!("shutting down");
+    restore.abort();
+    keep_devices.abort();
     clear_published(&*driver.mount_table(), &csi.publish_root);
     started.stop().await;
     Ok(())

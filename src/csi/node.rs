@@ -98,7 +98,7 @@ impl node_server::Node for Node {
                 Ok(made) => {
                     stage.made.extend(made);
                     driver
-                        .stage(stage.name.as_str(), &staging, opts)
+                        .stage(stage.name.as_str(), stage.record(&staging), opts)
                         .await
                         .map_err(status)
                 }
@@ -247,7 +247,18 @@ impl node_server::Node for Node {
                 made: Vec::new(),
             });
             how.made.extend(made);
-            stages.add(stage, &staging, &target, how);
+            stages.add(stage, &staging, &target, how.clone());
+            // Stored before it counts: a restarted netfs publishes again
+            // what it finds stored, and nothing else.
+            if let Err(e) = driver
+                .keep_stage(stage.name.as_str(), stage.record(&staging))
+                .await
+            {
+                stages.remove(stage, &target);
+                unmount(&*table, &target, "publish")?;
+                paths::remove(&how.made);
+                return Err(status(e));
+            }
             tracing::info!(volume = %volume, target = %target.display(), readonly, "published");
             Ok(())
         })
@@ -318,6 +329,14 @@ impl node_server::Node for Node {
                 return Ok(());
             }
             stages.remove(stage, &target);
+            if let Err(e) = driver
+                .keep_stage(stage.name.as_str(), stage.record(&staging))
+                .await
+            {
+                // The target is down; a restarted netfs would publish it
+                // again, to no one, until its stage goes.
+                tracing::warn!(volume = %req.volume_id, error = %e, "cannot store the unpublish");
+            }
             Ok(())
         })
         .await?;
@@ -383,7 +402,7 @@ impl node_server::Node for Node {
 
 /// Unstages: the tool stops and unmounts, and the directories netfs made
 /// for the staging path go. On failure the stage comes back with the error.
-async fn take_down(
+pub(super) async fn take_down(
     driver: &Driver,
     stages: &Stages,
     staging: &Path,
@@ -398,7 +417,7 @@ async fn take_down(
 }
 
 /// Detaches what is mounted at `path`, if anything.
-fn unmount(table: &dyn MountTable, path: &Path, call: &str) -> Result<(), Status> {
+pub(super) fn unmount(table: &dyn MountTable, path: &Path, call: &str) -> Result<(), Status> {
     let fail =
         |e: std::io::Error| Status::internal(format!("cannot {call} {}: {e}", path.display()));
     if table.is_mounted(path).map_err(fail)? {
@@ -408,4 +427,4 @@ fn unmount(table: &dyn MountTable, path: &Path, call: &str) -> Result<(), Status
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

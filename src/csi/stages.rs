@@ -1,8 +1,9 @@
 //! What this node has staged and published, in memory: one async lock per
 //! staging path, so that its stage, unstage, publish and unpublish run one
 //! at a time; each stage's driver volume, the directories netfs made for
-//! it, and the targets it is published at. Nothing here survives a
-//! restart, as nothing staged does.
+//! it, and the targets it is published at. What survives a restart is
+//! stored with the driver's volume ([`StageRecord`]); `csi::restore` puts
+//! it back here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::name::{VolumeName, MAX_NAME_LEN};
+use crate::state::StageRecord;
 
 /// A volume staged at one staging path.
 #[derive(Debug)]
@@ -26,12 +28,31 @@ pub struct Stage {
     pub targets: BTreeMap<PathBuf, Target>,
 }
 
-/// A publish target of a stage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub readonly: bool,
-    /// Directories netfs made for the target, outermost first.
-    pub made: Vec<PathBuf>,
+/// A publish target of a stage, as stored with it.
+pub use crate::state::TargetRecord as Target;
+
+impl Stage {
+    /// What is stored of this stage at `staging`.
+    pub fn record(&self, staging: &Path) -> StageRecord {
+        StageRecord {
+            volume_id: self.volume_id.clone(),
+            staging_path: staging.to_owned(),
+            made: self.made.clone(),
+            with_last_publish: self.with_last_publish,
+            targets: self.targets.clone(),
+        }
+    }
+
+    /// The stage a record describes, under the driver volume `name`.
+    pub fn from_record(name: VolumeName, record: StageRecord) -> Self {
+        Self {
+            volume_id: record.volume_id,
+            name,
+            made: record.made,
+            with_last_publish: record.with_last_publish,
+            targets: record.targets,
+        }
+    }
 }
 
 /// The stage at a staging path, if any; held while it is worked on.
@@ -107,6 +128,27 @@ impl Stages {
             with_last_publish,
             targets: BTreeMap::new(),
         }
+    }
+
+    /// Puts back a stage an earlier run made at `staging`, and answers it
+    /// held: calls for it wait until its restore is done.
+    pub async fn restore(&self, staging: &Path, stage: Stage) -> Held {
+        plain(&self.named).insert(
+            staging.to_owned(),
+            Named {
+                volume_id: stage.volume_id.clone(),
+                name: stage.name.clone(),
+            },
+        );
+        {
+            let mut published = plain(&self.published);
+            for target in stage.targets.keys() {
+                published.insert(target.clone(), staging.to_owned());
+            }
+        }
+        let mut held = self.lock(staging).await;
+        *held = Some(stage);
+        held
     }
 
     /// Forgets the stage at `staging` (unstaged, or its stage failed).

@@ -3,7 +3,6 @@
 //! start or write leaves no volume, a failed write leaves it as it was.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::SystemTime;
 
 use super::table::{Entry, Phase, Supervised};
@@ -11,7 +10,7 @@ use super::{Driver, DriverError};
 use crate::config::Lifecycle;
 use crate::name::VolumeName;
 use crate::options::{BackendKind, VolumeOptions};
-use crate::state::{Setup, VolumeRecord};
+use crate::state::{Setup, StageRecord, VolumeRecord};
 
 impl Driver {
     pub async fn create(
@@ -22,16 +21,18 @@ impl Driver {
         self.create_at(name, None, opts).await
     }
 
-    /// Creates a volume that mounts at `at` if given (left in place when
-    /// the volume goes), else at its own mount point below the mount root.
+    /// Creates a volume that mounts at the staging path of `stage` if
+    /// given (left in place when the volume goes), else at its own mount
+    /// point below the mount root.
     pub(super) async fn create_at(
         &self,
         name: &str,
-        at: Option<&Path>,
+        stage: Option<StageRecord>,
         opts: BTreeMap<String, String>,
     ) -> Result<(), DriverError> {
         let name = VolumeName::parse(name)?;
-        let mount_point = at.map_or_else(|| self.mount_point(&name), Path::to_path_buf);
+        let at = stage.as_ref().map(|s| s.staging_path.clone());
+        let mount_point = at.clone().unwrap_or_else(|| self.mount_point(&name));
         let bad = |source| DriverError::Options {
             name: name.to_string(),
             source,
@@ -53,6 +54,7 @@ impl Driver {
             created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             mount_ids: Default::default(),
             devices: Vec::new(),
+            stage,
         };
         loop {
             let taken = self

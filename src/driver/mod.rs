@@ -31,6 +31,7 @@ use crate::reattach::{self, Reattacher};
 use crate::state::{self, StateError, StateStore, Volumes};
 use crate::supervisor::{Launcher, ProcessError};
 
+pub use csi::staged;
 pub use restore::Restore;
 pub use status::{ProcessReport, VolumeInfo, VolumeStatus};
 use table::{Snapshot, Table};
@@ -62,6 +63,9 @@ pub(crate) struct Seams {
     pub launcher: Launcher,
     pub mounts: Arc<dyn MountTable>,
     pub writer: state::Writer,
+    /// Where re-attach looks for holders and attaches (the kernel's and
+    /// the host's `/proc` unless given).
+    pub reattach: Option<Arc<dyn reattach::Host>>,
 }
 
 impl Seams {
@@ -70,6 +74,7 @@ impl Seams {
             launcher: Launcher::processes(),
             mounts: Arc::new(mounts::Kernel),
             writer: Arc::new(state::write_atomic),
+            reattach: None,
         }
     }
 }
@@ -131,10 +136,10 @@ impl Driver {
         make_rc_dir(&rc_dir(&config.state_file));
         let devices_changed = Arc::new(Notify::new());
         let reattacher = config.reattach.then(|| {
-            Arc::new(Reattacher::new(
-                Arc::new(reattach::Kernel::new(config.host_proc.clone())),
-                devices_changed.clone(),
-            ))
+            let host = seams
+                .reattach
+                .unwrap_or_else(|| Arc::new(reattach::Kernel::new(config.host_proc.clone())));
+            Arc::new(Reattacher::new(host, devices_changed.clone()))
         });
         let driver = Self {
             reattacher,

@@ -42,7 +42,9 @@ impl Driver {
             // A volume created before its options were denied does not run
             // them again; one that cannot be built stays listed. Neither is
             // dropped: the state file keeps every stored volume.
-            let mount_point = self.mount_point(&name);
+            // A CSI stage mounts where it was staged.
+            let given = record.stage.as_ref().map(|s| s.staging_path.clone());
+            let mount_point = given.clone().unwrap_or_else(|| self.mount_point(&name));
             let built = match &record.setup {
                 Setup::Unaccepted { reason, .. } => Err(reason.clone()),
                 Setup::Valid { backend, options } => {
@@ -67,7 +69,9 @@ impl Driver {
                     Phase::Refused { reason, since }
                 }
             };
-            entries.push((name, Entry::new(record, mount_point, phase)));
+            let mut entry = Entry::new(record, mount_point, phase);
+            entry.given_mount_point = given.is_some();
+            entries.push((name, entry));
         }
         self.table().entries.extend(entries);
         Restore { starts }

@@ -38,6 +38,9 @@ pub struct VolumeRecord {
     /// their place (see `crate::reattach`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// Where a CSI node staged and published the volume (netfs-csi only).
+    #[serde(rename = "csiStage", skip_serializing_if = "Option::is_none")]
+    pub stage: Option<StageRecord>,
 }
 
 /// A volume's backend and options as stored: what this netfs accepts, or
@@ -102,10 +105,13 @@ struct RawRecord {
     mount_ids: BTreeSet<String>,
     #[serde(default)]
     devices: Vec<String>,
+    /// Read apart: a malformed stage record costs its stage, not the file.
+    #[serde(default)]
+    csi_stage: Option<serde_json::Value>,
 }
 
 impl RawRecord {
-    fn judge(self) -> VolumeRecord {
+    fn judge(self, name: &VolumeName) -> VolumeRecord {
         let parsed = self
             .backend
             .parse::<BackendKind>()
@@ -128,6 +134,14 @@ impl RawRecord {
             created_at: self.created_at,
             mount_ids: self.mount_ids,
             devices: self.devices,
+            stage: self.csi_stage.and_then(|raw| {
+                serde_json::from_value(raw)
+                    .inspect_err(|e| {
+                        tracing::warn!(volume = %name, error = %e,
+                            "the stored stage record is malformed; it is ignored")
+                    })
+                    .ok()
+            }),
         }
     }
 }
@@ -221,7 +235,10 @@ fn read(path: &Path) -> Result<Volumes, ReadError> {
     Ok(doc
         .volumes
         .into_iter()
-        .map(|(name, raw)| (name, raw.judge()))
+        .map(|(name, raw)| {
+            let record = raw.judge(&name);
+            (name, record)
+        })
         .collect())
 }
 
@@ -249,7 +266,9 @@ pub fn load(path: &Path) -> Result<Volumes, StateError> {
     }
 }
 
+mod stage;
 mod store;
+pub use stage::{StageRecord, TargetRecord};
 pub use store::{write_atomic, Encoded, StateStore, Writer};
 
 #[cfg(test)]

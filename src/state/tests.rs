@@ -21,6 +21,7 @@ fn record() -> VolumeRecord {
         created_at: "2026-01-01T00:00:00Z".into(),
         mount_ids: ["abc".to_string()].into(),
         devices: vec!["0:53".into()],
+        stage: None,
     }
 }
 

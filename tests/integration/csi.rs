@@ -6,6 +6,7 @@
 mod bad_input;
 mod calls;
 mod kubelet;
+mod restart;
 mod staging;
 
 use std::collections::HashMap;
@@ -53,6 +54,16 @@ impl InProcess {
             socket.exists()
         });
         plugin
+    }
+
+    /// Stops the plugin as SIGTERM would and starts it again on the same
+    /// directory, waiting for its socket.
+    pub fn restart(&mut self) {
+        self.0.restart();
+        let socket = self.socket();
+        crate::support::wait_until(Duration::from_secs(10), "csi socket exists", || {
+            socket.exists()
+        });
     }
 
     pub fn socket(&self) -> PathBuf {

@@ -7,6 +7,7 @@
 //! a three-node swarm that loses a node, and `docker stack deploy`.
 
 mod csi;
+mod csi_reattach;
 mod fixture;
 mod swarm;
 

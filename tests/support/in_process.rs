@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 pub struct InProcess {
     dir: tempfile::TempDir,
+    argv: Vec<String>,
     stop: Arc<Notify>,
     thread: Option<JoinHandle<()>>,
 }
@@ -23,28 +24,31 @@ impl InProcess {
     /// the socket in the way its protocol answers.
     pub fn start(args: impl FnOnce(&Path) -> Vec<String>) -> InProcess {
         let dir = tempfile::tempdir().expect("temp dir");
-        let argv = std::iter::once("netfs".to_owned()).chain(args(dir.path()));
-        let config = netfs::Cli::try_parse_from(argv)
-            .expect("flags")
-            .into_config()
-            .expect("config");
-        let stop = Arc::new(Notify::new());
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            let shutdown = async move { stopped.notified().await };
-            let served = rt.block_on(async move {
-                match config.mode() {
-                    Mode::Plugin => netfs::run(config, shutdown).await,
-                    Mode::Csi => netfs::csi::run(config, shutdown).await,
-                }
-            });
-            served.expect("netfs serves");
-        });
+        let argv: Vec<String> = std::iter::once("netfs".to_owned())
+            .chain(args(dir.path()))
+            .collect();
+        let (stop, thread) = serve(&argv);
         InProcess {
             dir,
+            argv,
             stop,
             thread: Some(thread),
+        }
+    }
+
+    /// Stops netfs as SIGTERM would and serves it again with the same
+    /// flags on the same directory.
+    pub fn restart(&mut self) {
+        self.stop_serving();
+        let (stop, thread) = serve(&self.argv);
+        self.stop = stop;
+        self.thread = Some(thread);
+    }
+
+    fn stop_serving(&mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 
@@ -56,9 +60,28 @@ impl InProcess {
 
 impl Drop for InProcess {
     fn drop(&mut self) {
-        self.stop.notify_one();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_serving();
     }
+}
+
+/// Serves netfs with `argv` on a thread of its own, until told to stop.
+fn serve(argv: &[String]) -> (Arc<Notify>, JoinHandle<()>) {
+    let config = netfs::Cli::try_parse_from(argv)
+        .expect("flags")
+        .into_config()
+        .expect("config");
+    let stop = Arc::new(Notify::new());
+    let stopped = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let shutdown = async move { stopped.notified().await };
+        let served = rt.block_on(async move {
+            match config.mode() {
+                Mode::Plugin => netfs::run(config, shutdown).await,
+                Mode::Csi => netfs::csi::run(config, shutdown).await,
+            }
+        });
+        served.expect("netfs serves");
+    });
+    (stop, thread)
 }

@@ -20,30 +20,40 @@ use crate::csi::proto::volume_capability::{AccessMode, AccessType, MountVolume};
 use crate::csi::proto::*;
 use crate::driver::{Driver, Seams};
 use crate::mounts::recorded::{Call, Recorded};
-use crate::state;
 use crate::supervisor::scripted::Scripted;
 use crate::supervisor::Launcher;
+use crate::{reattach, state};
 
 /// A node on a temporary directory: netfs's own staging root (Swarm's)
 /// and a kubelet's tree as the allowed roots.
-struct Harness {
-    dir: TempDir,
-    node: Node,
-    mounts: Arc<Recorded>,
+pub(crate) struct Harness {
+    pub dir: TempDir,
+    pub node: Node,
+    pub mounts: Arc<Recorded>,
+    /// The volumes the state file held when the driver opened it.
+    pub stored: state::Volumes,
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
+        Self::on(dir, None)
+    }
+
+    /// A node on `dir` (a later run of one that used it), re-attaching
+    /// through `host` if given.
+    pub fn on(dir: TempDir, host: Option<Arc<reattach::recorded::Recorded>>) -> Self {
         let mounts = Arc::new(Recorded::default());
         let seams = Seams {
             launcher: Launcher::tool(Scripted::mounting_in(mounts.clone())),
             mounts: mounts.clone(),
             writer: Arc::new(state::write_atomic),
+            reattach: host.clone().map(|h| h as Arc<dyn reattach::Host>),
         };
-        let config = crate::driver::tests::config(dir.path(), Lifecycle::Mount);
+        let mut config = crate::driver::tests::config(dir.path(), Lifecycle::Mount);
+        config.reattach = host.is_some();
         let own_staging = config.mount_root.clone();
-        let (driver, _) = Driver::open_with(Arc::new(config), seams).expect("open the driver");
+        let (driver, stored) = Driver::open_with(Arc::new(config), seams).expect("open the driver");
         let kubelet = dir.path().join("kubelet");
         let node = Node {
             driver: Arc::new(driver),
@@ -63,11 +73,31 @@ impl Harness {
         for root in node.staging.roots.iter().chain(&node.targets.roots) {
             std::fs::create_dir_all(root).expect("a root");
         }
-        Self { dir, node, mounts }
+        Self {
+            dir,
+            node,
+            mounts,
+            stored,
+        }
+    }
+
+    /// Its directory, for the next run; the node and its driver go.
+    pub fn into_dir(self) -> TempDir {
+        self.dir
+    }
+
+    /// Swarm's staging path for a volume, in netfs's own staging root.
+    pub fn swarm_staging(&self, volume: &str) -> PathBuf {
+        self.node.own_staging.join(volume)
+    }
+
+    /// Swarm's target for a volume.
+    pub fn swarm_target(&self, volume: &str) -> PathBuf {
+        self.dir.path().join("published").join(volume)
     }
 
     /// kubelet's staging path for a volume, several levels below its root.
-    fn kubelet_staging(&self, hash: &str) -> PathBuf {
+    pub fn kubelet_staging(&self, hash: &str) -> PathBuf {
         self.dir
             .path()
             .join("kubelet/plugins/kubernetes.io/csi/netfs/")
@@ -76,7 +106,7 @@ impl Harness {
     }
 
     /// kubelet's target for a pod.
-    fn kubelet_target(&self, pod: &str) -> PathBuf {
+    pub fn kubelet_target(&self, pod: &str) -> PathBuf {
         self.dir
             .path()
             .join("kubelet/pods")
@@ -84,7 +114,7 @@ impl Harness {
             .join("volumes/kubernetes.io~csi/pv-1/mount")
     }
 
-    async fn stage(&self, volume: &str, staging: &Path) -> Result<(), Code> {
+    pub async fn stage(&self, volume: &str, staging: &Path) -> Result<(), Code> {
         let request = NodeStageVolumeRequest {
             volume_id: volume.into(),
             staging_target_path: text(staging),
@@ -96,7 +126,7 @@ impl Harness {
         answer.map(drop).map_err(|s| s.code())
     }
 
-    async fn unstage(&self, volume: &str, staging: &Path) -> Result<(), Code> {
+    pub async fn unstage(&self, volume: &str, staging: &Path) -> Result<(), Code> {
         let request = NodeUnstageVolumeRequest {
             volume_id: volume.into(),
             staging_target_path: text(staging),
@@ -105,7 +135,7 @@ impl Harness {
         answer.map(drop).map_err(|s| s.code())
     }
 
-    async fn publish(
+    pub async fn publish(
         &self,
         volume: &str,
         staging: &Path,
@@ -124,7 +154,7 @@ impl Harness {
         answer.map(drop).map_err(|s| s.code())
     }
 
-    async fn unpublish(&self, volume: &str, target: &Path) -> Result<(), Code> {
+    pub async fn unpublish(&self, volume: &str, target: &Path) -> Result<(), Code> {
         let request = NodeUnpublishVolumeRequest {
             volume_id: volume.into(),
             target_path: text(target),
@@ -134,7 +164,7 @@ impl Harness {
     }
 
     /// The binds asked for so far, as (source, target, read-only).
-    fn binds(&self) -> Vec<(PathBuf, PathBuf, bool)> {
+    pub fn binds(&self) -> Vec<(PathBuf, PathBuf, bool)> {
         self.mounts
             .calls()
             .into_iter()
@@ -149,7 +179,7 @@ impl Harness {
             .collect()
     }
 
-    fn unmounts(&self) -> Vec<PathBuf> {
+    pub fn unmounts(&self) -> Vec<PathBuf> {
         self.mounts
             .calls()
             .into_iter()

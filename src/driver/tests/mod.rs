@@ -54,6 +54,7 @@ impl Harness {
                 }
                 state::write_atomic(path, bytes)
             }),
+            reattach: None,
         };
         let (driver, _) = Driver::open_with(Arc::new(config(dir.path(), lifecycle)), seams)
             .expect("open the driver");

@@ -19,7 +19,7 @@ const CSI: &str = "netfs-csi";
 static PUBLISHED: Mutex<Option<String>> = Mutex::new(None);
 
 /// This tree's CSI plugin in the fleet's registry, pushed once per process.
-fn published() -> String {
+pub(super) fn published() -> String {
     let mut published = PUBLISHED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(reference) = &*published {
         return reference.clone();
@@ -47,12 +47,12 @@ fn published() -> String {
 }
 
 /// Undoes what the test made in the swarm, in the order Swarm needs.
-struct Cleanup<'a> {
-    fleet: &'a Fleet,
-    plugin: String,
-    service: String,
-    volume: String,
-    secret: String,
+pub(super) struct Cleanup<'a> {
+    pub fleet: &'a Fleet,
+    pub plugin: String,
+    pub service: String,
+    pub volume: String,
+    pub secret: String,
 }
 
 impl Drop for Cleanup<'_> {
@@ -75,7 +75,7 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-fn cluster_volumes(fleet: &Fleet) -> String {
+pub(super) fn cluster_volumes(fleet: &Fleet) -> String {
     let out = fleet.docker(NODES[0], &["volume", "ls", "--cluster", "-q"]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -83,7 +83,7 @@ fn cluster_volumes(fleet: &Fleet) -> String {
 /// What runs or is mounted by netfs-csi on `node`: sshfs processes, FUSE
 /// mounts in any mount namespace, and entries under the plugin's
 /// staging and publish roots.
-fn leftovers(node: &str) -> String {
+pub(super) fn leftovers(node: &str) -> String {
     let script = "pgrep -a sshfs; cat /proc/[0-9]*/mountinfo 2>/dev/null | grep -F fuse.sshfs | sort -u; \
                   for d in /var/lib/docker/plugins/*/rootfs/data/staged /var/lib/docker/plugins/*/rootfs/data/published; \
                   do [ -d \"$d\" ] && ls -A \"$d\" | sed \"s|^|$d/|\"; done; true";
@@ -96,92 +96,19 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
     let manager = NODES[0];
     let lost = NODES[2];
     let reference = published();
-    // Each run installs under a name of its own: a node's dockerd keeps
-    // its connection to a CSI plugin by name, and would keep dialling the
-    // socket of one removed by an earlier run (docs/csi.md, Limits).
-    let plugin = unique_name(CSI);
-    let csi = plugin.as_str();
-    for node in NODES {
-        let keys = format!("sshkeys.source={KEYS_ON_NODE}");
-        fleet.docker_ok(
-            node,
-            &[
-                "plugin",
-                "install",
-                "--grant-all-permissions",
-                "--alias",
-                csi,
-                &reference,
-                &keys,
-                "LOG_LEVEL=debug",
-            ],
-        );
-    }
     let cleanup = Cleanup {
         fleet: &fleet,
-        plugin: plugin.clone(),
+        plugin: install(&fleet, &reference),
         service: fleet.service(unique_name("netfs-csi-svc")),
         volume: unique_name("csi-shared"),
         secret: unique_name("netfs-pw"),
     };
+    let csi = cleanup.plugin.as_str();
     let (service, volume, secret) = (&cleanup.service, &cleanup.volume, &cleanup.secret);
-    // Every node reports the plugin to the managers before it gets tasks.
-    for node in NODES {
-        fleet.wait(manager, &format!("the swarm knows {csi} on {node}"), || {
-            let out = fleet.docker(
-                manager,
-                &[
-                    "node",
-                    "inspect",
-                    "-f",
-                    "{{json .Description.CSIInfo}}",
-                    node,
-                ],
-            );
-            String::from_utf8_lossy(&out.stdout).contains(csi)
-        });
-    }
 
+    cluster_volume(&fleet, csi, volume, secret);
     let password = fleet.password();
-    let out = fleet.docker_with(
-        manager,
-        &[],
-        Some(password.as_bytes()),
-        &["secret", "create", secret, "-"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        show("docker secret create", &out)
-    );
-    // A cluster volume names its secrets by ID, as `docker secret create` prints it.
-    let secret_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let dir = unique_name("csi");
-    let source = format!("netfs@{FILES_IP}:/srv/netfs");
-    let secret_opt = format!("password={secret_id}");
-    let source_opt = format!("source={source}");
-    fleet.docker_ok(
-        manager,
-        &[
-            "volume",
-            "create",
-            "--driver",
-            csi,
-            "--type",
-            "mount",
-            "--scope",
-            "multi",
-            "--sharing",
-            "all",
-            "--opt",
-            &source_opt,
-            "--opt",
-            "o=PubkeyAuthentication=no,PreferredAuthentications=password",
-            "--secret",
-            &secret_opt,
-            volume,
-        ],
-    );
     let mount = format!("type=cluster,src={volume},dst=/data");
     let script = format!(
         "mkdir -p /data/{dir} && echo $SLOT on $NODE > /data/{dir}/$SLOT-$NODE.txt && exec sleep 3600"
@@ -276,4 +203,92 @@ fn a_cluster_volume_over_three_nodes_with_its_password_in_a_swarm_secret() {
         "nothing lost on the remote"
     );
     drop(cleanup);
+}
+
+/// Installs this tree's CSI plugin on every node under a name of its own
+/// (a node's dockerd keeps its connection to a CSI plugin by name, and
+/// would keep dialling the socket of one removed by an earlier run:
+/// docs/csi.md, Limits), and waits until the swarm knows it everywhere.
+pub(super) fn install(fleet: &Fleet, reference: &str) -> String {
+    let manager = NODES[0];
+    let plugin = unique_name(CSI);
+    let csi = plugin.as_str();
+    for node in NODES {
+        let keys = format!("sshkeys.source={KEYS_ON_NODE}");
+        fleet.docker_ok(
+            node,
+            &[
+                "plugin",
+                "install",
+                "--grant-all-permissions",
+                "--alias",
+                csi,
+                reference,
+                &keys,
+                "LOG_LEVEL=debug",
+            ],
+        );
+    }
+    // Every node reports the plugin to the managers before it gets tasks.
+    for node in NODES {
+        fleet.wait(manager, &format!("the swarm knows {csi} on {node}"), || {
+            let out = fleet.docker(
+                manager,
+                &[
+                    "node",
+                    "inspect",
+                    "-f",
+                    "{{json .Description.CSIInfo}}",
+                    node,
+                ],
+            );
+            String::from_utf8_lossy(&out.stdout).contains(csi)
+        });
+    }
+    plugin
+}
+
+/// Creates the cluster volume `volume` of plugin `csi` on the fleet's sshd
+/// host, its password in the Swarm secret `secret`.
+pub(super) fn cluster_volume(fleet: &Fleet, csi: &str, volume: &str, secret: &str) {
+    let manager = NODES[0];
+    let password = fleet.password();
+    let out = fleet.docker_with(
+        manager,
+        &[],
+        Some(password.as_bytes()),
+        &["secret", "create", secret, "-"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        show("docker secret create", &out)
+    );
+    // A cluster volume names its secrets by ID, as `docker secret create` prints it.
+    let secret_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let source = format!("netfs@{FILES_IP}:/srv/netfs");
+    let secret_opt = format!("password={secret_id}");
+    let source_opt = format!("source={source}");
+    fleet.docker_ok(
+        manager,
+        &[
+            "volume",
+            "create",
+            "--driver",
+            csi,
+            "--type",
+            "mount",
+            "--scope",
+            "multi",
+            "--sharing",
+            "all",
+            "--opt",
+            &source_opt,
+            "--opt",
+            "o=PubkeyAuthentication=no,PreferredAuthentications=password",
+            "--secret",
+            &secret_opt,
+            volume,
+        ],
+    );
 }
