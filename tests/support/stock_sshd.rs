@@ -145,7 +145,10 @@ fn command(dir: &Path, flavour: Flavour) -> Command {
             }
             script.push_str(" && exec \"$0\" -D -e -f \"$1\"");
             let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            // A slave: the copies it starts with of the mounts of tests
+            // running beside it go when those are taken down, and never
+            // hold a volume's dead mount (see netfs::reattach).
+            c.args(["--mount", "--propagation", "slave", "--", "/bin/sh", "-c"])
                 .arg(script)
                 .arg(SSHD)
                 .arg(config);

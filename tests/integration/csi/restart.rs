@@ -14,6 +14,11 @@ use super::{map, mount_capability, InProcess};
 use crate::support::mounts::{is_mounted, poll_until, processes_with_arg};
 use crate::support::sshd::{Sshd, TEST_PASSWORD};
 
+/// The holder of one test is a private mount namespace, a copy of this
+/// process's mounts when it began: the other test's stage, had it one then,
+/// would be held there too. The two take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn stage_and_publish(plugin: &InProcess, id: &str, sshd: &Sshd) {
     let mut node = node_client::NodeClient::new(plugin.channel().await);
     node.node_stage_volume(NodeStageVolumeRequest {
@@ -97,6 +102,7 @@ impl Drop for Holder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_stage_comes_back_into_its_holder_after_a_restart() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let sshd = Sshd::with_password();
     let mut plugin = InProcess::start();
     let (staged, target) = (plugin.staged("swarmid5"), plugin.published("swarmid5"));
@@ -105,7 +111,15 @@ async fn a_held_stage_comes_back_into_its_holder_after_a_restart() {
     let task = plugin.0.dir().join("task");
     let holder = Holder::start(&target, &task);
     let read = format!("cat {}/before", task.display());
-    assert_eq!(holder.sh(&read), (true, "one".to_owned()));
+    // The holder binds in the background: its namespace may exist first.
+    let bound = poll_until(Duration::from_secs(10), || {
+        holder.sh(&read) == (true, "one".to_owned())
+    });
+    assert!(
+        bound,
+        "the holder reads through its bind: {:?}",
+        holder.sh(&read)
+    );
 
     let restarting = Instant::now();
     plugin.restart();
@@ -154,6 +168,7 @@ async fn a_held_stage_comes_back_into_its_holder_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_nothing_holds_goes_at_the_restart() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let sshd = Sshd::with_password();
     let mut plugin = InProcess::start();
     let (staged, target) = (plugin.staged("swarmid6"), plugin.published("swarmid6"));
