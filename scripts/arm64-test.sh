@@ -55,15 +55,11 @@ if ! "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
     trap - EXIT
 fi
 
-# The certificates this host trusts besides Debian's (a proxy's, as
-# scripts/plugin.sh passes them to the build stage), for crates.io.
-certs=()
-if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
-    certs=(-v /usr/local/share/ca-certificates:/usr/local/share/ca-certificates:ro)
-fi
+# For crates.io, as scripts/plugin.sh passes them to the build stage.
+host_certs
 
 say "cargo test --target aarch64-unknown-linux-gnu $* (arm64, under emulation)"
-"$DOCKER" run --rm --network host "${certs[@]}" \
+"$DOCKER" run --rm --network host "${HOST_CERTS[@]}" \
     -v "$NETFS_TOP:/src:ro" -v "$cache/cargo:/cargo" -v "$cache/target:/target" \
     -e CARGO_HOME=/cargo -e CARGO_TARGET_DIR=/target \
     -e CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \

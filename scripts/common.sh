@@ -68,6 +68,16 @@ need_debian_mirror() {
         die "no Debian archive found in this host's apt sources; set DEBIAN_MIRROR=http://<mirror>/debian"
 }
 
+# `docker run` arguments that hand a container the certificates this host
+# trusts besides Debian's (a proxy that re-signs TLS), read-only, into
+# HOST_CERTS; the container runs update-ca-certificates before it fetches.
+host_certs() {
+    HOST_CERTS=()
+    if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+        HOST_CERTS=(-v /usr/local/share/ca-certificates:/usr/local/share/ca-certificates:ro)
+    fi
+}
+
 say() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() {

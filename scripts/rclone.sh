@@ -57,11 +57,8 @@ python() {
         "$DOCKER" commit "$container" "$image" >/dev/null
         "$DOCKER" rm -f "$container" >/dev/null
     fi
-    local certs=()
-    if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
-        certs=(-v /usr/local/share/ca-certificates:/usr/local/share/ca-certificates:ro)
-    fi
-    "$DOCKER" run --rm -i --network host "${certs[@]}" -v "$dir:$dir" "$image" \
+    host_certs
+    "$DOCKER" run --rm -i --network host "${HOST_CERTS[@]}" -v "$dir:$dir" "$image" \
         sh -c 'update-ca-certificates >/dev/null 2>&1; exec python3 "$@"' sh "$@"
 }
 

@@ -21,7 +21,7 @@ pub struct Started {
     pub config: Arc<Config>,
     pub driver: Arc<Driver>,
     /// The volumes the state file holds (the plugin restores them; CSI
-    /// stages afresh).
+    /// restores those with a stored stage, see `csi::restore`).
     pub volumes: Volumes,
     origin: Origin,
     metrics: MetricsTask,
