@@ -78,6 +78,17 @@ host_certs() {
     fi
 }
 
+# The commit this tree is at, "-dirty" when the files netfs is built from
+# differ from it (as build.rs says it outside Docker); empty without git.
+source_revision() {
+    local revision
+    revision=$(git -C "$NETFS_TOP" rev-parse HEAD 2>/dev/null) || return 0
+    if [ -n "$(git -C "$NETFS_TOP" status --porcelain -- src proto build.rs Cargo.toml Cargo.lock bench/Cargo.toml 2>/dev/null)" ]; then
+        revision=$revision-dirty
+    fi
+    echo "$revision"
+}
+
 say() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() {

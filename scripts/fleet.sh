@@ -9,7 +9,11 @@
 #                         password in FLEET_DIR/ssh/password; /srv is FLEET_DIR/files
 #   netfs-fleet-registry  Debian's docker-registry, which the nodes trust
 # all on the network netfs-fleet: --internal, an explicit subnet, DNS at
-# 127.0.0.1 and no default route, so nothing reaches beyond the fleet.
+# 127.0.0.1 and no default route, so nothing reaches beyond the fleet. Only
+# while `build` runs, a fifth member is there:
+#   netfs-fleet-proxy     an HTTP proxy to the Debian mirror, crates.io and
+#                         PyPI, and to nothing else, on the fleet's network
+#                         and on netfs-fleet-out (an explicit subnet, NAT)
 #
 #   scripts/fleet.sh up              create or start what is missing (idempotent)
 #   scripts/fleet.sh down            remove the containers, the network and their data
@@ -18,6 +22,8 @@
 #   scripts/fleet.sh publish TAG     build the plugin from this tree (scripts/push.sh)
 #                                    and push it to the fleet's registry as
 #                                    10.231.0.10:5000/netfs:TAG
+#   scripts/fleet.sh build TAG       the same, but node1 builds it with its own
+#                                    Docker and nothing else (see cmd_build)
 #   scripts/fleet.sh purge           down, then remove the cached fleet image
 #
 # The image is built once (debootstrap forky, then docker build) and reused;
@@ -46,6 +52,10 @@ SWARM_POOL=10.232.0.0/16
 REGISTRY_IP=$PREFIX.10
 FILES_IP=$PREFIX.11
 REGISTRY=$REGISTRY_IP:5000
+PROXY_IP=$PREFIX.12
+PROXY=http://$PROXY_IP:3128
+OUT_NETWORK=netfs-fleet-out
+OUT_SUBNET=10.233.0.0/24
 LABEL=org.netfs.fleet
 WAIT=${FLEET_WAIT:-60}
 
@@ -194,7 +204,9 @@ load_test_image() {
 # nowhere to go but the fleet's own subnet.
 seal() {
     local name pid
-    for name in $("$DOCKER" ps -q --filter "label=$LABEL=1"); do
+    for name in $("$DOCKER" ps --format '{{.Names}}' --filter "label=$LABEL=1"); do
+        # The build's proxy is the one way out, while it is there.
+        [ "$name" != netfs-fleet-proxy ] || continue
         pid=$("$DOCKER" container inspect -f '{{.State.Pid}}' "$name")
         [ "$pid" -gt 0 ] 2>/dev/null || continue
         while nsenter -t "$pid" -n ip route show default | grep -q .; do
@@ -271,9 +283,12 @@ cmd_down() {
         # shellcheck disable=SC2086 # one id a word
         "$DOCKER" rm -f -v $ids >/dev/null
     fi
-    if "$DOCKER" network inspect "$NETWORK" >/dev/null 2>&1; then
-        "$DOCKER" network rm "$NETWORK" >/dev/null
-    fi
+    local network
+    for network in "$NETWORK" "$OUT_NETWORK"; do
+        if "$DOCKER" network inspect "$network" >/dev/null 2>&1; then
+            "$DOCKER" network rm "$network" >/dev/null
+        fi
+    done
     if [ -d "$FLEET_DIR" ]; then
         rm -rf --one-file-system "$FLEET_DIR"
     fi
@@ -325,6 +340,100 @@ cmd_publish() {
         "$NETFS_TOP/scripts/push.sh" 7>&-
 }
 
+# The hosts a plugin build fetches from: the Debian archives the base image
+# names (this host's), crates.io's index and downloads, PyPI's index and files.
+build_hosts() {
+    local url host
+    for url in "$DEBIAN_MIRROR" "$DEBIAN_SECURITY_MIRROR"; do
+        host=${url#*://}
+        host=${host%%/*}
+        echo "${host%:*}"
+    done | sort -u
+    printf '%s\n' index.crates.io static.crates.io pypi.org files.pythonhosted.org
+}
+
+start_proxy() {
+    stop_proxy
+    "$DOCKER" network create --subnet "$OUT_SUBNET" --label "$LABEL=1" "$OUT_NETWORK" >/dev/null
+    local hosts
+    mapfile -t hosts < <(build_hosts)
+    say "netfs-fleet-proxy: the fleet's way to ${hosts[*]} for the build"
+    "$DOCKER" run -d --name netfs-fleet-proxy --label "$LABEL=1" \
+        --network "$OUT_NETWORK" -e "FLEET_SUBNET=$SUBNET" "$FLEET_IMAGE" proxy "${hosts[@]}" >/dev/null
+    "$DOCKER" network connect --ip "$PROXY_IP" "$NETWORK" netfs-fleet-proxy
+    # It refuses what it does not list (asked for this host's loopback, so
+    # that nothing would leave even if it did not).
+    local answer n
+    for ((n = 0; n < 40; n++)); do
+        # shellcheck disable=SC2016 # expanded in node1
+        answer=$("$DOCKER" exec netfs-fleet-node1 bash -c 'exec 3<>"/dev/tcp/$1/3128" &&
+            printf "CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n" >&3 &&
+            timeout 5 head -n 1 <&3' check "$PROXY_IP" 2>/dev/null || true)
+        [ -n "$answer" ] && break
+        sleep 0.25
+    done
+    case $answer in
+    "HTTP/1.1 403 "*) ;;
+    *) die "netfs-fleet-proxy does not refuse a host it does not list: '${answer:-no answer}'" ;;
+    esac
+}
+
+stop_proxy() {
+    "$DOCKER" rm -f netfs-fleet-proxy >/dev/null 2>&1 || true
+    if "$DOCKER" network inspect "$OUT_NETWORK" >/dev/null 2>&1; then
+        "$DOCKER" network rm "$OUT_NETWORK" >/dev/null
+    fi
+}
+
+# node1 builds the plugin from a copy of this tree and pushes it to the
+# fleet's registry as a user's Docker host would, with nothing but its
+# Docker 28: no make, git, python, cargo or debootstrap there, and an
+# apt-get that fails (and says so) if anything calls it. The one image a
+# Docker host would pull, debian:trixie-slim, is loaded from this machine,
+# as nothing can be pulled here. The node reaches the Debian mirror,
+# crates.io and PyPI only through netfs-fleet-proxy, which its docker CLI
+# hands containers and builds (`proxies` in its config.json, the way Docker
+# documents for a host behind a proxy), with the certificates this machine
+# trusts. The proxy goes when the build is done.
+cmd_build() {
+    [ $# -eq 1 ] || die "usage: fleet.sh build TAG"
+    pick_docker || die "dockerd does not answer"
+    running netfs-fleet-node1 || die "the fleet is not up: scripts/fleet.sh up"
+    lock_dockerd
+    local node=netfs-fleet-node1 work=/root/netfs-build revision
+    if ! node_docker 1 image inspect debian:trixie-slim >/dev/null 2>&1; then
+        "$NETFS_TOP/scripts/base-image.sh" trixie
+        "$DOCKER" save debian:trixie-slim | "$DOCKER" exec -i "$node" docker load >/dev/null
+    fi
+    "$DOCKER" exec "$node" sh -c "rm -rf $work && mkdir -p $work/src $work/bin $work/docker /usr/local/share/ca-certificates"
+    tar -C "$NETFS_TOP" --exclude=./target --exclude=./.git --exclude=./.work -cf - . |
+        "$DOCKER" exec -i "$node" tar -x -C "$work/src"
+    if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+        tar -C /usr/local/share/ca-certificates -cf - . |
+            "$DOCKER" exec -i "$node" tar -x -C /usr/local/share/ca-certificates
+    fi
+    "$DOCKER" exec -i "$node" sh -c "cat >$work/docker/config.json" <<JSON
+{"proxies": {"default": {"httpProxy": "$PROXY", "httpsProxy": "$PROXY", "noProxy": "127.0.0.0/8,localhost,$SUBNET"}}}
+JSON
+    local tool
+    for tool in apt-get apt dpkg; do
+        printf '#!/bin/sh\necho "$0 $*" >>%s/apt-was-called\nexit 1\n' "$work" |
+            "$DOCKER" exec -i "$node" sh -c "cat >$work/bin/$tool && chmod +x $work/bin/$tool"
+    done
+    revision=$(source_revision)
+    start_proxy
+    trap 'stop_proxy; seal' EXIT
+    say "node1 builds and pushes the plugin with only its Docker ($(node_docker 1 version -f '{{.Server.Version}}'))"
+    "$DOCKER" exec -w "$work/src" -e "DOCKER_CONFIG=$work/docker" \
+        -e "PATH=$work/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        -e "REGISTRY=$REGISTRY" -e "PUSH_TAG=$1" -e "NETFS_REVISION=$revision" \
+        "$node" bash scripts/push.sh 7>&-
+    if "$DOCKER" exec "$node" test -e "$work/apt-was-called"; then
+        "$DOCKER" exec "$node" cat "$work/apt-was-called" >&2
+        die "the build on node1 called the package manager"
+    fi
+}
+
 case ${1:-} in
 up | down | status | purge)
     cmd=$1
@@ -332,7 +441,7 @@ up | down | status | purge)
     [ $# -eq 0 ] || die "fleet.sh $cmd takes no arguments"
     "cmd_$cmd"
     ;;
-exec | publish)
+exec | publish | build)
     cmd=$1
     shift
     "cmd_$cmd" "$@"

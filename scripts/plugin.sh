@@ -19,6 +19,8 @@
 #                     -o Acquire::Check-Valid-Until=false, see below)
 #   EXTRA_CA_CERTS    PEM certificates the build stage trusts for crates.io
 #                     (default: those in /usr/local/share/ca-certificates)
+#   NETFS_REVISION    the commit `netfs --build-info` names, for a tree
+#                     without .git (default: git rev-parse HEAD)
 #   PLUGIN_CONFIG     the plugin's config.json in the source tree (default
 #                     config.json; config-csi.json for netfs-csi)
 #   PLUGIN_DIR_ONLY=1 only assemble PLUGIN_BUILD_DIR/plugin (rootfs and
@@ -101,27 +103,30 @@ debian) warn "RCLONE=debian: the plugin gets Debian's rclone, older than the pin
 esac
 
 # Containers and the legacy builder reach the Debian mirror and crates.io
-# through the default bridge when dockerd has NAT; otherwise build on the host network.
+# through the default bridge when dockerd has NAT; otherwise build on the host
+# network. Where the docker CLI hands containers a proxy (`proxies` in its
+# config.json, as Docker documents for hosts behind one), they need reach
+# only that proxy; the CLI passes it to the build too.
 network=()
 mirror_host=${DEBIAN_MIRROR#*://}
 mirror_host=${mirror_host%%/*}
 mirror_port=80
 case $DEBIAN_MIRROR in https://*) mirror_port=443 ;; esac
 case $mirror_host in *:*) mirror_port=${mirror_host##*:} mirror_host=${mirror_host%:*} ;; esac
-if ! timeout 20 "$DOCKER" run --rm debian:trixie-slim \
-    bash -c "exec 3<>/dev/tcp/$mirror_host/$mirror_port" >/dev/null 2>&1; then
+# shellcheck disable=SC2016 # expanded in the container
+if ! timeout 20 "$DOCKER" run --rm debian:trixie-slim bash -c '
+    host=$1 port=$2
+    if [ -n "${http_proxy:-}" ]; then
+        host=${http_proxy#*://} host=${host%%/*} port=80
+        case $host in *:*) port=${host##*:} host=${host%:*} ;; esac
+    fi
+    exec 3<>"/dev/tcp/$host/$port"' probe "$mirror_host" "$mirror_port" >/dev/null 2>&1; then
     warn "containers cannot reach $DEBIAN_MIRROR on the bridge network; building with --network host"
     network=(--network host)
 fi
 
 # The commit `netfs --build-info` names: the build context has no .git.
-# "-dirty" when the files the binary is built from differ from it, as
-# build.rs says it outside Docker.
-REVISION=$(git -C "$NETFS_TOP" rev-parse HEAD 2>/dev/null || true)
-if [ -n "$REVISION" ] &&
-    [ -n "$(git -C "$NETFS_TOP" status --porcelain -- src proto build.rs Cargo.toml Cargo.lock bench/Cargo.toml 2>/dev/null)" ]; then
-    REVISION=$REVISION-dirty
-fi
+REVISION=${NETFS_REVISION:-$(source_revision)}
 
 old_image=$("$DOCKER" image inspect -f '{{.Id}}' "$ROOTFS_IMAGE" 2>/dev/null || true)
 say "docker build $ROOTFS_IMAGE (netfs $VERSION, $ARCH)"

@@ -32,6 +32,7 @@ arm64 | aarch64) tag=$tag-arm64 ;;
 esac
 ref=$REGISTRY/${PUSH_NAME:-netfs}:$tag
 build=$NETFS_TOP/.work/push
+pick_docker || die "dockerd does not answer: start it"
 
 PLUGIN_NAME=push PLUGIN_BUILD_DIR=$build PLUGIN_DIR_ONLY=1 "$NETFS_TOP/scripts/plugin.sh"
 # Each push is a build of its own, even of the same tree: `docker plugin
@@ -46,7 +47,10 @@ pusher() {
         "$DOCKER" "$@"
     fi
 }
-pusher plugin rm -f "$ref" >/dev/null 2>&1 || true
+# A plugin of the same name left by an earlier push.
+if pusher plugin inspect "$ref" >/dev/null 2>&1; then
+    pusher plugin rm -f "$ref" >/dev/null
+fi
 say "docker plugin create $ref"
 pusher plugin create "$ref" "$build/plugin" >/dev/null
 trap 'pusher plugin rm -f "$ref" >/dev/null 2>&1 || true' EXIT

@@ -1,11 +1,12 @@
 #!/bin/sh
-# Entry point of a fleet container (scripts/fleet.sh): `node`, `sshd` or
-# `registry`. Nothing here can leave the test network: the default route is
-# deleted and DNS points at 127.0.0.1.
+# Entry point of a fleet container (scripts/fleet.sh): `node`, `sshd`,
+# `registry` or `proxy`. Nothing but the proxy can leave the test network:
+# the default route is deleted and DNS points at 127.0.0.1.
 set -eu
 
-role=${1:?role: node, sshd or registry}
-ip route del default 2>/dev/null || true
+role=${1:?role: node, sshd, registry or proxy}
+shift
+[ "$role" = proxy ] || ip route del default 2>/dev/null || true
 
 case $role in
 node)
@@ -62,6 +63,32 @@ http:
   addr: :5000
 CONFIG
     exec docker-registry serve /etc/docker/registry/fleet.yml
+    ;;
+proxy)
+    # The fleet's one way out, there only while `fleet.sh build` runs: an
+    # HTTP proxy for FLEET_SUBNET that reaches the hosts named as arguments
+    # (what a plugin build fetches from) on ports 80 and 443, and nothing
+    # else. Each connection is logged.
+    filter=/run/fleet-proxy.filter
+    : >"$filter"
+    for host in "$@"; do
+        printf '^%s$\n' "$(printf '%s' "$host" | sed 's/[.]/\\./g')" >>"$filter"
+    done
+    cat >/run/fleet-proxy.conf <<CONFIG
+User tinyproxy
+Group tinyproxy
+Port 3128
+Timeout 600
+LogLevel Connect
+MaxClients 64
+Allow ${FLEET_SUBNET:?}
+ConnectPort 443
+Filter "$filter"
+FilterType ere
+FilterDefaultDeny Yes
+DisableViaHeader Yes
+CONFIG
+    exec tinyproxy -d -c /run/fleet-proxy.conf
     ;;
 *)
     echo "unknown role $role" >&2

@@ -6,6 +6,7 @@
 //! `docker plugin upgrade`, bad input and secrets; in `swarm`, Compose v2,
 //! a three-node swarm that loses a node, and `docker stack deploy`.
 
+mod build;
 mod csi;
 mod csi_reattach;
 mod fixture;

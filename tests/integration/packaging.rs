@@ -1,7 +1,9 @@
 //! Building needs nothing but docker on the host: scripts/base-image.sh,
 //! which makes the Debian image the Dockerfile starts FROM, runs
 //! debootstrap in a container when the host has none (forced here with
-//! IN_CONTAINER=1), into a cache and an image name of the test's own.
+//! IN_CONTAINER=1), into a cache and an image name of the test's own. The
+//! whole build on a host with nothing but Docker is a fleet test
+//! (`fleet::build`), on a Docker 28 node.
 
 use std::path::Path;
 use std::process::Command;
@@ -70,78 +72,6 @@ fn the_base_image_is_bootstrapped_in_a_container_when_the_host_has_no_debootstra
     eprintln!(
         "netfs-suite base image in a container: debootstrap + import in {:.0} s",
         took.as_secs_f64()
-    );
-}
-
-/// scripts/plugin.sh run where there is nothing but bash, coreutils and
-/// the docker CLI (a Debian base container, this dockerd's socket and CLI):
-/// no make, cargo, debootstrap, python or setup.sh, an apt-get that records
-/// any call, and an empty cache, so that rclone's wheel is fetched through
-/// a container too. It builds the plugin's root filesystem through dockerd.
-#[test]
-fn plugin_sh_builds_the_plugin_with_nothing_but_docker_on_the_build_host() {
-    require_docker();
-    ensure_base_image();
-    let top = env!("CARGO_MANIFEST_DIR");
-    let script = r#"
-        set -eu
-        printf '#!/bin/sh\ntouch /tmp/apt-was-called\nexit 1\n' > /usr/local/bin/apt-get
-        chmod +x /usr/local/bin/apt-get
-        for tool in make cargo rustc debootstrap sshfs python3; do
-            if command -v "$tool" >/dev/null; then echo "build host has $tool"; exit 1; fi
-        done
-        PLUGIN_NAME=netfs-ops-onlydocker PLUGIN_DIR_ONLY=1 PLUGIN_BUILD_DIR=/tmp/build \
-            bash /src/scripts/plugin.sh
-        test ! -e /tmp/apt-was-called
-        test -x /tmp/build/plugin/rootfs/usr/bin/netfs
-        test -x /tmp/build/plugin/rootfs/usr/bin/sshfs
-        grep -q '"propagatedMount"' /tmp/build/plugin/config.json
-        echo built-with-only-docker
-    "#;
-    // At the same path on this host and in the container: what plugin.sh
-    // hands dockerd to mount is a path of the host.
-    let cache = tempfile::Builder::new()
-        .prefix("netfs-ops-cache-")
-        .tempdir()
-        .expect("temp dir");
-    let cache = cache.path().to_str().expect("a UTF-8 temp path");
-    let started = Instant::now();
-    let out = cmd::run(
-        Command::new("docker").args([
-            "run",
-            "--rm",
-            "--network",
-            "host",
-            "-v",
-            "/var/run/docker.sock:/var/run/docker.sock",
-            "-v",
-            "/usr/bin/docker:/usr/bin/docker:ro",
-            "-e",
-            &format!("NETFS_CACHE={cache}"),
-            "-v",
-            &format!("{cache}:{cache}"),
-            // The certificates this host trusts (a proxy's), as plugin.sh
-            // passes them to the build stage.
-            "-v",
-            "/usr/local/share/ca-certificates:/usr/local/share/ca-certificates:ro",
-            "-v",
-            &format!("{top}:/src:ro"),
-            "debian:trixie-slim",
-            "bash",
-            "-c",
-            script,
-        ]),
-        Duration::from_secs(3600),
-    );
-    assert!(
-        out.status.success()
-            && String::from_utf8_lossy(&out.stdout).contains("built-with-only-docker"),
-        "{}",
-        cmd::show("plugin.sh in a docker-only container", &out)
-    );
-    eprintln!(
-        "netfs-suite plugin.sh with only docker: {:.0} s",
-        started.elapsed().as_secs_f64()
     );
 }
 
