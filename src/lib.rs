@@ -61,7 +61,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(socket = %started.socket_path().display(), volumes = stored, "listening");
     let restore = {
         let driver = driver.clone();
-        tokio::spawn(async move { driver.restore(starts).await })
+        tokio::spawn(async move {
+            driver.restore(starts).await;
+            build_info::log_tools().await;
+        })
     };
     let keep_devices = {
         let driver = driver.clone();

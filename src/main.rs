@@ -39,9 +39,8 @@ async fn main() -> anyhow::Result<()> {
     let config = cli.into_config()?;
     // Before any tool starts, so that none of their orphans escapes.
     netfs::reaper::start()?;
-    // In the background: a tool slow to tell its version must not delay
-    // the socket.
-    tokio::spawn(netfs::build_info::log_at_start());
+    // The tools' versions follow once the stored volumes are back.
+    netfs::build_info::log_build();
     let mut term = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {

@@ -153,6 +153,29 @@ pub fn pids() -> Vec<i32> {
         .collect()
 }
 
+/// The children of every thread of this process, from
+/// `/proc/self/task/*/children`; `None` where the kernel has no such file
+/// (built without `CONFIG_PROC_CHILDREN`). A snapshot that may miss a
+/// child that changes parent while it is read.
+pub fn own_children() -> Option<Vec<i32>> {
+    let tasks = fs::read_dir("/proc/self/task").ok()?;
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        match fs::read_to_string(task.path().join("children")) {
+            Ok(list) => children.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            ),
+            // A thread that ended while the list was read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && task.path().exists() => {
+                return None
+            }
+            Err(_) => {}
+        }
+    }
+    Some(children)
+}
+
 /// Splits a NUL-separated list (`cmdline`, `environ`) into its entries.
 pub fn nul_separated(raw: &[u8]) -> Vec<String> {
     raw.split(|b| *b == 0)

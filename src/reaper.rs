@@ -113,10 +113,17 @@ pub fn start() -> io::Result<Role> {
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
             tokio::select! {
-                _ = sigchld.recv() => {}
-                _ = sweep.tick() => {}
-            }
-            reap_orphans();
+                // netfs's own children are listed by the kernel: a few
+                // hundred reads fewer than all of /proc on every SIGCHLD
+                // while a hundred tools start.
+                _ = sigchld.recv() => match procfs::own_children() {
+                    Some(children) => reap(zombies_among(children)),
+                    None => reap_orphans(),
+                },
+                // The whole of /proc now and then, for what a list read
+                // while a child changed parent missed.
+                _ = sweep.tick() => reap_orphans(),
+            };
         }
     });
     tracing::info!(role = ?role, "reaping orphaned children");
@@ -146,6 +153,14 @@ fn reap(zombies: impl IntoIterator<Item = i32>) -> usize {
         }
     }
     reaped
+}
+
+/// Which of `children` (of netfs) are zombies.
+fn zombies_among(children: Vec<i32>) -> Vec<i32> {
+    children
+        .into_iter()
+        .filter(|pid| procfs::stat(*pid).is_some_and(|s| s.state == 'Z'))
+        .collect()
 }
 
 /// Pids of the zombies whose parent is `parent`.
@@ -181,6 +196,12 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(both_zombies(), "both children exited");
+        // The kernel's list of netfs's children finds them too.
+        let listed = zombies_among(procfs::own_children().expect("/proc/self/task/*/children"));
+        assert!(
+            listed.contains(&orphan_pid) && listed.contains(&ours_pid),
+            "{listed:?}"
+        );
         // Only these two: other tests in this binary have children too.
         assert_eq!(reap([orphan_pid, ours_pid]), 1);
         let left = zombie_children(me);

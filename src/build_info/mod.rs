@@ -131,10 +131,9 @@ impl fmt::Display for BuildInfo {
     }
 }
 
-/// Logs the build and each tool once, at start-up.
-pub async fn log_at_start() {
-    let info = BuildInfo::gather(std::env::var_os("PATH").as_deref()).await;
-    let b = &info.build;
+/// Logs the build at start: fixed at compile time, so at once.
+pub fn log_build() {
+    let b = Build::current();
     tracing::info!(
         version = %b.version,
         revision = %b.revision_word(),
@@ -142,7 +141,13 @@ pub async fn log_at_start() {
         profile = %b.profile,
         "netfs build"
     );
-    for tool in &info.tools {
+}
+
+/// Logs the tools' versions. Each is a process to start (rclone's alone
+/// costs a tenth of a second of CPU): netfs does it once the volumes of a
+/// restart are back, not while their tools start.
+pub async fn log_tools() {
+    for tool in tools::probe_all(std::env::var_os("PATH").as_deref()).await {
         match &tool.probe {
             Probe::Found { path, version } => {
                 tracing::info!(tool = %tool.name, path = %path.display(), version = %version, "tool")

@@ -73,6 +73,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::spawn(async move {
             driver.restore(starts).await;
             restorer.finish(held).await;
+            crate::build_info::log_tools().await;
         })
     };
     let keep_devices = {

@@ -16,7 +16,7 @@ mod tests;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -116,6 +116,106 @@ pub struct Reattacher {
     host: Arc<dyn Host>,
     /// Told when a volume's devices changed, so the state file keeps them.
     changed: Arc<Notify>,
+    scans: Scans,
+}
+
+/// The mount tables of every namespace but netfs's own, as one read of
+/// `/proc` found them: each namespace once, through the first of its
+/// processes that answered.
+#[derive(Debug, Default)]
+pub struct Scan {
+    tables: Vec<(i32, u64, Vec<MountEntry>)>,
+}
+
+impl Scan {
+    /// `None` when netfs cannot tell its own namespace: it could then take
+    /// its own live mount's place for a holder's, so it enters none.
+    fn take(host: &dyn Host) -> Option<Scan> {
+        let own = host.own_namespace().ok()?;
+        let mut done: HashSet<u64> = HashSet::new();
+        let mut tables = Vec::new();
+        for (pid, ns) in host.namespaces() {
+            if ns == own || done.contains(&ns) {
+                continue;
+            }
+            // A process that is gone: another one of its namespace may answer.
+            let Ok(text) = host.mountinfo(pid) else {
+                continue;
+            };
+            done.insert(ns);
+            tables.push((pid, ns, procfs::parse_mountinfo(&text)));
+        }
+        Some(Scan { tables })
+    }
+}
+
+/// Scans shared by the passes that ask for one at the same time: when a
+/// hundred volumes mount at once (a restore), each would otherwise read
+/// every process's namespace and every namespace's mount table. A pass
+/// takes the next scan that begins after it asked, so it sees every
+/// change made before it asked; the passes waiting while one runs share
+/// the one after it.
+#[derive(Default)]
+struct Scans {
+    state: Mutex<ScanState>,
+    finished: Condvar,
+}
+
+#[derive(Default)]
+struct ScanState {
+    /// Scans finished so far.
+    count: u64,
+    running: bool,
+    last: Option<Arc<Scan>>,
+    /// Passes waiting for a scan (the tests watch it).
+    waiting: usize,
+}
+
+impl Scans {
+    fn lock(&self) -> MutexGuard<'_, ScanState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fresh(&self, host: &dyn Host) -> Option<Arc<Scan>> {
+        let mut state = self.lock();
+        // One under way began before this call and may miss what changed
+        // since: the one after it does not.
+        let wanted = state.count + if state.running { 2 } else { 1 };
+        loop {
+            if state.count >= wanted {
+                return state.last.clone();
+            }
+            if state.running {
+                state.waiting += 1;
+                state = self.finished.wait(state).unwrap_or_else(|p| p.into_inner());
+                state.waiting -= 1;
+                continue;
+            }
+            state.running = true;
+            drop(state);
+            let scanning = Scanning(self);
+            let scan = Scan::take(host).map(Arc::new);
+            std::mem::forget(scanning);
+            state = self.lock();
+            state.running = false;
+            state.count += 1;
+            state.last = scan;
+            self.finished.notify_all();
+        }
+    }
+}
+
+/// Lets the waiting passes go on (to scan themselves) if a scan panics.
+struct Scanning<'a>(&'a Scans);
+
+impl Drop for Scanning<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.running = false;
+        state.count += 1;
+        state.last = None;
+        self.0.finished.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Reattacher {
@@ -126,7 +226,11 @@ impl std::fmt::Debug for Reattacher {
 
 impl Reattacher {
     pub fn new(host: Arc<dyn Host>, changed: Arc<Notify>) -> Self {
-        Self { host, changed }
+        Self {
+            host,
+            changed,
+            scans: Scans::default(),
+        }
     }
 
     /// After `volume` mounted at `live_path`: puts the new mount in place
@@ -167,7 +271,11 @@ impl Reattacher {
             return outcome;
         }
         let mut still_held = HashSet::new();
-        for holder in holders(self.host.as_ref(), &live, &dead) {
+        let scan = self.scans.fresh(self.host.as_ref());
+        let holders = scan.map_or_else(Vec::new, |scan| {
+            holders(&scan, self.host.as_ref(), &live, &dead)
+        });
+        for holder in holders {
             for (target, why) in &holder.refused {
                 let place = holder.describe(target);
                 tracing::warn!(volume = %volume, %place, reason = %why, "dead mount left in place");
@@ -217,24 +325,10 @@ impl Reattacher {
 /// The namespaces other than netfs's own that hold, as the topmost mount
 /// at some place, a mount of one of the `dead` devices with the live
 /// mount's type and source; one holder per namespace.
-pub fn holders(host: &dyn Host, live: &MountEntry, dead: &[String]) -> Vec<Holder> {
-    // Without knowing its own namespace, netfs could take its own live
-    // mount's place for a holder's: it enters none.
-    let Ok(own) = host.own_namespace() else {
-        return Vec::new();
-    };
-    let mut done: HashSet<u64> = HashSet::new();
+pub fn holders(scan: &Scan, host: &dyn Host, live: &MountEntry, dead: &[String]) -> Vec<Holder> {
     let mut found = Vec::new();
-    for (pid, ns) in host.namespaces() {
-        if ns == own || done.contains(&ns) {
-            continue;
-        }
-        // A process that is gone: another one of its namespace may answer.
-        let Ok(text) = host.mountinfo(pid) else {
-            continue;
-        };
-        done.insert(ns);
-        let entries = procfs::parse_mountinfo(&text);
+    for (pid, ns, entries) in &scan.tables {
+        let (pid, ns) = (*pid, *ns);
         let mut holder = Holder {
             pid,
             ns,
@@ -261,7 +355,7 @@ pub fn holders(host: &dyn Host, live: &MountEntry, dead: &[String]) -> Vec<Holde
                 flags: Flags::of(entry),
                 device: entry.device.clone(),
             };
-            match refusal(entry, &entries) {
+            match refusal(entry, entries) {
                 Some(why) => holder.refused.push((target, why)),
                 None => holder.targets.push(target),
             }

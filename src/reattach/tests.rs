@@ -304,3 +304,103 @@ fn container_ids_and_namespace_links_are_read() {
     assert_eq!(parse_namespace("mnt:[4026531841]"), Some(4026531841));
     assert_eq!(parse_namespace("net:[1]"), None);
 }
+
+/// A host whose `/proc` listing waits until the test opens a gate, and
+/// counts how often it was read.
+struct Gated {
+    inner: Arc<Recorded>,
+    scans: std::sync::atomic::AtomicUsize,
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Host for Gated {
+    fn mount_at(&self, path: &Path) -> std::io::Result<Option<MountEntry>> {
+        self.inner.mount_at(path)
+    }
+    fn own_namespace(&self) -> std::io::Result<u64> {
+        self.inner.own_namespace()
+    }
+    fn namespaces(&self) -> Vec<(i32, u64)> {
+        self.scans.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+        self.inner.namespaces()
+    }
+    fn mountinfo(&self, pid: i32) -> std::io::Result<String> {
+        self.inner.mountinfo(pid)
+    }
+    fn container(&self, pid: i32) -> Option<String> {
+        self.inner.container(pid)
+    }
+    fn attach(&self, attach: &Attach) -> Result<(), AttachError> {
+        self.inner.attach(attach)
+    }
+}
+
+/// Passes that ask while a scan runs share the next one: three volumes
+/// mounted at once read `/proc` twice, not three times, and each is
+/// re-attached.
+#[test]
+fn passes_asking_during_a_scan_share_the_next_one() {
+    let recorded = host();
+    let mut own = OWN.to_owned();
+    for (i, name) in ["b", "c"].iter().enumerate() {
+        own.push_str(&format!(
+            "9{i} 22 0:8{i} / /var/lib/netfs/volumes/{name} rw,nosuid,nodev,relatime - fuse.sshfs u@h:/srv rw\n"
+        ));
+    }
+    recorded.own(1, &own);
+    recorded.table(
+        7,
+        &container(
+            "510 500 0:50 / /a rw,relatime - fuse.sshfs u@h:/srv rw\n\
+             511 500 0:51 / /b rw,relatime - fuse.sshfs u@h:/srv rw\n\
+             512 500 0:52 / /c rw,relatime - fuse.sshfs u@h:/srv rw",
+        ),
+    );
+    recorded.process(200, 7, Some("abcdef012345"));
+    let gated = Arc::new(Gated {
+        inner: recorded.clone(),
+        scans: Default::default(),
+        open: std::sync::Mutex::new(false),
+        opened: std::sync::Condvar::new(),
+    });
+    let reattacher = Arc::new(Reattacher::new(gated.clone(), Arc::new(Notify::new())));
+    let scans = || gated.scans.load(std::sync::atomic::Ordering::SeqCst);
+    let pass = |live: &'static str, dead: &'static str| {
+        let reattacher = reattacher.clone();
+        std::thread::spawn(move || {
+            reattacher.after_mount(&volume(), Path::new(live), &[dead.to_owned()])
+        })
+    };
+    let until = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !cond() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::yield_now();
+        }
+    };
+
+    let first = pass(LIVE, "0:50");
+    until("the first pass scans", &|| scans() == 1);
+    let second = pass("/var/lib/netfs/volumes/b", "0:51");
+    let third = pass("/var/lib/netfs/volumes/c", "0:52");
+    until("both wait for the scan after it", &|| {
+        reattacher.scans.lock().waiting == 2
+    });
+    *gated.open.lock().unwrap() = true;
+    gated.opened.notify_all();
+    let outcomes = [first, second, third].map(|t| t.join().unwrap());
+
+    assert_eq!(scans(), 2, "the two waiting passes shared one scan");
+    for (outcome, place) in outcomes.iter().zip(["/a", "/b", "/c"]) {
+        assert_eq!(
+            outcome.attached,
+            [format!("container abcdef012345: {place}")],
+            "{outcome:?}"
+        );
+    }
+}
