@@ -22,7 +22,7 @@ PUSH_TAG ?=
 PLUGIN_ARCH ?= amd64
 
 .PHONY: all build lint fmt-check clippy test unit-as-user test-plugin demo demo-plugin \
-	plugin plugin-csi install push push-csi fleet-up fleet-down fuzz bench bench-rclone clean help
+	plugin plugin-csi install push push-csi fleet-up fleet-down fuzz bench bench-rclone bench-trixie clean help
 
 all: build
 
@@ -43,6 +43,7 @@ help:
 	@echo "make fleet-down   remove the fleet (its cached image stays)"
 	@echo "make fuzz|bench   run scripts/fuzz.sh, or scripts/bench.sh and scripts/bench-rclone.sh"
 	@echo "make bench-rclone netfs vs rclone serve docker on S3 and WebDAV (scripts/bench-rclone.sh)"
+	@echo "make bench-trixie parts 6 and 7 with Debian 13's OpenSSH 10 at both ends (scripts/bench-trixie.sh)"
 	@echo "make clean        remove build output and the plugin work directory"
 
 build:
@@ -111,6 +112,10 @@ bench:
 bench-rclone:
 	scripts/setup.sh
 	scripts/bench-rclone.sh
+
+bench-trixie:
+	scripts/setup.sh
+	scripts/bench-trixie.sh
 
 clean:
 	$(CARGO) clean
