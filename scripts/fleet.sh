@@ -421,8 +421,8 @@ JSON
             "$DOCKER" exec -i "$node" sh -c "cat >$work/bin/$tool && chmod +x $work/bin/$tool"
     done
     revision=$(source_revision)
-    start_proxy
     trap 'stop_proxy; seal' EXIT
+    start_proxy
     say "node1 builds and pushes the plugin with only its Docker ($(node_docker 1 version -f '{{.Server.Version}}'))"
     "$DOCKER" exec -w "$work/src" -e "DOCKER_CONFIG=$work/docker" \
         -e "PATH=$work/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
