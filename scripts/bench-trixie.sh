@@ -15,6 +15,9 @@
 #   BENCH_RESTORE_VOLUMES  volumes restored at start (default 100)
 #   BENCH_DATA_MIB         size of the data-path file (default 64)
 #   BENCH_PARTS            parts to run (default 6,7)
+#   BENCH_SERVER_CPUS      CPUs for the sshd servers alone (say 1); netfs and
+#                          its clients get the others, as if the server were
+#                          another machine (default: all share every CPU)
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh
@@ -57,4 +60,5 @@ exec "$DOCKER" run --rm --network host --device /dev/fuse \
     --runs "${BENCH_RUNS:-3}" --peer-runs 0 \
     --restore-volumes "${BENCH_RESTORE_VOLUMES:-100}" \
     --data-mib "${BENCH_DATA_MIB:-64}" \
-    --parts "${BENCH_PARTS:-6,7}"
+    --parts "${BENCH_PARTS:-6,7}" \
+    ${BENCH_SERVER_CPUS:+--server-cpus "$BENCH_SERVER_CPUS"}

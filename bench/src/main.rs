@@ -36,7 +36,7 @@ use crate::sshd::{Flavour, Sshd};
 
 const USAGE: &str = "usage: netfs-bench [--netfs PATH] [--runs N] [--peer-runs N] \
 [--volumes N] [--rclone-volumes N] [--restore-volumes N] [--data-mib N] [--data-detail] \
-[--parts 1,2,3,4,5,6,7,8] [--work DIR] [--out FILE] [--charts DIR]";
+[--parts 1,2,3,4,5,6,7,8] [--work DIR] [--out FILE] [--charts DIR] [--server-cpus 1,...]";
 
 const BEGIN: &str =
     "<!-- results:begin (written by `make bench`; edits inside are overwritten) -->";
@@ -56,6 +56,9 @@ struct Args {
     out: Option<PathBuf>,
     /// Where part 7 writes its SVG charts.
     charts: Option<PathBuf>,
+    /// CPUs for the sshd servers alone; the benchmark, netfs, the tools
+    /// and the peers get the others, as if the server were another machine.
+    server_cpus: Vec<usize>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -72,6 +75,7 @@ fn parse_args() -> Result<Args> {
         work: std::env::temp_dir().join(format!("netfs-bench.{}", std::process::id())),
         out: None,
         charts: None,
+        server_cpus: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -97,6 +101,12 @@ fn parse_args() -> Result<Args> {
             "--work" => a.work = value()?.into(),
             "--out" => a.out = Some(value()?.into()),
             "--charts" => a.charts = Some(value()?.into()),
+            "--server-cpus" => {
+                a.server_cpus = value()?
+                    .split(',')
+                    .map(|c| c.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()?
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -188,6 +198,25 @@ fn clean_up(work: &Path) {
     }
 }
 
+/// Binds the servers to `server` and this process (whatever it starts
+/// next: netfs, the tools, the peers) to the other CPUs.
+fn split_cpus<'a>(
+    server: &[usize],
+    sshds: impl IntoIterator<Item = Option<&'a Sshd>>,
+) -> Result<()> {
+    let all = std::thread::available_parallelism()?.get();
+    let client: Vec<usize> = (0..all).filter(|c| !server.contains(c)).collect();
+    if client.is_empty() || server.iter().any(|&c| c >= all) {
+        bail!("--server-cpus {server:?} must leave some of CPUs 0..{all} to the client");
+    }
+    for sshd in sshds.into_iter().flatten() {
+        sshd.pin(server)?;
+    }
+    procs::pin_threads(std::process::id() as i32, &client)?;
+    println!("servers on CPUs {server:?}, netfs and its clients on CPUs {client:?}");
+    Ok(())
+}
+
 /// Everything worth saying under the table: how the figures were taken.
 #[derive(Default)]
 struct Notes {
@@ -216,6 +245,9 @@ async fn run_all(args: &Args) -> Result<(Report, Notes)> {
     } else {
         None
     };
+    if !args.server_cpus.is_empty() {
+        split_cpus(&args.server_cpus, [Some(&sshd), debian.as_ref()])?;
+    }
     let mut report = Report::default();
     let mut notes = Notes::default();
     if args.parts.contains(&4) {

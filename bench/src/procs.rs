@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result};
+use nix::sched::{sched_setaffinity, CpuSet};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -32,6 +34,33 @@ pub fn kill_tree(pid: i32) {
         kill_tree(child);
     }
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// Binds every thread of `pid` and of everything below it to `cpus`;
+/// what they start later inherits it.
+pub fn pin_tree(pid: i32, cpus: &[usize]) -> Result<()> {
+    for child in children(pid) {
+        pin_tree(child, cpus)?;
+    }
+    pin_threads(pid, cpus)
+}
+
+/// Binds every thread of `pid` to `cpus`.
+pub fn pin_threads(pid: i32, cpus: &[usize]) -> Result<()> {
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu).with_context(|| format!("no CPU {cpu}"))?;
+    }
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("cannot list the threads of {pid}"))?;
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        sched_setaffinity(Pid::from_raw(tid), &set)
+            .with_context(|| format!("cannot bind thread {tid} of {pid} to CPUs {cpus:?}"))?;
+    }
+    Ok(())
 }
 
 /// Polls `done` every `every` until it holds or `within` passes.

@@ -42,6 +42,11 @@ impl Sshd {
         })
     }
 
+    /// Binds the server, and the sessions it starts from now on, to `cpus`.
+    pub fn pin(&self, cpus: &[usize]) -> Result<()> {
+        procs::pin_tree(self.child.id() as i32, cpus)
+    }
+
     /// Lines of its log saying it refused connections past `MaxStartups`.
     pub fn throttled(&self) -> usize {
         let log = fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
