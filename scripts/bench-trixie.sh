@@ -27,8 +27,7 @@ pick_docker || die "dockerd does not answer; run scripts/setup.sh"
 
 cd "$NETFS_TOP"
 say "building netfs and the benchmark"
-cargo build --release --locked
-cargo build --release --locked -p netfs-bench
+cargo build --release --locked -p netfs -p netfs-bench
 
 image=netfs-bench-trixie:latest
 if ! "$DOCKER" image inspect "$image" >/dev/null 2>&1; then

@@ -131,7 +131,8 @@ pub fn start() -> io::Result<Role> {
 }
 
 /// Waits for every child of netfs that is a zombie and not tokio's; returns
-/// how many. Cheap enough to run on every SIGCHLD: one read of /proc/*/stat.
+/// how many. Reads every /proc/*/stat: run every `SWEEP_EVERY`, and on
+/// SIGCHLD only where the kernel cannot list netfs's children.
 pub fn reap_orphans() -> usize {
     reap(zombie_children(std::process::id() as i32))
 }

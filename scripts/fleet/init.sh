@@ -67,8 +67,8 @@ CONFIG
 proxy)
     # The fleet's one way out, there only while `fleet.sh build` runs: an
     # HTTP proxy for FLEET_SUBNET that reaches the hosts named as arguments
-    # (what a plugin build fetches from) on ports 80 and 443, and nothing
-    # else. Each connection is logged.
+    # (what a plugin build fetches from), tunnelling (CONNECT) only to their
+    # port 443, and nothing else. Each connection is logged.
     filter=/run/fleet-proxy.filter
     : >"$filter"
     for host in "$@"; do

@@ -123,7 +123,7 @@ pub struct Reattacher {
 /// `/proc` found them: each namespace once, through the first of its
 /// processes that answered.
 #[derive(Debug, Default)]
-pub struct Scan {
+struct Scan {
     tables: Vec<(i32, u64, Vec<MountEntry>)>,
 }
 
@@ -193,28 +193,31 @@ impl Scans {
             }
             state.running = true;
             drop(state);
-            let scanning = Scanning(self);
-            let scan = Scan::take(host).map(Arc::new);
-            std::mem::forget(scanning);
+            let mut scanning = Scanning {
+                scans: self,
+                scan: None,
+            };
+            scanning.scan = Scan::take(host).map(Arc::new);
+            drop(scanning);
             state = self.lock();
-            state.running = false;
-            state.count += 1;
-            state.last = scan;
-            self.finished.notify_all();
         }
     }
 }
 
-/// Lets the waiting passes go on (to scan themselves) if a scan panics.
-struct Scanning<'a>(&'a Scans);
+/// A scan under way: when it ends, even by a panic (then with no scan),
+/// it is published and the waiting passes go on.
+struct Scanning<'a> {
+    scans: &'a Scans,
+    scan: Option<Arc<Scan>>,
+}
 
 impl Drop for Scanning<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
+        let mut state = self.scans.lock();
         state.running = false;
         state.count += 1;
-        state.last = None;
-        self.0.finished.notify_all();
+        state.last = self.scan.take();
+        self.scans.finished.notify_all();
     }
 }
 
@@ -325,7 +328,7 @@ impl Reattacher {
 /// The namespaces other than netfs's own that hold, as the topmost mount
 /// at some place, a mount of one of the `dead` devices with the live
 /// mount's type and source; one holder per namespace.
-pub fn holders(scan: &Scan, host: &dyn Host, live: &MountEntry, dead: &[String]) -> Vec<Holder> {
+fn holders(scan: &Scan, host: &dyn Host, live: &MountEntry, dead: &[String]) -> Vec<Holder> {
     let mut found = Vec::new();
     for (pid, ns, entries) in &scan.tables {
         let (pid, ns) = (*pid, *ns);
