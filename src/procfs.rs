@@ -105,6 +105,10 @@ pub struct ProcStat {
     /// CPU time in user and in kernel mode, in clock ticks.
     pub utime: u64,
     pub stime: u64,
+    /// The same for the children it has waited for (and theirs, as far as
+    /// each waited for its own).
+    pub cutime: u64,
+    pub cstime: u64,
 }
 
 impl ProcStat {
@@ -129,6 +133,8 @@ impl ProcStat {
             pgrp: field(2)?.parse().ok()?,
             utime: field(11)?.parse().ok()?,
             stime: field(12)?.parse().ok()?,
+            cutime: field(13)?.parse().ok()?,
+            cstime: field(14)?.parse().ok()?,
         })
     }
 }
@@ -297,11 +303,11 @@ mod tests {
 
     #[test]
     fn a_command_name_with_spaces_and_parentheses_is_skipped_whole() {
-        let text = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5 1 1\n";
+        let text = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 11 5 20 0 1 0 5 1 1\n";
         let s = ProcStat::parse(text).unwrap();
         assert_eq!(s.comm, "a (b) c");
         assert_eq!((s.state, s.ppid, s.pgrp), ('S', 1, 4242));
-        assert_eq!((s.utime, s.stime), (7, 3));
+        assert_eq!((s.utime, s.stime, s.cutime, s.cstime), (7, 3, 11, 5));
         assert!(!s.is_zombie());
         assert!(
             ProcStat::parse("1 (x) Z 0").is_none(),

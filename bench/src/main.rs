@@ -761,9 +761,13 @@ async fn restores(
     if args.parts.contains(&6) {
         let count = args.restore_volumes;
         let refused = sshd.throttled();
+        let server = ServerCpu::from(sshd).await?;
         let took = netfs_restore(&mut netfs("restore-netfs", "volume")?, count, sshd, "").await?;
+        let (netfs_cpu, server) = server.per_login(sshd).await?;
         let floor = restore::bare(sshd, &dir.join("restore-bare"), count, "").await?;
+        let (bare_cpu, _) = server.per_login(sshd).await?;
         println!("restore: netfs {took:.2} s, bare sshfs x{count} {floor:.2} s");
+        println!("server CPU per login: netfs {netfs_cpu:.1} ms, bare sshfs {bare_cpu:.1} ms");
         let (peer_took, peer_note) = if peer {
             rclone_restore(&mut rclone("restore-rclone")?, count, sshd).await?
         } else {
@@ -805,6 +809,16 @@ async fn restores(
                 goal: Some((Goal::AtMost(5.0), "≤ 5 s")),
             });
         }
+        add(reports, || Figure {
+            part: 6,
+            what: "the server's CPU per login of that restore (sshd and all it started)".into(),
+            unit: Unit::Ms,
+            netfs: Some(netfs_cpu),
+            peer: BARE_FLOOR,
+            peer_value: Some(bare_cpu),
+            peer_note: None,
+            goal: None,
+        });
     }
     Ok(())
 }
@@ -1019,6 +1033,33 @@ async fn netfs_restore(daemon: &mut Daemon, count: usize, sshd: &Sshd, extra: &s
             "netfs restored only {mounted} of {count} volumes within {:?}",
             restore::WITHIN
         ),
+    }
+}
+
+/// The server's CPU time and logins at one moment, to charge what follows
+/// per login.
+struct ServerCpu {
+    secs: f64,
+    logins: usize,
+}
+
+impl ServerCpu {
+    async fn from(sshd: &Sshd) -> Result<Self> {
+        Ok(Self {
+            secs: sshd.cpu_seconds().await?,
+            logins: sshd.logins(),
+        })
+    }
+
+    /// Milliseconds of server CPU per login since `self`, once every
+    /// connection has closed; and the moment to count from next.
+    async fn per_login(&self, sshd: &Sshd) -> Result<(f64, Self)> {
+        let now = Self::from(sshd).await?;
+        let logins = now.logins.saturating_sub(self.logins);
+        if logins == 0 {
+            bail!("the server counted no login");
+        }
+        Ok(((now.secs - self.secs) * 1000.0 / logins as f64, now))
     }
 }
 

@@ -7,8 +7,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::procs;
 
@@ -51,6 +52,25 @@ impl Sshd {
     pub fn throttled(&self) -> usize {
         let log = fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
         stock_sshd::throttled(&log).len()
+    }
+
+    /// CPU seconds the server has spent so far, its own and those of every
+    /// connection it served (each sshd waits for what it starts, so their
+    /// time adds up in its children's). Waits, at most 10 s, until no
+    /// connection is left, so that what just closed is counted.
+    pub async fn cpu_seconds(&self) -> Result<f64> {
+        let pid = self.child.id() as i32;
+        let until = Instant::now() + Duration::from_secs(10);
+        while !procs::children(pid).is_empty() {
+            if Instant::now() > until {
+                bail!("sshd still serves connections 10 s after its clients closed");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stat = netfs::procfs::stat(pid).ok_or_else(|| anyhow!("sshd {pid} is gone"))?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) }.max(1) as f64;
+        Ok((stat.utime + stat.stime + stat.cutime + stat.cstime) as f64 / hz)
     }
 
     /// Logins it accepted so far (`LogLevel VERBOSE` logs each).
