@@ -42,10 +42,11 @@ trap cleanup EXIT
 cpus=$(nproc)
 server_cpu=$((cpus - 1))
 client_cpus=0-$((cpus > 1 ? cpus - 2 : 0))
-pin_server=() pin_client=()
+pin_server=() pin_client=() where="one CPU for all"
 if [ "$cpus" -gt 1 ]; then
     pin_server=(taskset -c "$server_cpu")
     pin_client=(taskset -c "$client_cpus")
+    where="servers on CPU $server_cpu, clients on $client_cpus"
 fi
 
 mkdir -p /run/sshd
@@ -141,8 +142,7 @@ for entry in "${configs[@]}"; do
     login "$port" # keys and caches warm
 done
 
-echo "server CPU per sftp login, $LOGINS logins x $ROUNDS rounds, $(ssh -V 2>&1 | cut -d, -f1)" \
-    "($(nproc) CPUs; servers on CPU ${pin_server[*]:+$server_cpu})"
+echo "server CPU per sftp login, $LOGINS logins x $ROUNDS rounds, $(ssh -V 2>&1 | cut -d, -f1) ($where)"
 for round in $(seq "$ROUNDS"); do
     for entry in "${configs[@]}"; do
         name=${entry%%|*}
