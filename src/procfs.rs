@@ -139,6 +139,13 @@ impl ProcStat {
     }
 }
 
+/// Clock ticks per second, the unit of [`ProcStat`]'s CPU times.
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    hz.max(1) as f64
+}
+
 /// `/proc/<pid>/stat`, if the process exists.
 pub fn stat(pid: i32) -> Option<ProcStat> {
     ProcStat::parse(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)

@@ -178,8 +178,7 @@ impl LoadSampler {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let me = std::process::id() as i32;
-            // SAFETY: sysconf has no preconditions.
-            let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) }.max(1) as f64;
+            let hz = netfs::procfs::ticks_per_second();
             let mut seen: HashMap<i32, u64> =
                 processes().into_iter().map(|(p, s)| (p, s.ticks)).collect();
             let mut by_name: HashMap<String, f64> = HashMap::new();

@@ -68,9 +68,8 @@ impl Sshd {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let stat = netfs::procfs::stat(pid).ok_or_else(|| anyhow!("sshd {pid} is gone"))?;
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) }.max(1) as f64;
-        Ok((stat.utime + stat.stime + stat.cutime + stat.cstime) as f64 / hz)
+        let ticks = stat.utime + stat.stime + stat.cutime + stat.cstime;
+        Ok(ticks as f64 / netfs::procfs::ticks_per_second())
     }
 
     /// Logins it accepted so far (`LogLevel VERBOSE` logs each).

@@ -29,9 +29,7 @@ const T: Duration = Duration::from_secs(20);
 /// Plugin CPU time (user + system, all threads) in seconds, from /proc.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = netfs::procfs::stat(pid as i32).expect("read plugin stat");
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) } as f64;
-    (stat.utime + stat.stime) as f64 / hz
+    (stat.utime + stat.stime) as f64 / netfs::procfs::ticks_per_second()
 }
 
 fn kill9(pid: i64) {
